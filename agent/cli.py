@@ -1,0 +1,200 @@
+"""The ``meterlink`` command: the agent, commissioning tools, the simulators and the demo.
+
+Every user error ends in one clear line on stderr and a non-zero exit, never a traceback:
+1 for a check that failed (bad config, bad signature), 2 for a command line that is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from meterlink import __version__
+
+from .errors import ConfigError, MeterlinkError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="run the agent (poll, store, sign, upload)")
+    p.add_argument("-c", "--config", required=True, type=Path, help="the site's TOML file")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides [log] level")
+    p.set_defaults(handler=cmd_run)
+
+
+def _add_check_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("check-config", help="validate a config file: OK, or one line per problem")
+    p.add_argument("config", type=Path)
+    p.set_defaults(handler=cmd_check_config)
+
+
+def _add_keygen(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("keygen", help="make the gateway's Ed25519 signing key pair")
+    p.add_argument("--out", required=True, type=Path, help="folder for gateway.key and gateway.pub")
+    p.add_argument("--force", action="store_true", help="replace an existing key (a new gateway identity)")
+    p.set_defaults(handler=cmd_keygen)
+
+
+def _add_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("verify", help="check signed messages and print their payloads")
+    p.add_argument("--pubkey", required=True, action="append", type=Path,
+                   help="gateway public key (PEM); repeat for old and new keys during a rotation")
+    p.add_argument("input", nargs="?", default="-", help="file of messages, one JSON per line, or - for stdin")
+    p.set_defaults(handler=cmd_verify)
+
+
+def _add_read(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("read", help="commissioning: poll meters once and print their values, store nothing")
+    p.add_argument("-c", "--config", required=True, type=Path)
+    p.add_argument("--meter", action="append", help="only this meter id (repeatable)")
+    p.set_defaults(handler=cmd_read)
+
+
+def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("status", help="what the store holds: pending readings, oldest, next seq")
+    p.add_argument("-c", "--config", required=True, type=Path)
+    p.set_defaults(handler=cmd_status)
+
+
+def _add_profiles(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("profiles", help="list the built-in meter profiles, or show one")
+    p.add_argument("name", nargs="?")
+    p.set_defaults(handler=cmd_profiles)
+
+
+def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from meterlink.sim import modbus_cli
+
+    p = sub.add_parser("sim", help="simulators: meters and platform side")
+    simsub = p.add_subparsers(dest="sim_command", required=True, metavar="KIND")
+    modbus = simsub.add_parser("modbus", help="simulated Modbus flowmeters over TCP and/or a pty")
+    modbus_cli.add_arguments(modbus)
+    modbus.set_defaults(handler=lambda args: asyncio.run(modbus_cli.run(args)))
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("demo", help="simulated meters, the agent and a verifying platform, in one command")
+    p.add_argument("--broker", help="use this broker (mqtt://HOST:PORT) instead of starting a private mosquitto")
+    p.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    p.add_argument("--dir", type=Path, help="keep config, keys and store here (default: a temporary folder)")
+    p.set_defaults(handler=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meterlink",
+        description="Edge agent for water-abstraction sites: reads flowmeters, keeps every reading "
+        "until the platform has it, signs and uploads it.",
+    )
+    parser.add_argument("--version", action="version", version=f"meterlink {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_run, _add_check_config, _add_keygen, _add_verify, _add_read, _add_status,
+                _add_profiles, _add_sim, _add_demo):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return 1
+    except MeterlinkError as exc:
+        print(f"meterlink: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from . import config as cfgmod
+
+    config = cfgmod.load(args.config)
+    for warning in cfgmod.warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
+    problems = cfgmod.check_files(config)
+    if problems:
+        raise ConfigError(*problems)
+    print(cfgmod.describe(config))
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from . import signing
+
+    key_path, pub_path = signing.generate_keypair(args.out, force=args.force)
+    kid = signing.thumbprint(signing.load_public_key(pub_path))
+    print(f"wrote {key_path} (private, mode 0600) and {pub_path} (public)")
+    print(f"kid {kid}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify_cmd import run_verify
+
+    return run_verify(args.pubkey, args.input)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import config as cfgmod
+    from . import logsetup
+    from .service import Agent
+
+    config = cfgmod.load(args.config)
+    problems = cfgmod.check_files(config)
+    if problems:
+        raise ConfigError(*problems)
+    logsetup.setup(args.log_level or config.log.level)
+    agent = Agent(config)
+    agent.build()  # key and store problems end here, as one line, before anything starts
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, agent.stop)
+        await agent.run()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    from .commission import read_once
+
+    return asyncio.run(read_once(args.config, args.meter))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .commission import show_status
+
+    return show_status(args.config)
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from .commission import show_profiles
+
+    return show_profiles(args.name)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

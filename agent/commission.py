@@ -1,0 +1,108 @@
+"""Commissioning tools for a technician on site: read meters once, look into the store, list profiles."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from meterlink.drivers.base import DriverError
+from meterlink.drivers.modbus import profiles
+from meterlink.drivers.modbus.driver import ModbusDriver
+
+from . import config as cfgmod
+from .clock import now_ms
+from .errors import MeterlinkError
+from .service import make_bus, meter_from_config
+
+
+async def read_once(config_path: Path, only: list[str] | None) -> int:
+    """Poll each meter once and print what it says. Exit 1 if any meter failed."""
+    config = cfgmod.load(config_path)
+    wanted = [m for m in config.meters if not only or m.id in only]
+    if only and (unknown := set(only) - {m.id for m in config.meters}):
+        raise MeterlinkError(f"no meter {', '.join(sorted(unknown))} in {config_path}")
+    failed = 0
+    for bus_name, bus_cfg in config.buses.items():
+        meters = [m for m in wanted if m.bus == bus_name]
+        if not meters:
+            continue
+        bus = make_bus(bus_name, bus_cfg)
+        driver = ModbusDriver(bus)
+        print(f"bus {bus_name} ({bus.describe()})")
+        try:
+            for mc in meters:
+                meter = meter_from_config(mc)
+                plan = ", ".join(f"fc{r.function:02d} {r.address}+{r.count}" for r in meter.requests)
+                started = time.monotonic()
+                try:
+                    readings = await driver.read(meter, now_ms())
+                except DriverError as exc:
+                    failed += 1
+                    print(f"  {mc.id} unit {mc.unit_id}: FAILED {type(exc).__name__}: {exc}  [{plan}]")
+                    continue
+                ms = (time.monotonic() - started) * 1000
+                print(f"  {mc.id} unit {mc.unit_id}: ok in {ms:.0f} ms  [{plan}]")
+                for r in readings:
+                    print(f"    {r.quantity:<18} {r.value:>16.6g} {r.unit}")
+        finally:
+            await bus.close()
+    return 1 if failed else 0
+
+
+def show_status(config_path: Path) -> int:
+    """Read-only look at the store, safe while the agent runs."""
+    config = cfgmod.load(config_path)
+    path = config.store.path
+    if not path.exists():
+        raise MeterlinkError(f"store {path} does not exist yet (the agent has not run)")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        meta = dict(db.execute("SELECT key, value FROM meta"))
+        low = int(meta.get("pending_from", 1))
+        pending, oldest = db.execute(
+            "SELECT count(*), min(ts) FROM readings WHERE seq >= ? AND sent IS NULL", (low,)
+        ).fetchone()
+        rows, last_sent = db.execute("SELECT count(*), max(sent) FROM readings").fetchone()
+        events = db.execute("SELECT count(*) FROM events WHERE sent IS NULL").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise MeterlinkError(f"store {path}: {exc}") from None
+    finally:
+        db.close()
+    def when(ms: int | None) -> str:
+        return "-" if ms is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
+    print(f"store          {path}")
+    print(f"gateway        {meta.get('gateway')}")
+    print(f"next seq       {meta.get('next_seq')}")
+    print(f"readings held  {rows}")
+    print(f"pending        {pending} (oldest {when(oldest)})")
+    print(f"last confirmed {when(last_sent)}")
+    print(f"events pending {events}")
+    return 0
+
+
+def show_profiles(name: str | None) -> int:
+    if name is None:
+        for n in profiles.names():
+            print(f"{n:<20} {profiles.load(n).title}")
+        return 0
+    try:
+        profile = profiles.load(name)
+    except KeyError:
+        raise MeterlinkError(f"no profile {name!r}; built-in: {', '.join(profiles.names())}") from None
+    s = profile.serial
+    print(f"{profile.name}: {profile.title}")
+    print(f"function {profile.function:02d}, numbering {profile.numbering}, serial {s.baudrate} "
+          f"{s.bytesize}{s.parity}{s.stopbits}")
+    for reg in profile.registers:
+        extra = ""
+        if reg.fraction:
+            extra += f" + fraction @{reg.fraction.address} {reg.fraction.type}"
+        if reg.high:
+            extra += f" + high @{reg.high.address} x{reg.high.multiplier:g}"
+        if reg.decimals_register is not None:
+            extra += f" / 10^reg{reg.decimals_register}"
+        print(f"  {reg.quantity:<18} @{reg.address:<5} {reg.type:<8} {reg.word_order}{extra}  {reg.unit}")
+    for note in profile.notes:
+        print(f"  note: {note}")
+    return 0

@@ -1,0 +1,366 @@
+"""The site configuration: one TOML file, validated by pydantic models that forbid unknown keys.
+
+A technician misspells keys; a silently ignored key is a meter that never reports. So every model
+forbids extra keys, and every error names its path (``meters[well-1].unit_id: ...``).
+
+Relative paths in the file are relative to the file itself, so a site folder can be moved whole.
+Secrets (the MQTT password) come from a file or an environment variable, never from this file, and
+are held as ``SecretStr`` so they never appear in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from meterlink.drivers.modbus import profiles
+from meterlink.drivers.modbus.registermap import RegisterMap, RegisterSpec
+from meterlink.protocols.modbus.values import ValueSpec
+
+from .errors import ConfigError
+
+# Baud rates a UART on an RTU or a Raspberry Pi actually offers; anything else is a typo.
+BAUDRATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200)
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Ident = Annotated[str, Field(pattern=ID_PATTERN)]
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def _resolve(value: Any, info: ValidationInfo) -> Any:
+    """A path relative to the config file's folder (passed in the validation context)."""
+    if not isinstance(value, str):
+        return value  # not a path: leave the type error to pydantic
+    base = (info.context or {}).get("base_dir", Path.cwd())
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+class GatewayConfig(Strict):
+    id: Ident
+    poll_interval: Annotated[int, Field(ge=1, le=86400)] = 60
+
+
+class BusConfig(Strict):
+    """A serial RS-485 line or a Modbus TCP endpoint. ``type`` decides which keys apply."""
+
+    type: Literal["serial", "tcp"]
+    # serial
+    device: str | None = None
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    # tcp
+    host: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    # both
+    timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
+    retries: Annotated[int, Field(ge=0, le=5)] = 2
+
+    @field_validator("baudrate")
+    @classmethod
+    def _known_baudrate(cls, v: int) -> int:
+        if v not in BAUDRATES:
+            raise ValueError(f"{v} is not a standard baud rate ({', '.join(map(str, BAUDRATES))})")
+        return v
+
+    @model_validator(mode="after")
+    def _keys_match_type(self) -> BusConfig:
+        given = self.model_fields_set
+        if self.type == "serial":
+            if not self.device:
+                raise ValueError("a serial bus needs device (e.g. /dev/ttyUSB0)")
+            stray = given & {"host", "port"}
+        else:
+            if not self.host:
+                raise ValueError("a tcp bus needs host")
+            stray = given & {"device", "baudrate", "parity", "stopbits", "bytesize"}
+        if stray:
+            raise ValueError(f"{', '.join(sorted(stray))} do(es) not apply to a {self.type} bus")
+        return self
+
+
+class MeterConfig(Strict):
+    id: Ident
+    bus: str
+    unit_id: Annotated[int, Field(ge=0, le=255)] = 1
+    poll_interval: Annotated[int, Field(ge=1, le=86400)] | None = None
+    profile: str | None = None
+    function: Literal[3, 4] | None = None
+    numbering: Literal["wire", "manual"] | None = None
+    registers: list[RegisterSpec] | None = None
+    max_gap: Annotated[int, Field(ge=0, le=64)] | None = None
+    # Per-meter adjustments on top of a profile (a totalizer multiplier, a unit id on a TCP gateway).
+    scale: dict[str, float] = {}
+    enabled: bool = True
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, v: str | None) -> str | None:
+        if v is not None and v not in profiles.names():
+            raise ValueError(f"unknown profile {v!r}; built-in profiles: {', '.join(profiles.names())}")
+        return v
+
+    @model_validator(mode="after")
+    def _profile_or_map(self) -> MeterConfig:
+        if (self.profile is None) == (self.registers is None):
+            raise ValueError("give either profile = NAME or an inline [[meters.registers]] map, not both")
+        if self.registers is not None and self.numbering is None:
+            raise ValueError("an inline map must state numbering = \"wire\" (0-based) or \"manual\" (1-based)")
+        if self.profile is not None and (self.numbering is not None or self.function is not None):
+            raise ValueError("numbering and function come from the profile; use an inline map to change them")
+        try:  # overlapping registers and duplicate quantities are errors now, not at run time
+            self.register_map()
+        except ValidationError as exc:
+            raise ValueError("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())) from None
+        known = {r.quantity for r in self.register_map().registers}
+        if unknown := set(self.scale) - known:
+            raise ValueError(f"scale names quantities this meter does not read: {', '.join(sorted(unknown))}")
+        return self
+
+    def register_map(self) -> RegisterMap:
+        """The meter's map: its profile's, or the inline one."""
+        if self.profile is not None:
+            profile = profiles.load(self.profile)
+            if self.max_gap is None:
+                return profile
+            return RegisterMap(function=profile.function, numbering=profile.numbering, max_gap=self.max_gap,
+                               registers=profile.registers)
+        assert self.registers is not None and self.numbering is not None
+        return RegisterMap(function=self.function or 3, numbering=self.numbering, max_gap=self.max_gap or 0,
+                           registers=self.registers)
+
+    def value_specs(self) -> list[ValueSpec]:
+        """The meter's values with wire addresses, scaled by any per-meter ``scale``."""
+        specs = self.register_map().value_specs()
+        return [replace(s, scale=s.scale * self.scale.get(s.quantity, 1.0)) for s in specs]
+
+
+class StoreConfig(Strict):
+    path: Path = Path("meterlink.db")
+    capacity_mb: Annotated[float, Field(ge=1, le=1_000_000)] = 256
+    retention_days: Annotated[float, Field(ge=0, le=3650)] = 35
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _relative_to_file(cls, v: Any, info: ValidationInfo) -> Any:
+        return _resolve(v, info)
+
+
+class SigningConfig(Strict):
+    key: Path
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _relative_to_file(cls, v: Any, info: ValidationInfo) -> Any:
+        return _resolve(v, info)
+
+
+class MqttConfig(Strict):
+    broker: str
+    client_id: str | None = None
+    protocol: Literal["5", "3.1.1"] = "5"
+    ca: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    topic_prefix: Annotated[str, Field(pattern=r"^[^#+\s]+$")] = "meterlink"
+    upload_interval: Annotated[int, Field(ge=1, le=86400)] = 60
+    batch_size: Annotated[int, Field(ge=1, le=5000)] = 500
+    keepalive: Annotated[int, Field(ge=5, le=3600)] = 60
+    publish_timeout: Annotated[float, Field(gt=0, le=300)] = 10
+    compression: Literal["deflate", "none"] = "deflate"
+
+    @field_validator("ca", "client_cert", "client_key", "password_file", mode="before")
+    @classmethod
+    def _relative_to_file(cls, v: Any, info: ValidationInfo) -> Any:
+        return _resolve(v, info)
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError("must start with mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise ValueError("has no host name")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials; use username and password_file or password_env")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        return v
+
+    @model_validator(mode="after")
+    def _tls_and_secrets(self) -> MqttConfig:
+        tls = self.tls
+        if not tls and (self.ca or self.client_cert or self.client_key):
+            raise ValueError("ca/client_cert/client_key need an mqtts:// broker (TLS is never optional once set)")
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert and client_key go together")
+        if self.password_file and self.password_env:
+            raise ValueError("give password_file or password_env, not both")
+        if (self.password_file or self.password_env) and not self.username:
+            raise ValueError("a password needs a username")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.broker).scheme == "mqtts"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.broker).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.broker).port or (8883 if self.tls else 1883)
+
+    def password(self) -> SecretStr | None:
+        """Read the password now (a file can be rotated between restarts)."""
+        if self.password_file is not None:
+            return SecretStr(self.password_file.read_text(encoding="utf-8").rstrip("\r\n"))
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(f"uplink.mqtt.password_env: environment variable {self.password_env} is not set")
+            return SecretStr(value)
+        return None
+
+
+class UplinkConfig(Strict):
+    mqtt: MqttConfig
+
+
+class ClockConfig(Strict):
+    # "kernel": trust the kernel's NTP state (adjtimex). "assume_synced": a site with an RTC or GPS.
+    sync_check: Literal["kernel", "assume_synced"] = "kernel"
+
+
+class LogConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(Strict):
+    gateway: GatewayConfig
+    buses: dict[Ident, BusConfig] = Field(min_length=1)
+    meters: list[MeterConfig] = Field(min_length=1)
+    store: StoreConfig = StoreConfig()
+    signing: SigningConfig
+    uplink: UplinkConfig
+    clock: ClockConfig = ClockConfig()
+    log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Config:
+        seen: set[str] = set()
+        for meter in self.meters:
+            if meter.id in seen:
+                raise ValueError(f"meter id {meter.id!r} is used twice")
+            seen.add(meter.id)
+            bus = self.buses.get(meter.bus)
+            if bus is None:
+                raise ValueError(f"meters[{meter.id}].bus: no bus named {meter.bus!r} (buses: {', '.join(self.buses)})")
+            if bus.type == "serial" and not 1 <= meter.unit_id <= 247:
+                raise ValueError(f"meters[{meter.id}].unit_id: {meter.unit_id} is not a serial unit id (1..247)")
+        units: dict[tuple[str, int], str] = {}
+        for meter in self.meters:
+            key = (meter.bus, meter.unit_id)
+            if key in units and self.buses[meter.bus].type == "serial":
+                raise ValueError(
+                    f"meters[{meter.id}].unit_id: {meter.unit_id} is already used by {units[key]} on bus {meter.bus}"
+                )
+            units[key] = meter.id
+        return self
+
+    def poll_interval(self, meter: MeterConfig) -> int:
+        return meter.poll_interval or self.gateway.poll_interval
+
+    @property
+    def enabled_meters(self) -> list[MeterConfig]:
+        return [m for m in self.meters if m.enabled]
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file.
+
+    Raises:
+        ConfigError: with one ``path.to.key: reason`` line per problem.
+    """
+    from .config_errors import format_validation_error, read_toml
+
+    file = Path(path)
+    data = read_toml(file)
+    try:
+        return Config.model_validate(data, context={"base_dir": file.resolve().parent})
+    except Exception as exc:  # pydantic.ValidationError, but also errors raised inside validators
+        raise ConfigError(*format_validation_error(exc, data)) from None
+
+
+def warnings(config: Config) -> list[str]:
+    """Problems that are not errors: a serial adapter that is unplugged right now comes back."""
+    out = []
+    for name, bus in config.buses.items():
+        if bus.type == "serial" and bus.device and not os.path.exists(bus.device):
+            out.append(f"buses.{name}.device: {bus.device} does not exist right now (adapter unplugged?)")
+    for meter in config.meters:
+        if not meter.enabled:
+            out.append(f"meters[{meter.id}]: disabled, it will not be polled")
+    return out
+
+
+def check_files(config: Config) -> list[str]:
+    """Errors about files the config names (keys, certificates): these must exist to run."""
+    problems = []
+    candidates: list[tuple[str, Path | None]] = [
+        ("signing.key", config.signing.key),
+        ("uplink.mqtt.ca", config.uplink.mqtt.ca),
+        ("uplink.mqtt.client_cert", config.uplink.mqtt.client_cert),
+        ("uplink.mqtt.client_key", config.uplink.mqtt.client_key),
+        ("uplink.mqtt.password_file", config.uplink.mqtt.password_file),
+    ]
+    for key, path in candidates:
+        if path is None:
+            continue
+        if not path.exists():
+            problems.append(f"{key}: {path} does not exist")
+        elif not path.is_file():
+            problems.append(f"{key}: {path} is not a file")
+        elif not os.access(path, os.R_OK):
+            problems.append(f"{key}: {path} is not readable by this user")
+    env = config.uplink.mqtt.password_env
+    if env and env not in os.environ:
+        problems.append(f"uplink.mqtt.password_env: environment variable {env} is not set")
+    store_dir = config.store.path.parent
+    if store_dir.exists() and not os.access(store_dir, os.W_OK):
+        problems.append(f"store.path: folder {store_dir} is not writable by this user")
+    return problems
+
+
+def describe(config: Config) -> str:
+    """The ``OK`` line of check-config."""
+    meters = len(config.enabled_meters)
+    buses = len({m.bus for m in config.enabled_meters})
+    return f"OK: {meters} meter{'s' if meters != 1 else ''} on {buses} bus{'es' if buses != 1 else ''}"
+

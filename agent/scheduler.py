@@ -1,0 +1,132 @@
+"""Polling on schedule: one task per bus, slots aligned to the wall clock.
+
+Each bus runs its own loop, so a dead bus never delays another. On a bus, meters are polled one
+after the other (the bus lock serialises them anyway), and a meter that does not answer costs at
+most its timeout x tries. All readings of one wake-up of a bus (one *poll cycle*) are handed to the
+store together and committed in one transaction.
+
+If a cycle overruns a meter's next slot, that slot is skipped and counted: polling late would
+label a reading with a slot it was not taken in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from meterlink.drivers.base import DriverError, Flag, Reading
+from meterlink.drivers.modbus.driver import ModbusDriver, ModbusMeter
+
+from .clock import ClockCheck, next_slot, now_ms
+
+log = logging.getLogger("meterlink.poll")
+
+Sink = Callable[[Sequence[Reading]], Awaitable[None]]
+EventSink = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class MeterState:
+    """What the agent knows about one meter's health (counters reset only at restart)."""
+
+    polls: int = 0
+    ok: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    consecutive_failures: int = 0
+    online: bool | None = None  # None until the first poll
+    missed_slots: int = 0
+    last_error: str = ""
+
+
+@dataclass(slots=True)
+class ScheduledMeter:
+    meter: ModbusMeter
+    interval_ms: int
+    state: MeterState = field(default_factory=MeterState)
+    due: int = 0
+
+
+class BusPoller:
+    def __init__(
+        self,
+        name: str,
+        driver: ModbusDriver,
+        meters: list[ScheduledMeter],
+        sink: Sink,
+        events: EventSink,
+        clock_check: ClockCheck,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.name = name
+        self.driver = driver
+        self.meters = meters
+        self.sink = sink
+        self.events = events
+        self.clock_check = clock_check
+        self.clock = clock
+        self.cycles = 0
+
+    async def run(self) -> None:
+        now = self.clock()
+        for m in self.meters:
+            m.due = next_slot(now, m.interval_ms)
+        while True:
+            wake = min(m.due for m in self.meters)
+            delay = (wake - self.clock()) / 1000
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.cycle()
+
+    async def cycle(self) -> list[Reading]:
+        """Poll every meter that is due, store their readings in one transaction."""
+        now = self.clock()
+        due = [m for m in self.meters if m.due <= now]
+        flags = Flag.NONE if self.clock_check.synced() else Flag.CLOCK_UNSYNCED
+        readings: list[Reading] = []
+        for m in due:
+            readings.extend(await self._poll(m, flags))
+        after = self.clock()
+        for m in due:
+            following = next_slot(max(after, m.due), m.interval_ms)
+            skipped = (following - m.due) // m.interval_ms - 1
+            if skipped > 0:
+                m.state.missed_slots += skipped
+                log.warning("event=slots_missed bus=%s meter=%s missed=%d reason=cycle_overran",
+                            self.name, m.meter.id, skipped)
+            m.due = following
+        if readings:
+            await self.sink(readings)
+        self.cycles += 1
+        return readings
+
+    async def _poll(self, m: ScheduledMeter, flags: int) -> list[Reading]:
+        state = m.state
+        state.polls += 1
+        try:
+            readings = await self.driver.read(m.meter, m.due, flags)
+        except DriverError as exc:
+            kind = type(exc).__name__
+            state.failures[kind] = state.failures.get(kind, 0) + 1
+            state.consecutive_failures += 1
+            state.last_error = str(exc)
+            # First failure, then every 10th: a dead meter must not flood the journal.
+            if state.consecutive_failures == 1 or state.consecutive_failures % 10 == 0:
+                log.warning("event=poll_failed bus=%s meter=%s unit=%d error=%s detail=%r consecutive=%d",
+                            self.name, m.meter.id, m.meter.unit_id, kind, str(exc), state.consecutive_failures)
+            if state.online is not False:
+                state.online = False
+                await self.events("meter_offline", {"meter": m.meter.id, "error": kind, "detail": str(exc)})
+            return []
+        state.ok += 1
+        if state.online is not True:
+            if state.online is False:
+                log.info("event=meter_recovered bus=%s meter=%s after_failures=%d",
+                         self.name, m.meter.id, state.consecutive_failures)
+                await self.events("meter_online", {"meter": m.meter.id,
+                                                   "after_failures": state.consecutive_failures})
+            state.online = True
+        state.consecutive_failures = 0
+        return readings

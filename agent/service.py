@@ -1,0 +1,182 @@
+"""The running agent: wires config, buses, pollers, store, signer, MQTT link and uploader together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from meterlink.drivers.base import Reading
+from meterlink.drivers.modbus.bus import ModbusBus, SerialParams, TcpParams
+from meterlink.drivers.modbus.driver import ModbusDriver, ModbusMeter
+
+from . import signing
+from .clock import ClockCheck, now_ms
+from .config import BusConfig, Config, MeterConfig
+from .outbox import Outbox
+from .scheduler import BusPoller, ScheduledMeter
+from .store import Store
+from .uploader import Uploader
+from .uplinks.mqtt import MqttLink, MqttSettings, make_tls_context
+
+log = logging.getLogger("meterlink.agent")
+
+PURGE_EVERY_S = 3600
+
+
+def make_bus(name: str, cfg: BusConfig) -> ModbusBus:
+    params: SerialParams | TcpParams
+    if cfg.type == "serial":
+        assert cfg.device is not None
+        params = SerialParams(cfg.device, cfg.baudrate, cfg.parity, cfg.stopbits, cfg.bytesize)
+    else:
+        assert cfg.host is not None
+        params = TcpParams(cfg.host, cfg.port)
+    return ModbusBus(name, params, timeout=cfg.timeout, retries=cfg.retries)
+
+
+def meter_from_config(mc: MeterConfig) -> ModbusMeter:
+    return ModbusMeter(mc.id, mc.unit_id, mc.value_specs(), max_gap=mc.register_map().max_gap)
+
+
+def mqtt_settings(config: Config, *, backoff_max: float = 60.0) -> MqttSettings:
+    m = config.uplink.mqtt
+    gw = config.gateway.id
+    tls = None
+    if m.tls:
+        tls = make_tls_context(
+            str(m.ca) if m.ca else None,
+            str(m.client_cert) if m.client_cert else None,
+            str(m.client_key) if m.client_key else None,
+        )
+    return MqttSettings(
+        host=m.host,
+        port=m.port,
+        client_id=m.client_id or f"meterlink-{gw}",
+        status_topic=f"{m.topic_prefix}/{gw}/status",
+        protocol=m.protocol,
+        tls=tls,
+        username=m.username,
+        password=m.password(),
+        keepalive=m.keepalive,
+        connect_timeout=min(m.publish_timeout, 30.0),
+        backoff_max=backoff_max,
+    )
+
+
+@dataclass
+class Parts:
+    """Everything the agent built from its config, exposed for tests and the status command."""
+
+    store: Store
+    outbox: Outbox
+    link: MqttLink
+    uploader: Uploader
+    pollers: list[BusPoller]
+    buses: list[ModbusBus]
+
+
+class Agent:
+    def __init__(self, config: Config, *, check_key_mode: bool = True, backoff_max: float = 60.0) -> None:
+        self.config = config
+        self.check_key_mode = check_key_mode
+        self.backoff_max = backoff_max
+        self.stop_requested = asyncio.Event()
+        self.parts: Parts | None = None
+        self.ready = asyncio.Event()
+
+    def build(self) -> Parts:
+        cfg = self.config
+        key = signing.load_private_key(cfg.signing.key, check_mode=self.check_key_mode)
+        signer = signing.Signer(key, compress=cfg.uplink.mqtt.compression == "deflate")
+        store = Store(cfg.store.path, cfg.gateway.id, retention_ms=int(cfg.store.retention_days * 86_400_000))
+        outbox = Outbox(store)
+        link = MqttLink(mqtt_settings(cfg, backoff_max=self.backoff_max))
+        m = cfg.uplink.mqtt
+        uploader = Uploader(
+            outbox, link, signer,
+            gateway=cfg.gateway.id, topic_prefix=m.topic_prefix, interval_s=m.upload_interval,
+            batch_size=m.batch_size, publish_timeout=m.publish_timeout,
+        )
+        clock_check = ClockCheck(cfg.clock.sync_check)
+        buses, pollers = [], []
+        for name, bus_cfg in cfg.buses.items():
+            meters = [
+                ScheduledMeter(meter_from_config(mc), cfg.poll_interval(mc) * 1000)
+                for mc in cfg.enabled_meters
+                if mc.bus == name
+            ]
+            if not meters:
+                continue
+            bus = make_bus(name, bus_cfg)
+            buses.append(bus)
+            pollers.append(BusPoller(name, ModbusDriver(bus), meters, self._sink, self._event, clock_check))
+        self.parts = Parts(store, outbox, link, uploader, pollers, buses)
+        log.info("event=agent_started gateway=%s meters=%d buses=%d kid=%s store=%s next_seq=%d pending=%d",
+                 cfg.gateway.id, sum(len(p.meters) for p in pollers), len(pollers), signer.kid,
+                 cfg.store.path, store.next_seq, store.next_seq - store.pending_from)
+        return self.parts
+
+    async def _sink(self, readings: Sequence[Reading]) -> None:
+        assert self.parts is not None
+        first, last = await self.parts.outbox.call(self.parts.store.append, readings)
+        log.debug("event=captured readings=%d seq=%d-%d", len(readings), first, last)
+
+    async def _event(self, kind: str, detail: dict[str, Any]) -> None:
+        assert self.parts is not None
+        await self.parts.outbox.call(self.parts.store.add_event, kind, now_ms(), detail)
+        self.parts.uploader.wake.set()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; then stop polling, finish the publish in flight, close."""
+        parts = self.parts or await asyncio.get_running_loop().run_in_executor(None, self.build)
+        store = parts.store
+        if store.seq_jump is not None:
+            had, now = store.seq_jump
+            await self._event("store_replaced", {"seq_from": had, "seq_to": now})
+        await self._event("agent_started", {"host": socket.gethostname(), "pid": os.getpid()})
+        link_task = asyncio.create_task(parts.link.run(), name="meterlink.mqtt")
+        poll_tasks = [asyncio.create_task(p.run(), name=f"meterlink.poll.{p.name}") for p in parts.pollers]
+        upload_task = asyncio.create_task(parts.uploader.run(), name="meterlink.upload")
+        purge_task = asyncio.create_task(self._housekeeping(), name="meterlink.purge")
+        self.ready.set()
+        tasks = [link_task, upload_task, purge_task, *poll_tasks]
+        stop_wait = asyncio.create_task(self.stop_requested.wait())
+        done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        crashed = [t for t in done if t is not stop_wait and not t.cancelled() and t.exception()]
+        for t in poll_tasks + [purge_task]:
+            t.cancel()
+        await asyncio.gather(*poll_tasks, purge_task, return_exceptions=True)
+        # Let the publish in flight finish (bounded by its timeout), then say goodbye.
+        parts.uploader.stopping = True
+        parts.uploader.wake.set()
+        try:
+            await asyncio.wait_for(upload_task, parts.uploader.publish_timeout + 1)
+        except (TimeoutError, asyncio.CancelledError):
+            pass
+        await parts.link.close()
+        link_task.cancel()
+        await asyncio.gather(link_task, return_exceptions=True)
+        for bus in parts.buses:
+            await bus.close()
+        await parts.outbox.close()
+        stop_wait.cancel()
+        log.info("event=agent_stopped uploaded=%d readings_pending=%d", parts.uploader.stats.readings,
+                 store.next_seq - store.pending_from)
+        if crashed:
+            raise crashed[0].exception()  # type: ignore[misc]
+
+    def stop(self) -> None:
+        self.stop_requested.set()
+
+    async def _housekeeping(self) -> None:
+        assert self.parts is not None
+        while True:
+            await asyncio.sleep(PURGE_EVERY_S)
+            purged = await self.parts.outbox.call(self.parts.store.purge, now_ms())
+            if purged:
+                log.info("event=purged readings=%d", purged)

@@ -1,0 +1,319 @@
+"""The outbox: every reading on local disk until the far side has confirmed it.
+
+SQLite in WAL mode with ``synchronous=FULL``: a commit is on disk when it returns, and a crash
+image is the database file together with its ``-wal``. One transaction per poll cycle.
+
+``seq`` is assigned here, per gateway, from 1, by exactly 1 per reading, never reused. SQLite's
+plain ``INTEGER PRIMARY KEY`` would reuse the highest numbers once they are deleted, so the next
+number lives in ``meta`` and is committed with the readings that use it, and a durable mark outside
+the store (:mod:`seqmark`) survives the loss of the store itself.
+
+A reading is *pending* until :meth:`Store.mark_sent` records the far side's acknowledgement.
+Pending readings are found from a low-water mark (``pending_from``: no seq below it is pending)
+by a primary-key range scan; an index on ``sent`` would cost a third of the append rate.
+Delivered readings stay for ``retention`` (for local queries and reports), then are purged; the
+file was created with ``auto_vacuum=INCREMENTAL`` so purged pages are really given back.
+
+This class is synchronous and not thread-safe: the agent calls it from one worker thread
+(:class:`meterlink.agent.outbox.Outbox`), tests and benchmarks call it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from meterlink.drivers.base import Reading
+
+from .errors import StoreError
+from .payload import StoredEvent, StoredReading
+from .seqmark import SeqMark
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE series (
+    id INTEGER PRIMARY KEY,
+    meter TEXT NOT NULL, quantity TEXT NOT NULL, unit TEXT NOT NULL,
+    UNIQUE (meter, quantity, unit)
+);
+CREATE TABLE readings (
+    seq INTEGER PRIMARY KEY,      -- assigned by the store, see module docstring
+    series INTEGER NOT NULL,
+    value REAL NOT NULL,
+    ts INTEGER NOT NULL,          -- acquisition time, ms since epoch UTC
+    slot INTEGER NOT NULL,        -- scheduled poll slot, ms since epoch UTC
+    flags INTEGER NOT NULL,
+    sent INTEGER                  -- ms when the far side confirmed it; NULL while pending
+);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL,
+    sent INTEGER
+);
+CREATE INDEX events_pending ON events (seq) WHERE sent IS NULL;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    pending: int
+    oldest_pending_ts: int | None
+    next_seq: int
+    rows: int
+    events_pending: int
+    file_bytes: int
+
+
+class Store:
+    def __init__(self, path: Path, gateway: str, *, retention_ms: int = 35 * 86_400_000) -> None:
+        self.path = path
+        self.gateway = gateway
+        self.retention_ms = retention_ms
+        self.mark = SeqMark(path.with_name(path.name + ".seqmark"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._prepare()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"store {path}: {exc}") from exc
+        self._series: dict[tuple[str, str, str], int] = {}
+        self._series_by_id: dict[int, tuple[str, str, str]] = {}
+        for sid, meter, quantity, unit in self.db.execute("SELECT id, meter, quantity, unit FROM series"):
+            self._series[(meter, quantity, unit)] = sid
+            self._series_by_id[sid] = (meter, quantity, unit)
+        self.seq_jump: tuple[int, int] | None = None  # (had, continued at) when the store was replaced
+        self.next_seq = self._open_seq()
+        self.pending_from = int(self._meta("pending_from") or 1)
+        self._advance_pending_from()
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        db = self.db
+        fresh = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        if fresh:
+            # Must precede the first table: auto_vacuum cannot be switched on later without VACUUM.
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            raise StoreError(f"store {self.path}: cannot use WAL mode (got {mode})")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=OFF")
+        if fresh:
+            db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            db.execute(
+                "INSERT INTO meta VALUES ('schema', ?), ('gateway', ?), ('next_seq', 1), ('next_batch', 1), "
+                "('pending_from', 1)",
+                (SCHEMA_VERSION, self.gateway),
+            )
+        owner = self._meta("gateway")
+        if owner != self.gateway:
+            raise StoreError(f"store {self.path} belongs to gateway {owner!r}, not {self.gateway!r}")
+        schema = self._meta("schema")
+        if schema != SCHEMA_VERSION:
+            raise StoreError(f"store {self.path} has schema {schema}, this meterlink needs {SCHEMA_VERSION}")
+
+    def _open_seq(self) -> int:
+        stored = int(self._meta("next_seq"))
+        highest = self.db.execute("SELECT max(seq) FROM readings").fetchone()[0] or 0
+        next_seq = max(stored, highest + 1)
+        if self.mark.reserved > next_seq and stored == 1 and highest == 0:
+            # A new store after a used one: continue above every number that may have been used.
+            self.seq_jump = (next_seq, self.mark.reserved)
+            next_seq = self.mark.reserved
+            self._set_meta("next_seq", next_seq)
+        self.mark.ensure(next_seq)
+        return next_seq
+
+    def _meta(self, key: str) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def _set_meta(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def _series_id(self, meter: str, quantity: str, unit: str) -> int:
+        key = (meter, quantity, unit)
+        sid = self._series.get(key)
+        if sid is None:
+            sid = self.db.execute(
+                "INSERT INTO series (meter, quantity, unit) VALUES (?, ?, ?)", key
+            ).lastrowid
+            assert sid is not None
+            self._series[key] = sid
+            self._series_by_id[sid] = key
+        return sid
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def append(self, readings: Sequence[Reading]) -> tuple[int, int]:
+        """Store one poll cycle in one transaction. Returns the (first, last) seq given out."""
+        if not readings:
+            return (self.next_seq, self.next_seq - 1)
+        first = self.next_seq
+        last = first + len(readings) - 1
+        self.mark.ensure(last + 1)
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cache, sid = self._series, self._series_id
+            rows = []
+            seq = first
+            for r in readings:
+                key = (r.meter, r.quantity, r.unit)
+                rows.append((seq, cache.get(key) or sid(*key), r.value, r.ts, r.slot, r.flags))
+                seq += 1
+            db.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, NULL)", rows)
+            db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (last + 1,))
+            db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self.next_seq = last + 1
+        return first, last
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+        # Series ids inserted in the failed transaction are gone: forget the cache, reload.
+        self._series.clear()
+        self._series_by_id.clear()
+        for sid, meter, quantity, unit in self.db.execute("SELECT id, meter, quantity, unit FROM series"):
+            self._series[(meter, quantity, unit)] = sid
+            self._series_by_id[sid] = (meter, quantity, unit)
+
+    def add_event(self, kind: str, ts: int, detail: dict[str, Any] | None = None) -> int:
+        cur = self.db.execute(
+            "INSERT INTO events (ts, kind, detail) VALUES (?, ?, ?)",
+            (ts, kind, json.dumps(detail or {}, separators=(",", ":"), ensure_ascii=False)),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def reserve_batches(self, count: int) -> int:
+        """Reserve ``count`` batch numbers never used before, also across restarts; returns the first.
+
+        Numbers are reserved in blocks so a busy drain does not commit once per message; a restart
+        skips what was reserved and not used (batch numbers must increase, not be contiguous).
+        """
+        cur = self.db.execute(
+            "UPDATE meta SET value = value + ? WHERE key = 'next_batch' RETURNING value - ?", (count, count)
+        )
+        first = int(cur.fetchone()[0])
+        cur.close()
+        return first
+
+    def mark_sent(self, first: int, last: int, when: int) -> int:
+        """Record that readings first..last were confirmed. Returns how many changed state."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = db.execute(
+                "UPDATE readings SET sent = ? WHERE seq BETWEEN ? AND ? AND sent IS NULL", (when, first, last)
+            )
+            if first <= self.pending_from <= last:
+                self._advance_pending_from()
+            db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        return cur.rowcount
+
+    def _advance_pending_from(self) -> None:
+        """Move the low-water mark to the first pending seq (next_seq when nothing is pending)."""
+        row = self.db.execute(
+            "SELECT seq FROM readings WHERE seq >= ? AND sent IS NULL ORDER BY seq LIMIT 1", (self.pending_from,)
+        ).fetchone()
+        self.pending_from = row[0] if row else self.next_seq
+        self._set_meta("pending_from", self.pending_from)
+
+    def mark_events_sent(self, first: int, last: int, when: int) -> int:
+        cur = self.db.execute(
+            "UPDATE events SET sent = ? WHERE seq BETWEEN ? AND ? AND sent IS NULL", (when, first, last)
+        )
+        return cur.rowcount
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def pending(self, limit: int, after: int = 0) -> list[StoredReading]:
+        """The oldest pending readings with seq > ``after``, in seq order."""
+        rows = self.db.execute(
+            "SELECT seq, series, value, ts, slot, flags FROM readings "
+            "WHERE seq >= ? AND sent IS NULL ORDER BY seq LIMIT ?",
+            (max(after + 1, self.pending_from), limit),
+        ).fetchall()
+        return [self._row(row) for row in rows]
+
+    def _row(self, row: tuple[int, int, float, int, int, int]) -> StoredReading:
+        seq, series, value, ts, slot, flags = row
+        meter, quantity, unit = self._series_by_id[series]
+        return StoredReading(seq, meter, quantity, value, unit, ts, slot, flags)
+
+    def pending_events(self, limit: int, after: int = 0) -> list[StoredEvent]:
+        rows = self.db.execute(
+            "SELECT seq, ts, kind, detail FROM events WHERE sent IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [StoredEvent(seq, ts, kind, json.loads(detail)) for seq, ts, kind, detail in rows]
+
+    def readings(self, first: int, last: int) -> list[StoredReading]:
+        """Readings by seq range, delivered or not (local queries, tests)."""
+        rows = self.db.execute(
+            "SELECT seq, series, value, ts, slot, flags FROM readings WHERE seq BETWEEN ? AND ? ORDER BY seq",
+            (first, last),
+        ).fetchall()
+        return [self._row(row) for row in rows]
+
+    def stats(self) -> StoreStats:
+        db = self.db
+        pending, oldest = db.execute(
+            "SELECT count(*), min(ts) FROM readings WHERE seq >= ? AND sent IS NULL", (self.pending_from,)
+        ).fetchone()
+        rows = db.execute("SELECT count(*) FROM readings").fetchone()[0]
+        events = db.execute("SELECT count(*) FROM events WHERE sent IS NULL").fetchone()[0]
+        return StoreStats(pending, oldest, self.next_seq, rows, events, self.file_bytes())
+
+    def file_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                total += self.path.with_name(self.path.name + suffix).stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    # -- housekeeping ----------------------------------------------------------------------------
+
+    def purge(self, now_ms: int, chunk: int = 20_000) -> int:
+        """Delete delivered readings older than the retention period; give the pages back."""
+        cutoff = now_ms - self.retention_ms
+        # seq follows time, so the expired rows are at the head: bound the scan by the first young one.
+        row = self.db.execute("SELECT seq FROM readings WHERE ts >= ? ORDER BY seq LIMIT 1", (cutoff,)).fetchone()
+        bound = row[0] if row else self.next_seq
+        deleted = 0
+        while True:
+            cur = self.db.execute(
+                "DELETE FROM readings WHERE seq IN (SELECT seq FROM readings WHERE seq < ? AND ts < ? "
+                "AND sent IS NOT NULL ORDER BY seq LIMIT ?)",
+                (bound, cutoff, chunk),
+            )
+            deleted += cur.rowcount
+            if cur.rowcount < chunk:
+                break
+        self.db.execute("DELETE FROM events WHERE ts < ? AND sent IS NOT NULL", (cutoff,))
+        if deleted:
+            self.db.execute("PRAGMA incremental_vacuum")
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return deleted
+
+    def close(self) -> None:
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            self.db.close()

@@ -1,0 +1,202 @@
+"""A Modbus bus: one serial port or one TCP endpoint, one pymodbus client, one request at a time.
+
+pymodbus is pinned to one minor version and used only here. Facts of that version we rely on:
+
+- the unit argument is ``device_id=``; retries are pymodbus's own (we add none, or they multiply);
+- a frame with a bad CRC is dropped silently by its RTU framer, so a request that received bytes but
+  no valid answer is told apart from silence through the ``trace_packet`` hook;
+- automatic reconnection is off (``reconnect_delay=0``): the bus reconnects on the next request, so a
+  meter that comes back is polled at its next slot, not after pymodbus's growing back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException
+from pymodbus.framer import FramerType
+
+from meterlink.drivers.base import BadFrame, ExceptionResponse, MeterTimeout, TransportError
+from meterlink.protocols.modbus.plan import ReadRequest
+
+log = logging.getLogger("meterlink.modbus")
+
+# pymodbus logs every timeout and dropped frame at WARNING/ERROR on its own logger; the bus counts
+# and logs those per meter itself, in one line, so pymodbus is kept quiet.
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SerialParams:
+    device: str
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: int = 1
+    bytesize: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class TcpParams:
+    host: str
+    port: int = 502
+
+
+@dataclass(slots=True)
+class BusCounters:
+    """What the bus saw, for logs, events and commissioning output."""
+
+    requests: int = 0
+    ok: int = 0
+    timeouts: int = 0
+    bad_frames: int = 0
+    exceptions: int = 0
+    connect_failures: int = 0
+    last_error: str = ""
+    per_unit_errors: dict[int, int] = field(default_factory=dict)
+
+
+class ModbusBus:
+    """One physical bus. All requests on it are serialised by one lock."""
+
+    def __init__(
+        self,
+        name: str,
+        params: SerialParams | TcpParams,
+        *,
+        timeout: float = 1.0,
+        retries: int = 2,
+    ) -> None:
+        self.name = name
+        self.params = params
+        self.timeout = timeout
+        self.retries = retries
+        self.counters = BusCounters()
+        self.lock = asyncio.Lock()
+        self._rx_bytes = 0
+        self._client: AsyncModbusSerialClient | AsyncModbusTcpClient | None = None
+        self._next_connect = 0.0
+
+    @property
+    def tries(self) -> int:
+        return 1 + self.retries
+
+    def _make_client(self) -> AsyncModbusSerialClient | AsyncModbusTcpClient:
+        common = {
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "reconnect_delay": 0,
+            "trace_packet": self._trace,
+            "name": self.name,
+        }
+        if isinstance(self.params, SerialParams):
+            return AsyncModbusSerialClient(
+                self.params.device,
+                framer=FramerType.RTU,
+                baudrate=self.params.baudrate,
+                parity=self.params.parity,
+                stopbits=self.params.stopbits,
+                bytesize=self.params.bytesize,
+                **common,  # type: ignore[arg-type]
+            )
+        return AsyncModbusTcpClient(self.params.host, port=self.params.port, **common)  # type: ignore[arg-type]
+
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        if not sending:
+            self._rx_bytes += len(data)
+        return data
+
+    async def _ensure_connected(self) -> AsyncModbusSerialClient | AsyncModbusTcpClient:
+        if self._client is not None and self._client.connected:
+            return self._client
+        now = time.monotonic()
+        if now < self._next_connect:
+            raise TransportError(f"bus {self.name}: not connected ({self.counters.last_error})")
+        if self._client is None:
+            self._client = self._make_client()
+        ok = await self._client.connect()
+        if not ok:
+            # Try again at most once per timeout, so a missing adapter does not spin.
+            self._next_connect = time.monotonic() + self.timeout
+            self.counters.connect_failures += 1
+            self.counters.last_error = f"cannot open {self.describe()}"
+            raise TransportError(f"bus {self.name}: cannot open {self.describe()}")
+        log.info("event=bus_connected bus=%s endpoint=%s", self.name, self.describe())
+        return self._client
+
+    def describe(self) -> str:
+        if isinstance(self.params, SerialParams):
+            p = self.params
+            return f"{p.device} {p.baudrate} {p.bytesize}{p.parity}{p.stopbits}"
+        return f"{self.params.host}:{self.params.port}"
+
+    async def read(self, unit_id: int, request: ReadRequest) -> list[int]:
+        """Read one block of registers from one unit. Caller holds no lock; this takes the bus lock.
+
+        Raises:
+            MeterTimeout: no answer within timeout x tries.
+            BadFrame: bytes arrived but no valid answer (bad CRC, short or stray frame, wrong count).
+            ExceptionResponse: the meter answered with a Modbus exception.
+            TransportError: the port cannot be opened or the connection is gone.
+        """
+        async with self.lock:
+            return await self._read_locked(unit_id, request)
+
+    async def _read_locked(self, unit_id: int, request: ReadRequest) -> list[int]:
+        client = await self._ensure_connected()
+        self.counters.requests += 1
+        self._rx_bytes = 0
+        call = client.read_holding_registers if request.function == 3 else client.read_input_registers
+        try:
+            response = await call(request.address, count=request.count, device_id=unit_id)
+        except ConnectionException as exc:
+            self.counters.last_error = str(exc)
+            raise TransportError(f"bus {self.name}: connection lost") from exc
+        except ModbusException as exc:
+            return self._fail(unit_id, exc)
+        if response.isError():
+            code = int(getattr(response, "exception_code", 0))
+            self.counters.exceptions += 1
+            self._count_unit(unit_id)
+            name = EXCEPTION_NAMES.get(code, "unknown")
+            raise ExceptionResponse(code, f"exception {code:02X} ({name})")
+        registers = list(response.registers)
+        if len(registers) != request.count:
+            # A late answer to an earlier request, or a truncated one: never decode it.
+            self.counters.bad_frames += 1
+            self._count_unit(unit_id)
+            raise BadFrame(f"asked for {request.count} registers, got {len(registers)}")
+        self.counters.ok += 1
+        return registers
+
+    def _fail(self, unit_id: int, exc: Exception) -> list[int]:
+        self._count_unit(unit_id)
+        self.counters.last_error = str(exc)
+        if self._rx_bytes:
+            self.counters.bad_frames += 1
+            raise BadFrame(f"{self._rx_bytes} bytes received but no valid answer (bad CRC or noise)") from exc
+        self.counters.timeouts += 1
+        raise MeterTimeout(f"no answer in {self.timeout:g} s x {self.tries} tries") from exc
+
+    def _count_unit(self, unit_id: int) -> None:
+        self.counters.per_unit_errors[unit_id] = self.counters.per_unit_errors.get(unit_id, 0) + 1
+
+    async def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

@@ -1,0 +1,31 @@
+"""Shared fixtures: a private mosquitto per test, gateway keys, tidy logging."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/support importable as `support`
+
+from meterlink.agent import signing  # noqa: E402
+from meterlink.sim.broker import LocalBroker  # noqa: E402
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    """A real mosquitto on a free port, plain TCP, stopped (and restartable) by the test."""
+    b = LocalBroker(tmp_path / "broker")
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> tuple[Path, Path]:
+    """A fresh gateway key pair: (private key path, public key path)."""
+    return signing.generate_keypair(tmp_path / "keys")
