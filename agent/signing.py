@@ -2,9 +2,11 @@
 
 Every message the agent publishes is ``{"protected", "payload", "signature"}`` where
 
-- ``protected`` is base64url of ``{"alg":"EdDSA","kid":KID}`` (plus ``"zip":"DEF"`` when the payload
-  is compressed), ``kid`` being the RFC 7638 thumbprint of the gateway's public key;
-- ``payload`` is base64url of the payload bytes (UTF-8 JSON, or its raw DEFLATE when ``zip``);
+- ``protected`` is base64url of ``{"alg":"EdDSA","kid":KID}``, ``kid`` being the RFC 7638 thumbprint
+  of the gateway's public key, plus ``"cty":"json+deflate"`` when the payload is compressed;
+- ``payload`` is base64url of the payload bytes: UTF-8 JSON, or its raw DEFLATE (RFC 1951) when
+  ``cty`` says so. ``cty`` is a registered JWS header (RFC 7515 4.1.10), so strict JOSE libraries
+  accept it, where the JWE-only ``zip`` header would be refused;
 - ``signature`` is base64url of Ed25519 over ``protected + "." + payload`` (RFC 7515 section 5.1).
 
 Verifiers accept ``alg`` ``EdDSA`` and ``Ed25519`` (RFC 9864) and nothing else: no "none", no HMAC,
@@ -32,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from .errors import KeyFileError, MeterlinkError
 
 ACCEPTED_ALGS = frozenset({"EdDSA", "Ed25519"})
-KNOWN_HEADER = frozenset({"alg", "kid", "zip", "typ", "cty"})
+DEFLATED = "json+deflate"  # the cty of a compressed payload
 MAX_INFLATED = 16 * 1024 * 1024  # a verifier never inflates a message past this (zip bombs)
 
 
@@ -149,7 +151,7 @@ class Signer:
         self.compress = compress
         header: dict[str, str] = {"alg": "EdDSA", "kid": self.kid}
         if compress:
-            header["zip"] = "DEF"
+            header["cty"] = DEFLATED
         self._protected = b64url(json.dumps(header, separators=(",", ":")).encode("ascii"))
         self._protected_dot = (self._protected + ".").encode("ascii")
 
@@ -177,7 +179,7 @@ class VerifyError(MeterlinkError):
 @dataclass(frozen=True, slots=True)
 class Verified:
     header: dict[str, Any]
-    payload: bytes  # after inflating, when the header says zip
+    payload: bytes  # after inflating, when the header says so
 
     def json(self) -> Any:
         try:
@@ -218,7 +220,7 @@ class Verifier:
         except UnicodeEncodeError:
             raise VerifyError("JWS members must be ASCII base64url") from None
         body = b64url_decode(payload)
-        if header.get("zip") == "DEF":
+        if header.get("cty") == DEFLATED:
             body = _inflate(body)
         return Verified(header, body)
 
@@ -232,11 +234,11 @@ class Verifier:
             raise VerifyError("protected header is not a JSON object")
         if header.get("alg") not in ACCEPTED_ALGS:
             raise VerifyError(f"algorithm {header.get('alg')!r} is not accepted (EdDSA or Ed25519 only)")
-        for name in header.get("crit", []) if isinstance(header.get("crit"), list) else ["crit"]:
-            if name not in KNOWN_HEADER:
-                raise VerifyError(f"critical header parameter {name!r} is not understood")
-        if "zip" in header and header["zip"] != "DEF":
-            raise VerifyError(f"compression {header['zip']!r} is not supported")
+        if "crit" in header:
+            # meterlink defines no extension parameters, so none can be understood (RFC 7515 4.1.11).
+            raise VerifyError(f"critical header parameters {header['crit']!r} are not understood")
+        if "zip" in header:
+            raise VerifyError("the zip header is for JWE only; a compressed payload says cty json+deflate")
         return header
 
 
@@ -245,7 +247,7 @@ def _inflate(data: bytes) -> bytes:
     try:
         out = unpacker.decompress(data, MAX_INFLATED)
     except zlib.error:
-        raise VerifyError("payload does not inflate (zip DEF)") from None
+        raise VerifyError("payload does not inflate (cty json+deflate)") from None
     if unpacker.unconsumed_tail or not unpacker.eof:
         raise VerifyError("compressed payload is truncated or too large")
     return out

@@ -97,6 +97,7 @@ class Store:
     def _prepare(self) -> None:
         db = self.db
         fresh = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        self.created = fresh
         if fresh:
             # Must precede the first table: auto_vacuum cannot be switched on later without VACUUM.
             db.execute("PRAGMA auto_vacuum=INCREMENTAL")
@@ -123,7 +124,7 @@ class Store:
         stored = int(self._meta("next_seq"))
         highest = self.db.execute("SELECT max(seq) FROM readings").fetchone()[0] or 0
         next_seq = max(stored, highest + 1)
-        if self.mark.reserved > next_seq and stored == 1 and highest == 0:
+        if self.created and self.mark.reserved > next_seq:
             # A new store after a used one: continue above every number that may have been used.
             self.seq_jump = (next_seq, self.mark.reserved)
             next_seq = self.mark.reserved
@@ -308,7 +309,8 @@ class Store:
                 break
         self.db.execute("DELETE FROM events WHERE ts < ? AND sent IS NOT NULL", (cutoff,))
         if deleted:
-            self.db.execute("PRAGMA incremental_vacuum")
+            # Through execute() the pragma frees a single page; executescript runs it to the end.
+            self.db.executescript("PRAGMA incremental_vacuum;")
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return deleted
 

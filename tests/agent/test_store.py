@@ -1,0 +1,168 @@
+"""The outbox: seq assignment, pending/sent, retention, restart, store loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from meterlink.agent.errors import StoreError
+from meterlink.agent.store import Store
+from meterlink.drivers.base import Flag, Reading
+
+DAY = 86_400_000
+T0 = 1_764_374_400_000  # 2025-11-29T00:00:00Z
+
+
+def cycle(n: int, ts: int = T0, meter: str = "m1") -> list[Reading]:
+    return [Reading(meter, f"q{i % 4}", float(i) + 0.5, "m3", ts + i, ts) for i in range(n)]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "s.db", "gw-1")
+
+
+def test_seq_starts_at_one_and_increases_by_one(store: Store) -> None:
+    assert store.append(cycle(3)) == (1, 3)
+    assert store.append(cycle(2)) == (4, 5)
+    assert [r.seq for r in store.pending(100)] == [1, 2, 3, 4, 5]
+
+
+def test_readings_keep_every_field(store: Store) -> None:
+    r = Reading("well-1", "flow_rate", 36.62541, "m3/h", T0 + 381, T0, int(Flag.CLOCK_UNSYNCED))
+    store.append([r])
+    (got,) = store.pending(10)
+    assert (got.meter, got.quantity, got.value, got.unit, got.ts, got.slot, got.flags) == (
+        "well-1", "flow_rate", 36.62541, "m3/h", T0 + 381, T0, 1)
+
+
+def test_durability_pragmas(store: Store) -> None:
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
+
+
+def test_restart_continues_where_it_stopped(tmp_path: Path) -> None:
+    s = Store(tmp_path / "s.db", "gw-1")
+    s.append(cycle(10))
+    s.mark_sent(1, 4, T0)
+    s.close()
+    s = Store(tmp_path / "s.db", "gw-1")
+    assert s.append(cycle(1)) == (11, 11)
+    assert [r.seq for r in s.pending(100)] == [5, 6, 7, 8, 9, 10, 11]
+
+
+def test_seq_is_never_reused_after_the_highest_rows_are_deleted(tmp_path: Path) -> None:
+    s = Store(tmp_path / "s.db", "gw-1", retention_ms=DAY)
+    s.append(cycle(5))
+    s.mark_sent(1, 5, T0)
+    assert s.purge(T0 + 2 * DAY) == 5
+    s.close()
+    s = Store(tmp_path / "s.db", "gw-1")
+    assert s.append(cycle(1)) == (6, 6)
+
+
+def test_mark_sent_out_of_order_leaves_the_hole_pending(store: Store) -> None:
+    store.append(cycle(30))
+    assert store.mark_sent(11, 20, T0) == 10
+    assert store.mark_sent(1, 10, T0) == 10
+    assert [r.seq for r in store.pending(100)] == list(range(21, 31))
+    assert store.pending_from == 21
+    assert store.mark_sent(1, 10, T0) == 0  # a duplicate acknowledgement changes nothing
+    assert [r.seq for r in store.pending(5, after=25)] == [26, 27, 28, 29, 30]
+
+
+def test_stats(store: Store) -> None:
+    store.append(cycle(4, ts=T0))
+    store.append(cycle(4, ts=T0 + 60_000))
+    store.mark_sent(1, 4, T0)
+    st_ = store.stats()
+    assert (st_.pending, st_.oldest_pending_ts, st_.next_seq, st_.rows) == (4, T0 + 60_000, 9, 8)
+
+
+def test_purge_keeps_pending_and_recent_readings_and_gives_space_back(tmp_path: Path) -> None:
+    s = Store(tmp_path / "s.db", "gw-1", retention_ms=35 * DAY)
+    for day in range(40):
+        s.append(cycle(2000, ts=T0 + day * DAY))
+    s.mark_sent(1, 2000 * 38, T0)  # the last two days are still pending
+    s.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = s.file_bytes()
+    deleted = s.purge(T0 + 40 * DAY)
+    assert deleted == 2000 * 5  # days 0-4 are more than 35 days old
+    left = s.readings(1, 10**9)
+    assert left[0].seq == 2000 * 5 + 1
+    assert len(s.pending(10**6)) == 4000
+    assert s.file_bytes() < before * 0.9
+
+
+def test_a_store_of_another_gateway_is_refused(tmp_path: Path) -> None:
+    Store(tmp_path / "s.db", "gw-1").close()
+    with pytest.raises(StoreError, match="belongs to gateway 'gw-1'"):
+        Store(tmp_path / "s.db", "gw-2")
+
+
+def test_a_lost_store_does_not_restart_numbering(tmp_path: Path) -> None:
+    s = Store(tmp_path / "s.db", "gw-1")
+    s.append(cycle(100))
+    s.close()
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"s.db{suffix}").unlink(missing_ok=True)
+    s = Store(tmp_path / "s.db", "gw-1")
+    first, _ = s.append(cycle(1))
+    assert first > 100
+    assert s.seq_jump is not None and s.seq_jump[1] == first
+
+
+def test_batch_numbers_increase_across_restarts(tmp_path: Path) -> None:
+    s = Store(tmp_path / "s.db", "gw-1")
+    a = s.reserve_batches(10)
+    b = s.reserve_batches(10)
+    s.close()
+    c = Store(tmp_path / "s.db", "gw-1").reserve_batches(10)
+    assert a < a + 9 < b < b + 9 < c
+
+
+def test_a_failed_append_leaves_nothing_half_written(store: Store) -> None:
+    good = cycle(3)
+    bad = [*cycle(2), Reading("m1", "q", float("nan"), "m3", T0, T0)]  # NOT NULL value fails on NaN
+    store.append(good)
+    with pytest.raises(Exception):  # noqa: B017 - sqlite3.IntegrityError
+        store.append(bad)
+    assert store.append(cycle(1)) == (4, 4)
+    assert [r.seq for r in store.pending(10)] == [1, 2, 3, 4]
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), st.integers(1, 40)),
+        st.tuples(st.just("ack"), st.integers(0, 200), st.integers(0, 60)),
+        st.tuples(st.just("reopen"), st.just(0)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=ops)
+def test_model_seq_contiguous_and_pending_exact(tmp_path_factory: pytest.TempPathFactory, ops: list[tuple]) -> None:
+    path = tmp_path_factory.mktemp("model") / "s.db"
+    s = Store(path, "gw")
+    appended: list[int] = []
+    sent: set[int] = set()
+    for op in ops:
+        if op[0] == "append":
+            first, last = s.append(cycle(op[1]))
+            assert first == (appended[-1] + 1 if appended else 1)
+            appended.extend(range(first, last + 1))
+        elif op[0] == "ack":
+            lo, width = op[1], op[2]
+            s.mark_sent(lo, lo + width, T0)
+            sent |= {q for q in range(lo, lo + width + 1) if q in set(appended)}
+        else:
+            s.close()
+            s = Store(path, "gw")
+        assert [r.seq for r in s.pending(10_000)] == [q for q in appended if q not in sent]
+    s.close()
