@@ -131,8 +131,11 @@ class Agent:
         await self.parts.outbox.call(self.parts.store.add_event, kind, now_ms(), detail)
         self.parts.uploader.wake.set()
 
-    async def run(self) -> None:
-        """Run until :meth:`stop`; then stop polling, finish the publish in flight, close."""
+    async def run(self, *, final_flush: bool = False) -> None:
+        """Run until :meth:`stop`; then stop polling, finish the publish in flight, close.
+
+        ``final_flush`` (the demo) also uploads what is pending once more before closing.
+        """
         parts = self.parts or await asyncio.get_running_loop().run_in_executor(None, self.build)
         store = parts.store
         if store.seq_jump is not None:
@@ -158,6 +161,12 @@ class Agent:
             await asyncio.wait_for(upload_task, parts.uploader.publish_timeout + 1)
         except (TimeoutError, asyncio.CancelledError):
             pass
+        if final_flush and parts.link.connected.is_set():
+            parts.uploader.stopping = False
+            try:
+                await asyncio.wait_for(parts.uploader.upload_once(), parts.uploader.publish_timeout + 1)
+            except TimeoutError:
+                pass
         await parts.link.close()
         link_task.cancel()
         await asyncio.gather(link_task, return_exceptions=True)

@@ -80,6 +80,9 @@ class LocalBroker:
             "log_type warning",
             "max_queued_messages 100000",
         ]
+        if os.geteuid() == 0:
+            # Started as root, mosquitto drops to user "mosquitto", which cannot read our files.
+            lines.append("user root")
         if self.password_file:
             lines.append(f"password_file {self.password_file}")
         if self.acl_file:

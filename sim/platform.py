@@ -81,7 +81,7 @@ class Platform:
         self.client.on_subscribe = lambda *a: self.subscribed.set()
 
     def start(self, timeout: float = 10.0) -> None:
-        self.client.reconnect_delay_set(0.2, 2)
+        self.client.reconnect_delay_set(1, 2)
         self.client.connect(self.host, self.port, keepalive=30)
         self.client.loop_start()
         if not self.subscribed.wait(timeout):

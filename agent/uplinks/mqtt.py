@@ -99,6 +99,7 @@ class MqttLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._misc_task: asyncio.Task[None] | None = None
+        self._slots = asyncio.Semaphore(settings.max_inflight)
 
     # -- connection lifecycle --------------------------------------------------------------------
 
@@ -264,6 +265,10 @@ class MqttLink:
             Rejected: the broker's reason code says failure (e.g. 0x87 not authorized).
             TimedOut: no PUBACK within ``timeout`` seconds.
         """
+        async with self._slots:  # never more in flight than paho is allowed to hold
+            return await self._publish(topic, payload, retain, timeout)
+
+    async def _publish(self, topic: str, payload: bytes, retain: bool, timeout: float) -> None:
         client = self._client
         if client is None or not self.connected.is_set():
             raise NotConnected("not connected to the broker")

