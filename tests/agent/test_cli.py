@@ -1,0 +1,133 @@
+"""The command line as a technician and a platform engineer use it: keygen, verify, read, status."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from meterlink.agent import signing
+from meterlink.agent.payload import StoredReading, readings_message
+from support.procs import METERLINK, start_sim
+
+
+def ml(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([*METERLINK, *args], input=stdin, capture_output=True, timeout=60)
+
+
+def message(key: Ed25519PrivateKey, seq: int = 1, compress: bool = True) -> bytes:
+    rows = [StoredReading(seq, "m1", "flow_rate", 12.5, "m3/h", 1_764_374_400_123, 1_764_374_400_000, 0)]
+    return signing.Signer(key, compress=compress).sign(readings_message("gw", 7, 1_764_374_402_000, rows))
+
+
+def test_keygen(tmp_path: Path) -> None:
+    proc = ml("keygen", "--out", str(tmp_path / "k"))
+    assert proc.returncode == 0
+    key = tmp_path / "k" / "gateway.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    kid = signing.thumbprint(signing.load_public_key(tmp_path / "k" / "gateway.pub"))
+    assert proc.stdout.decode().splitlines()[-1] == f"kid {kid}"
+    again = ml("keygen", "--out", str(tmp_path / "k"))
+    assert again.returncode == 1 and b"already exists" in again.stderr and b"Traceback" not in again.stderr
+
+
+def test_verify_prints_payloads_and_rejects_tampering(tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    key_path, pub_path = keys
+    key = signing.load_private_key(key_path)
+    good = message(key, 1) + b"\n" + message(key, 2, compress=False) + b"\n"
+    proc = ml("verify", "--pubkey", str(pub_path), "-", stdin=good)
+    assert proc.returncode == 0, proc.stderr
+    payloads = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert [p["readings"][0]["seq"] for p in payloads] == [1, 2]
+    assert proc.stderr.decode().strip() == "2 verified, 0 rejected"
+
+    obj = json.loads(message(key, 3, compress=False))
+    body = json.loads(signing.b64url_decode(obj["payload"]))
+    body["readings"][0]["value"] = 99.0
+    obj["payload"] = signing.b64url(json.dumps(body).encode())
+    altered = good + json.dumps(obj).encode() + b"\n"
+    (tmp_path / "msgs").write_bytes(altered)
+    proc = ml("verify", "--pubkey", str(pub_path), str(tmp_path / "msgs"))
+    assert proc.returncode == 1
+    assert b"message 3: REJECTED: bad signature" in proc.stderr
+    assert len(proc.stdout.decode().splitlines()) == 2
+
+    other = Ed25519PrivateKey.generate()
+    proc = ml("verify", "--pubkey", str(pub_path), stdin=message(other))
+    assert proc.returncode == 1 and b"unknown key id" in proc.stderr
+
+
+def test_verify_with_old_and_new_keys_during_a_rotation(tmp_path: Path) -> None:
+    old_key, old_pub = signing.generate_keypair(tmp_path / "old")
+    new_key, new_pub = signing.generate_keypair(tmp_path / "new")
+    msgs = message(signing.load_private_key(old_key), 1) + b"\n" + message(signing.load_private_key(new_key), 2)
+    proc = ml("verify", "--pubkey", str(old_pub), "--pubkey", str(new_pub), stdin=msgs)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_bad_command_lines_are_one_line_not_a_traceback(tmp_path: Path) -> None:
+    for args in (["verify", "--pubkey", str(tmp_path / "none.pub")], ["status", "-c", str(tmp_path / "x.toml")],
+                 ["run", "-c", str(tmp_path / "x.toml")], ["profiles", "nosuch"]):
+        proc = ml(*args, stdin=b"")
+        assert proc.returncode == 1, args
+        assert b"Traceback" not in proc.stderr
+        assert len(proc.stderr.decode().strip().splitlines()) == 1, (args, proc.stderr)
+
+
+def test_read_polls_each_meter_once_for_commissioning(tmp_path: Path) -> None:
+    from support.configs import write_site
+
+    sim = start_sim("--tcp", "0", "--meter", "tuf2000:1", "--meter", "qdy30a_level:3")
+    try:
+        site = write_site(tmp_path, f"""
+[gateway]
+id = "gw"
+[buses.b]
+type = "tcp"
+host = "127.0.0.1"
+port = {sim.tcp_port}
+timeout = 0.3
+retries = 0
+[[meters]]
+id = "flow"
+bus = "b"
+unit_id = 1
+profile = "tuf2000"
+[[meters]]
+id = "level"
+bus = "b"
+unit_id = 3
+profile = "qdy30a_level"
+[[meters]]
+id = "ghost"
+bus = "b"
+unit_id = 9
+profile = "tuf2000"
+[signing]
+key = "keys/gateway.key"
+[uplink.mqtt]
+broker = "mqtt://127.0.0.1:1"
+""")
+        proc = ml("read", "-c", str(site))
+    finally:
+        sim.stop()
+    out = proc.stdout.decode()
+    assert proc.returncode == 1  # the ghost meter does not answer
+    assert "flow unit 1: ok" in out and "flow_rate" in out and "level unit 3: ok" in out
+    assert "ghost unit 9: FAILED ExceptionResponse" in out  # a TCP gateway answers 0B for a unit it lacks
+    assert not (tmp_path / "meterlink.db").exists()  # read stores nothing
+
+
+def test_run_refuses_a_key_readable_by_others(tmp_path: Path) -> None:
+    from support.configs import write_site
+
+    site = write_site(tmp_path)
+    os.chmod(tmp_path / "keys" / "gateway.key", 0o640)
+    proc = ml("run", "-c", str(site))
+    assert proc.returncode == 1
+    err = proc.stderr.decode().strip()
+    assert err.startswith("meterlink: signing key ") and "accessible by group or others" in err

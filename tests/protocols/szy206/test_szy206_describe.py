@@ -1,0 +1,105 @@
+"""The JSON view (describe / decode_report) used by ``meterlink decode szy206 HEX``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meterlink.protocols.szy206 import (
+    INVALID,
+    Address,
+    ChecksumError,
+    Clock,
+    EndByteError,
+    LengthError,
+    SZY206Error,
+    TimeLabel,
+    build_flow_report,
+    build_picture_frames,
+    build_set_clock,
+    decode_report,
+    describe,
+    encode,
+    make_pw,
+)
+
+SITE = Address(division="530381", station=13)
+KEYS = {"crc_ok", "length", "direction", "div", "divs", "fcb", "function", "address", "afn", "data", "tp"}
+VECTOR_1 = "681A68B35303810D00C00059000000826110000001106000004508090A3516"
+
+
+def test_flow_report_view_has_exactly_the_documented_shape() -> None:
+    view = decode_report(VECTOR_1)
+    assert view == {
+        "crc_ok": True, "length": 26, "direction": "up", "div": False, "divs": None, "fcb": 3, "function": 3,
+        "address": {"division": "530381", "station": 13}, "afn": "C0",
+        "data": {"meters": [{"flow": 5.9, "volume": 106182}], "alarm": 4097, "status": 96},
+        "tp": {"second": 0, "minute": 45, "hour": 8, "day": 9, "delay_min": 10},
+    }
+    assert json.loads(json.dumps(view, allow_nan=False)) == view
+
+
+def test_absent_and_invalid_values() -> None:
+    frame = build_flow_report(SITE, [(None, INVALID), (INVALID, None)])
+    assert describe(frame)["data"]["meters"] == [{"flow": None, "volume": "invalid"},
+                                                 {"flow": "invalid", "volume": None}]
+
+
+def test_seven_byte_label_adds_month_and_year() -> None:
+    tp = TimeLabel(second=1, minute=2, hour=3, day=4, month=5, year=26, delay_min=0)
+    view = describe(build_flow_report(SITE, [(1.0, 1)], tp=tp))
+    assert view["tp"] == {"second": 1, "minute": 2, "hour": 3, "day": 4, "delay_min": 0, "month": 5, "year": 26}
+
+
+def test_pw_and_clock_are_shown_in_data() -> None:
+    clock = Clock(second=5, minute=4, hour=3, day=28, month=11, year=26, weekday=6)
+    view = describe(build_set_clock(SITE, clock, pw=make_pw(1, 234)))
+    assert view["data"]["pw"] == "1234" and view["data"]["clock"]["month"] == 11
+    assert view["direction"] == "down" and view["afn"] == "11"
+
+
+def test_picture_view_and_length_as_received() -> None:
+    frames = build_picture_frames(SITE, bytes(1500))
+    view = decode_report(encode(frames[0]))
+    assert (view["length"], view["div"], view["divs"], view["data"]["image_bytes"]) == (1, True, 2, 1024)
+
+
+def test_unknown_data_falls_back_to_hex() -> None:
+    view = decode_report("68 0C 68 B0 53 03 81 0D 00 64 56 34 12 00 00 72 16")
+    assert view["data"] == {"hex": "5634120000"}
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "reason"),
+    [
+        (VECTOR_1[:-4] + "3416", ChecksumError, "wrong check (CRC)"),
+        (VECTOR_1[:-2], LengthError, "wrong length"),
+        (VECTOR_1[:2] + "1B" + VECTOR_1[4:], LengthError, "wrong length"),
+        (VECTOR_1[:-2] + "17", EndByteError, "missing end byte 16H"),
+    ],
+)
+def test_decode_report_says_which_check_failed(text: str, error: type[SZY206Error], reason: str) -> None:
+    with pytest.raises(error) as info:
+        decode_report(text)
+    assert type(info.value) is error and info.value.reason == reason
+
+
+def test_decode_report_refuses_non_hex_text() -> None:
+    with pytest.raises(SZY206Error):
+        decode_report("68zz")
+
+
+@given(st.binary(min_size=7, max_size=255))
+def test_any_decodable_frame_has_a_json_view(user: bytes) -> None:
+    from meterlink.protocols.szy206 import crc8
+
+    raw = bytes((0x68, len(user), 0x68)) + user + bytes((crc8(user), 0x16))
+    try:
+        view = decode_report(raw)
+    except SZY206Error:
+        return
+    assert set(view) == KEYS
+    json.dumps(view, allow_nan=False)
