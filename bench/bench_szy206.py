@@ -1,0 +1,167 @@
+"""Throughput of the SZY206 codec: prints figures against targets, never asserts.
+
+    .venv/bin/python bench/bench_szy206.py [--quick]
+
+Figures (one core, best of several rounds, so other load on the machine inflates nothing but
+the spread):
+1. decode a C0H flow report (decode + parse_flow_report), frames/s, target 100 000;
+2. build and encode its confirm (build_confirm + encode), frames/s, target 200 000;
+3. reassemble a stream of valid frames of mixed AFNs with 5 % random garbage bytes between them,
+   fed in 4 KiB reads, MB/s, target 20. Reported for two mixes: "field" (what a gateway sees:
+   link frames, C0H/81H reports of 1-8 meters, confirms, B0H answers, clock and kinds answers,
+   and one 1 KiB picture chunk per 40 frames) and "small" (the same without pictures).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import sys
+import time
+from collections.abc import Callable
+
+from meterlink.protocols.szy206 import (
+    AFN,
+    NEED_DATA,
+    Address,
+    Clock,
+    Frame,
+    LinkKind,
+    Reassembler,
+    TimeLabel,
+    build_clock_answer,
+    build_confirm,
+    build_flow_report,
+    build_link,
+    build_picture_frames,
+    build_realtime_query,
+    decode,
+    describe,
+    encode,
+    parse_flow_report,
+)
+from meterlink.protocols.szy206.frame import Direction
+
+
+
+def random_label(rng: random.Random, size: int = 5) -> TimeLabel:
+    """A random Tp, so caches keyed by label do not flatter the figures."""
+    month_year = {"month": rng.randint(1, 12), "year": rng.randint(20, 30)} if size == 7 else {}
+    return TimeLabel(second=rng.randrange(60), minute=rng.randrange(60), hour=rng.randrange(24),
+                     day=rng.randint(1, 28), delay_min=rng.randrange(30), **month_year)
+
+
+def best_rate(func: Callable[[], object], per_call: int, rounds: int, seconds: float) -> float:
+    """Best calls-per-second over ``rounds`` rounds of about ``seconds`` each, times ``per_call``."""
+    calls = 1
+    while True:  # calibrate: enough calls for one round to take `seconds`
+        start = time.perf_counter()
+        for _ in range(calls):
+            func()
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds / 4:
+            break
+        calls *= 4
+    calls = max(1, int(calls * seconds / elapsed))
+    best = 0.0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(calls):
+            func()
+        best = max(best, calls * per_call / (time.perf_counter() - start))
+    return best
+
+
+def make_stream(rng: random.Random, size: int, pictures: bool) -> tuple[bytes, int, int]:
+    """About ``size`` bytes of frames with 5 % garbage; returns (stream, frames, garbage bytes)."""
+    sites = [Address(division="530381", station=n) for n in range(1, 50)]
+    image = bytes(rng.randrange(256) for _ in range(1024))
+    parts: list[bytes] = []
+    total = frames = garbage = 0
+    while total < size:
+        site = rng.choice(sites)
+        roll = rng.random()
+        frame: Frame
+        if pictures and roll < 1 / 40:
+            frame = build_picture_frames(site, image)[0]
+        elif roll < 0.25:
+            frame = build_link(site, rng.choice(list(LinkKind)))
+        elif roll < 0.60:
+            meters = [(rng.randrange(-10**6, 10**8) / 1000, rng.randrange(10**9)) for _ in range(rng.randint(1, 8))]
+            tp = rng.choice([random_label(rng), random_label(rng), random_label(rng, 7), None])
+            frame = build_flow_report(site, meters, alarm=rng.randrange(1 << 14), status=rng.randrange(128),
+                                      tp=tp, afn=rng.choice([AFN.REPORT] * 9 + [0x81]))
+        elif roll < 0.75:
+            frame = build_confirm(build_flow_report(site, [(1.0, 1)]), tp=rng.choice([None, random_label(rng)]))
+        elif roll < 0.85:
+            frame = build_flow_report(site, [(2.5, 1234)], afn=AFN.QUERY_REALTIME)
+        elif roll < 0.90:
+            frame = build_realtime_query(site)
+        elif roll < 0.95:
+            frame = build_clock_answer(site, Clock(second=1, minute=2, hour=3, day=4, month=5, year=26))
+        else:
+            frame = Frame(direction=Direction.UP, address=site, afn=0x53, data=bytes.fromhex("080010006000"))
+        raw = encode(frame)
+        # Garbage: 5 % of all bytes, in runs between frames (random bytes, 68H included).
+        junk = bytes(rng.randrange(256) for _ in range(round(len(raw) * 5 / 95 * rng.uniform(0, 2))))
+        parts += (junk, raw)
+        total += len(junk) + len(raw)
+        frames += 1
+        garbage += len(junk)
+    return b"".join(parts), frames, garbage
+
+
+def reassemble(stream: bytes, chunk: int = 4096) -> int:
+    reassembler = Reassembler()
+    count = 0
+    for start in range(0, len(stream), chunk):
+        reassembler.feed(stream[start : start + chunk])
+        while reassembler.next_frame() is not NEED_DATA:
+            count += 1
+    return count
+
+
+def line(name: str, value: float, target: float | None, unit: str) -> None:
+    if target is None:
+        print(f"  {name:<46} {value:>12,.1f} {unit:<9}")
+    else:
+        print(f"  {name:<46} {value:>12,.1f} {unit:<9} target {target:>9,.0f}  ratio {value / target:5.2f}")
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    rounds, seconds = (3, 0.2) if quick else (7, 0.5)
+    rng = random.Random(206)
+    # 1000 different one-meter C0H reports (station, values, Tp) like the notes' vector 1, cycled.
+    pool = [
+        encode(build_flow_report(Address(division="530381", station=rng.randint(1, 60000)),
+                                 [(rng.randrange(10**7) / 1000, rng.randrange(10**9))],
+                                 alarm=rng.randrange(1 << 14), status=rng.randrange(128), tp=random_label(rng)))
+        for _ in range(1000)
+    ]
+    decoded = [decode(raw) for raw in pool]
+    raws = itertools.cycle(pool)
+    frames_in = itertools.cycle(decoded)
+    print(f"SZY206 codec, Python {sys.version.split()[0]}, best of {rounds} rounds")
+    print(f"C0H report: {len(pool[0])} bytes, e.g. {pool[0].hex().upper()}; 1000 distinct reports cycled")
+
+    line("decode C0H flow report (decode + parse)",
+         best_rate(lambda: parse_flow_report(decode(next(raws))), 1, rounds, seconds), 100_000, "frames/s")
+    line("encode its confirm (build_confirm + encode)",
+         best_rate(lambda: encode(build_confirm(next(frames_in))), 1, rounds, seconds), 200_000, "frames/s")
+    line("  decode only", best_rate(lambda: decode(next(raws)), 1, rounds, seconds), None, "frames/s")
+    line("  describe (JSON view) of a decoded report", best_rate(lambda: describe(next(frames_in)), 1, rounds,
+                                                                 seconds), None, "frames/s")
+    for name, pictures in (("field", True), ("small", False)):
+        stream, frames, garbage = make_stream(rng, 300_000 if quick else 1_000_000, pictures)
+        assert_count = reassemble(stream)
+        rate = best_rate(lambda s=stream: reassemble(s), len(stream), rounds, seconds) / 1e6  # type: ignore[misc]
+        mean = (len(stream) - garbage) / frames
+        print(f"  stream '{name}': {len(stream):,} bytes, {frames:,} frames (mean {mean:.0f} B), "
+              f"{100 * garbage / len(stream):.1f} % garbage, {assert_count:,} frames out")
+        line(f"reassemble '{name}' mix, 4 KiB reads", rate, 20, "MB/s")
+        line("  same, frames/s", rate * 1e6 / len(stream) * frames, None, "frames/s")
+
+
+if __name__ == "__main__":
+    main()
