@@ -67,14 +67,19 @@ def _add_profiles(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.set_defaults(handler=cmd_profiles)
 
 
-def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from meterlink.sim import modbus_cli
+SIMULATORS = {
+    "modbus": "simulated Modbus flowmeters over TCP and/or a pty",
+}
 
-    p = sub.add_parser("sim", help="simulators: meters and platform side")
-    simsub = p.add_subparsers(dest="sim_command", required=True, metavar="KIND")
-    modbus = simsub.add_parser("modbus", help="simulated Modbus flowmeters over TCP and/or a pty")
-    modbus_cli.add_arguments(modbus)
-    modbus.set_defaults(handler=lambda args: asyncio.run(modbus_cli.run(args)))
+
+def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    # The simulators' own options are parsed by their modules, imported only when used: the agent
+    # (`meterlink run`) never loads simulator code.
+    kinds = "; ".join(f"{k}: {v}" for k, v in SIMULATORS.items())
+    p = sub.add_parser("sim", help="simulators: meters and platform side", description=kinds)
+    p.add_argument("kind", choices=sorted(SIMULATORS), help="which simulator")
+    p.add_argument("options", nargs=argparse.REMAINDER, help="its options (meterlink sim KIND --help)")
+    p.set_defaults(handler=cmd_sim)
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -170,6 +175,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from meterlink.sim import modbus_cli
+
+    parser = argparse.ArgumentParser(prog=f"meterlink sim {args.kind}", description=SIMULATORS[args.kind])
+    modbus_cli.add_arguments(parser)
+    return asyncio.run(modbus_cli.run(parser.parse_args(args.options)))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ def current_slot(now: int, interval_ms: int) -> int:
 
 
 class _Timex(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012 - ctypes layout of struct timex (linux/timex.h)
+    _fields_ = [
         ("modes", ctypes.c_uint),
         ("offset", ctypes.c_long),
         ("freq", ctypes.c_long),

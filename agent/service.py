@@ -15,13 +15,14 @@ from meterlink.drivers.modbus.bus import ModbusBus, SerialParams, TcpParams
 from meterlink.drivers.modbus.driver import ModbusDriver, ModbusMeter
 
 from . import signing
+from .capture import GroupCommit
 from .clock import ClockCheck, now_ms
 from .config import BusConfig, Config, MeterConfig
 from .outbox import Outbox
 from .scheduler import BusPoller, ScheduledMeter
 from .store import Store
-from .uploader import Uploader
 from .uplinks.mqtt import MqttLink, MqttSettings, make_tls_context
+from .uploader import Uploader
 
 log = logging.getLogger("meterlink.agent")
 
@@ -74,6 +75,7 @@ class Parts:
 
     store: Store
     outbox: Outbox
+    capture: GroupCommit
     link: MqttLink
     uploader: Uploader
     pollers: list[BusPoller]
@@ -115,7 +117,7 @@ class Agent:
             bus = make_bus(name, bus_cfg)
             buses.append(bus)
             pollers.append(BusPoller(name, ModbusDriver(bus), meters, self._sink, self._event, clock_check))
-        self.parts = Parts(store, outbox, link, uploader, pollers, buses)
+        self.parts = Parts(store, outbox, GroupCommit(outbox), link, uploader, pollers, buses)
         log.info("event=agent_started gateway=%s meters=%d buses=%d kid=%s store=%s next_seq=%d pending=%d",
                  cfg.gateway.id, sum(len(p.meters) for p in pollers), len(pollers), signer.kid,
                  cfg.store.path, store.next_seq, store.next_seq - store.pending_from)
@@ -123,12 +125,13 @@ class Agent:
 
     async def _sink(self, readings: Sequence[Reading]) -> None:
         assert self.parts is not None
-        first, last = await self.parts.outbox.call(self.parts.store.append, readings)
+        first, last = await self.parts.capture.append(readings)
         log.debug("event=captured readings=%d seq=%d-%d", len(readings), first, last)
 
     async def _event(self, kind: str, detail: dict[str, Any]) -> None:
         assert self.parts is not None
         await self.parts.outbox.call(self.parts.store.add_event, kind, now_ms(), detail)
+        self.parts.uploader.events_waiting = True
         self.parts.uploader.wake.set()
 
     async def run(self, *, final_flush: bool = False) -> None:
@@ -151,9 +154,10 @@ class Agent:
         stop_wait = asyncio.create_task(self.stop_requested.wait())
         done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         crashed = [t for t in done if t is not stop_wait and not t.cancelled() and t.exception()]
-        for t in poll_tasks + [purge_task]:
+        for t in [*poll_tasks, purge_task]:
             t.cancel()
         await asyncio.gather(*poll_tasks, purge_task, return_exceptions=True)
+        await parts.capture.flush()  # what was polled is captured before anything closes
         # Let the publish in flight finish (bounded by its timeout), then say goodbye.
         parts.uploader.stopping = True
         parts.uploader.wake.set()

@@ -66,6 +66,7 @@ class Uploader:
         self._batch_next = 0
         self._batch_end = 0
         self.wake = asyncio.Event()
+        self.events_waiting = True  # checked once at start; then set by whoever adds an event
 
     async def run(self) -> None:
         while not self.stopping:
@@ -140,14 +141,25 @@ class Uploader:
         return len(rows)
 
     async def _drain_events(self) -> None:
+        if not self.events_waiting:
+            return  # spares a store round trip per upload: events are rare
+        self.events_waiting = False
         store = self.outbox.store
         while not self.stopping:
-            events = await self.outbox.call(store.pending_events, 100)
+            try:
+                events = await self.outbox.call(store.pending_events, 100)
+            except BaseException:
+                self.events_waiting = True
+                raise
             if not events:
                 return
             batch = await self._batch_number()
             message = self.signer.sign(events_message(self.gateway, batch, self.clock(), events))
-            await self.link.publish(self.events_topic, message, timeout=self.publish_timeout)
+            try:
+                await self.link.publish(self.events_topic, message, timeout=self.publish_timeout)
+            except BaseException:
+                self.events_waiting = True
+                raise
             await self.outbox.call(store.mark_events_sent, events[0].seq, events[-1].seq, self.clock())
             self.stats.events += len(events)
             log.info("event=events_uploaded batch=%d events=%d", batch, len(events))

@@ -19,7 +19,7 @@ def header(title: str) -> None:
 
 
 def figure(name: str, value: float, unit: str, target: float | None = None, higher_is_better: bool = True) -> None:
-    line = f"   {name:<52} {value:>14,.1f} {unit}"
+    line = f"   {name:<52} {value:>14,.3f} {unit}" if abs(value) < 10 else f"   {name:<52} {value:>14,.1f} {unit}"
     if target is not None:
         ratio = value / target if higher_is_better else target / value if value else float("inf")
         verdict = "meets" if ratio >= 1 else "MISSES"

@@ -24,8 +24,8 @@ from meterlink.agent.outbox import Outbox
 from meterlink.agent.payload import StoredReading, readings_message
 from meterlink.agent.signing import Signer
 from meterlink.agent.store import Store
-from meterlink.agent.uploader import Uploader
 from meterlink.agent.uplinks.mqtt import MqttLink, MqttSettings
+from meterlink.agent.uploader import Uploader
 from meterlink.drivers.base import Reading
 from meterlink.sim.broker import LocalBroker
 

@@ -13,6 +13,7 @@ is public: never use it on a gateway.
 
     .venv/bin/python bench/make_wire_example.py            # print examples and figures
     .venv/bin/python bench/make_wire_example.py --sizes    # figures only
+    .venv/bin/python bench/make_wire_example.py --update-doc   # rewrite the doc's example blocks
 
 ``tests/docs/test_wire_format_doc.py`` checks that the examples in the doc still verify and are
 byte for byte what the code produces.
@@ -25,12 +26,12 @@ import base64
 import json
 import math
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from meterlink.agent.payload import StoredEvent, events_message, readings_message
+from meterlink.agent.payload import events_message, readings_message
 from meterlink.agent.signing import Signer
 from meterlink.agent.store import Store
 from meterlink.drivers.base import Reading
@@ -81,7 +82,7 @@ class SimBus:
         registers = self.meters[unit_id].registers(request.function, request.address, request.count)
         chars = 8 + 5 + 2 * request.count  # request frame + response frame, 11 bits a character at 9600 baud
         self.clock.ms += math.ceil(chars * 11 / 9.6) + 4 + 18  # + inter-frame gaps + the meter's turnaround
-        return registers
+        return list(registers)
 
     async def close(self) -> None:
         pass
@@ -97,7 +98,7 @@ class Site:
         for meter_id, _, unit in meters:
             profile: Profile = self.sims[unit].profile
             self.meters.append(ModbusMeter(meter_id, unit, profile.value_specs(), max_gap=profile.max_gap))
-        self.driver = ModbusDriver(SimBus(self.sims, self.clock), clock=self.clock)  # type: ignore[arg-type]
+        self.driver = ModbusDriver(cast(Any, SimBus(self.sims, self.clock)), clock=self.clock)  # duck-typed bus
         self.store = Store(folder / "meterlink.db", GATEWAY)
         self.signer = Signer(rfc8037_key(), compress=compress)
         self.slot = START_MS
@@ -111,7 +112,7 @@ class Site:
         self.store.append(readings)
         self.slot += POLL_MS
 
-    def upload(self, limit: int, message: Callable[[int, int, list], bytes] | None = None) -> tuple[bytes, bytes]:
+    def upload(self, limit: int) -> tuple[bytes, bytes]:
         """The next readings message of at most ``limit`` readings: (payload JSON, signed message)."""
         rows = self.store.pending(limit)
         batch = self.store.reserve_batches(1)
@@ -129,20 +130,37 @@ async def worked_example() -> dict[str, str]:
             await site.poll_cycle()
             payload, plain = site.upload(500)
     compressed = Signer(rfc8037_key(), compress=True).sign(payload)
-    events = events_message(GATEWAY, 4, START_MS + 2 * POLL_MS + UPLOAD_OFFSET_MS + 412, [
-        StoredEvent(5, START_MS + 2 * POLL_MS + 1_208, "meter_offline",
-                    {"meter": "well-2", "error": "MeterTimeout", "detail": "unit 2: no answer after 3 tries"}),
-        StoredEvent(6, START_MS + 2 * POLL_MS + 9_870, "store_replaced", {"seq_from": 1, "seq_to": 20017}),
-    ])
     return {
         "payload": payload.decode("utf-8"),
         "uncompressed": plain.decode("ascii"),
         "compressed": compressed.decode("ascii"),
-        "events": events.decode("utf-8"),
     }
 
 
-async def sizes(batch: int, *, compress: bool, batches: int = 3) -> tuple[float, float, int]:
+async def events_example() -> bytes:
+    """The gateway's store is lost; the agent starts on a new one (what Agent.run records)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        site = Site(Path(tmp), METERS[:1], compress=False)
+        for _ in range(3):
+            await site.poll_cycle()
+            site.upload(500)
+        site.store.close()
+        for suffix in ("", "-wal", "-shm"):
+            (Path(tmp) / f"meterlink.db{suffix}").unlink(missing_ok=True)
+        store = Store(Path(tmp) / "meterlink.db", GATEWAY)
+        assert store.seq_jump is not None
+        had, now = store.seq_jump
+        started = site.slot + 41_652  # the agent is back 41.652 s after the slot it missed
+        store.add_event("store_replaced", started, {"seq_from": had, "seq_to": now})
+        store.add_event("agent_started", started, {"host": "rtu-0007", "pid": 612})
+        events = store.pending_events(100)
+        batch = store.reserve_batches(1000)  # the uploader's first block on the new store
+        message = events_message(GATEWAY, batch, started + 388, events)
+        store.close()
+    return bytes(message)
+
+
+async def sizes(batch: int, *, compress: bool, batches: int = 3) -> tuple[float, float]:
     """Mean (message bytes per reading, payload JSON bytes per reading) over ``batches`` messages."""
     per_slot = sum(len(SimMeter(p, u).profile.value_specs()) for _, p, u in METERS)
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,38 +174,71 @@ async def sizes(batch: int, *, compress: bool, batches: int = 3) -> tuple[float,
             wire += len(message)
             json_bytes += len(payload)
     n = batch * batches
-    return wire / n, json_bytes / n, per_slot
+    return wire / n, json_bytes / n
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "wire-format.md"
+
+
+async def blocks() -> dict[str, str]:
+    """The contents of the doc's generated example blocks, by marker name."""
+    ex = await worked_example()
+    flagged = json.loads(ex["payload"])["readings"][0] | {"flags": ["clock_unsynced"]}
+    return {
+        "readings-payload": ex["payload"],
+        "readings-uncompressed": ex["uncompressed"],
+        "readings-compressed": ex["compressed"],
+        "events-payload": json.dumps(json.loads(await events_example()), indent=2, ensure_ascii=False),
+        "reading-with-flags": json.dumps(flagged, ensure_ascii=False, separators=(",", ":")),
+    }
+
+
+def update_doc(doc: str, contents: dict[str, str]) -> str:
+    """Replace the fenced block after each ``<!-- example: NAME -->`` line named in ``contents``."""
+    lines = doc.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        out.append(lines[i])
+        name = lines[i].strip().removeprefix("<!-- example:").removesuffix("-->").strip()
+        if lines[i].strip().startswith("<!-- example:") and name in contents:
+            i += 1
+            while not lines[i].startswith("```"):  # blank lines between marker and fence
+                out.append(lines[i])
+                i += 1
+            out.append(lines[i])  # opening fence
+            i += 1
+            while not lines[i].startswith("```"):
+                i += 1
+            out.extend(contents[name].split("\n"))
+            out.append(lines[i])  # closing fence
+        i += 1
+    return "\n".join(out)
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    if args.update_doc:
+        DOC.write_text(update_doc(DOC.read_text(encoding="utf-8"), await blocks()), encoding="utf-8")
+        print(f"updated the example blocks of {DOC}")
+        return
     if not args.sizes:
-        ex = await worked_example()
-        print("== payload (the JSON the gateway signs) ==")
-        print(ex["payload"])
-        print("\n== readings message, compression none ==")
-        print(ex["uncompressed"])
-        print("\n== readings message, compression deflate ==")
-        print(ex["compressed"])
-        print("\n== events payload ==")
-        print(json.dumps(json.loads(ex["events"]), indent=2, ensure_ascii=False))
-        print("\n== a reading with a flag ==")
-        print(json.dumps(json.loads(ex["payload"])["readings"][0] | {"flags": ["clock_unsynced"]},
-                         ensure_ascii=False, separators=(",", ":")))
-        print()
+        for name, text in (await blocks()).items():
+            print(f"== {name} ==\n{text}\n")
     print(f"{len(METERS)} meters x 4 quantities ({', '.join(f'{m}={p}' for m, p, _ in METERS)}), one slot a minute")
     for batch in (20, 100, 500):
         for compress in (False, True):
-            wire, raw, _ = await sizes(batch, compress=compress)
+            wire, raw = await sizes(batch, compress=compress)
             name = "deflate" if compress else "none"
             print(f"batch {batch:3d}  compression {name:7s}  {wire:6.1f} bytes/reading on the wire "
                   f"(payload JSON {raw:.1f} bytes/reading)")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", action="store_true", help="only the bytes-per-reading figures")
     import asyncio
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", action="store_true", help="only the bytes-per-reading figures")
+    parser.add_argument("--update-doc", action="store_true", help="rewrite the example blocks in docs/wire-format.md")
     asyncio.run(main_async(parser.parse_args()))
 
 

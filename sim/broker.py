@@ -59,6 +59,7 @@ class LocalBroker:
     password_file: Path | None = None
     acl_file: Path | None = None
     extra_conf: str = ""
+    persistent: bool = False  # keep sessions and queued messages across a graceful restart
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -74,7 +75,8 @@ class LocalBroker:
         lines = [
             f"listener {self.port} {self.host}",
             f"allow_anonymous {'false' if self.password_file else 'true'}",
-            "persistence false",
+            f"persistence {'true' if self.persistent else 'false'}",
+            f"persistence_location {self.workdir}/",
             "log_dest stderr",
             "log_type error",
             "log_type warning",
@@ -123,13 +125,18 @@ class LocalBroker:
         self.stop()
         raise BrokerError(f"mosquitto did not listen on {self.host}:{self.port} within {timeout:g} s")
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = False) -> None:
+        """Kill the broker (an abrupt outage), or stop it cleanly so a persistent one saves its state."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
         if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+            proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
     def log_tail(self, lines: int = 5) -> str:
         try:

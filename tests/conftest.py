@@ -10,8 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/support importable as `support`
 
-from meterlink.agent import signing  # noqa: E402
-from meterlink.sim.broker import LocalBroker  # noqa: E402
+from meterlink.agent import signing
+from meterlink.sim.broker import LocalBroker
 
 
 @pytest.fixture

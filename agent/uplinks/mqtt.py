@@ -210,8 +210,11 @@ class MqttLink:
             raise ConnectFailed(f"connection lost right after CONNACK: {exc}") from None
 
     async def _misc_loop(self, client: paho.Client) -> None:
+        # paho's housekeeping: PINGREQ at the keep-alive and the missing-PINGRESP check. A few
+        # times per keep-alive period is plenty; every second would cost CPU on a small board.
+        period = max(1.0, min(5.0, self.settings.keepalive / 6))
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(period)
             if client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
 

@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from support.procs import METERLINK, start_sim
 
 from meterlink.agent import signing
 from meterlink.agent.payload import StoredReading, readings_message
-from support.procs import METERLINK, start_sim
 
 
 def ml(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

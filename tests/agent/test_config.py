@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.configs import BASE, write_site
 
 from meterlink.agent import config as cfgmod
 from meterlink.agent.cli import main
 from meterlink.agent.errors import ConfigError
-from support.configs import BASE, write_site
 
 
 def test_the_base_config_is_valid(tmp_path: Path) -> None:
@@ -61,7 +61,8 @@ BROKEN = [
     ('host = "127.0.0.1"', 'device = "/dev/x"', "buses.tcp1: a tcp bus needs host"),
     ('profile = "tuf2000"', 'profile = "tuf3000"', "meters[m1].profile: unknown profile 'tuf3000'"),
     ('bus = "line1"', 'bus = "line9"', "meters[m1].bus: no bus named 'line9'"),
-    ('unit_id = 1\nprofile = "tuf2000"', 'unit_id = 248\nprofile = "tuf2000"', "meters[m1].unit_id: 248 is not a serial"),
+    ('unit_id = 1\nprofile = "tuf2000"', 'unit_id = 248\nprofile = "tuf2000"',
+     "meters[m1].unit_id: 248 is not a serial"),
     ('id = "m2"', 'id = "m1"', "meter id 'm1' is used twice"),
     ('[signing]\nkey = "keys/gateway.key"', "", "signing: required, missing"),
     ('broker = "mqtt://127.0.0.1:1883"', 'broker = "http://x"', "uplink.mqtt.broker: must start with mqtt://"),
@@ -140,7 +141,8 @@ def test_password_from_file_and_env_never_printed(tmp_path: Path, monkeypatch: p
 
 def test_the_command_never_prints_a_traceback(tmp_path: Path) -> None:
     path = write_site(tmp_path, "this is = = not toml")
-    proc = subprocess.run([sys.executable, "-m", "meterlink", "check-config", str(path)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "meterlink", "check-config", str(path)], capture_output=True,
+                          text=True)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

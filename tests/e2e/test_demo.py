@@ -12,7 +12,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from support.procs import METERLINK, wait_until
 
 pytestmark = pytest.mark.slow

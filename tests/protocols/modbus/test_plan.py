@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -71,4 +73,4 @@ def test_plan_covers_every_span_with_no_request_too_long(spans: list[Span], max_
     wanted = {a for s in spans for a in range(s.address, s.end)}
     assert all(a in wanted for r in plan for a in range(r.address, r.end))
     # Requests do not overlap and are sorted.
-    assert all(a.end <= b.address for a, b in zip(plan, plan[1:], strict=False))
+    assert all(a.end <= b.address for a, b in itertools.pairwise(plan))

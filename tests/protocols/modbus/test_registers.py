@@ -125,3 +125,15 @@ def test_any_registers_decode_or_raise_register_error(words: list[int], dtype: D
         assert len(words) != dtype.words
         return
     assert isinstance(value, int) or math.isnan(value) or isinstance(value, float)
+
+
+@given(dtype=st.sampled_from(ALL_TYPES), order=st.sampled_from(ALL_ORDERS),
+       words=st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=4))
+def test_the_compiled_part_reader_equals_decode(dtype: DataType, order: WordOrder, words: list[int]) -> None:
+    from meterlink.protocols.modbus.values import Part
+
+    words = words[: dtype.words]
+    image = {100 + i: w for i, w in enumerate(words)}
+    expected = decode(words, dtype, order)
+    got = Part(100, dtype, order).read(image)
+    assert got == expected or (math.isnan(got) and math.isnan(expected))

@@ -62,10 +62,13 @@ def vectors() -> list[tuple[str, Frame, dict[str, Any]]]:
         ("link_reply_00", build_link_reply(login), {}),
         ("link_reply_echo", build_link_reply(login, echo=True), {}),
         ("c0_flow_4_meters_tp5", report, {}),
-        ("c0_flow_sl427_units_tp7", build_flow_report(
-            relay, [(1.5, 10), (-2.25, 20)], unit=FlowUnit.M3_PER_H, tp=tp7, fcb=2), {}),
+        (
+            "c0_flow_sl427_units_tp7",
+            build_flow_report(relay, [(1.5, 10), (-2.25, 20)], unit=FlowUnit.M3_PER_H, tp=tp7, fcb=2),
+            {},
+        ),
         ("c0_flow_no_tp", build_flow_report(site, [(None, 404000)], status=0x0101), {}),
-        ("c0_confirm_hm1212_style", build_confirm(report, tp=None), {}),
+        ("c0_confirm_data00_no_tp", build_confirm(report, tp=None), {}),
         ("c0_confirm_mode1_tp5", build_confirm(report, work_mode=1, tp=tp5), {}),
         ("c0_confirm_cmd0_tp7", build_confirm(report, work_mode=2, tp=tp7, function=0), {}),
         ("81_alarm_report_tp5", build_flow_report(site, [(0.0, 1)], alarm=0x0008, tp=tp5, afn=AFN.ALARM_REPORT), {}),
@@ -73,15 +76,22 @@ def vectors() -> list[tuple[str, Frame, dict[str, Any]]]:
         ("c0_pressure_tp7", build_readings(site, 15, [123.45], tp=tp7), {}),
         ("b0_query", build_realtime_query(site), {}),
         ("b0_answer", build_flow_report(site, [(3.0, 99)], afn=AFN.QUERY_REALTIME, fcb=3), {}),
-        ("b1_query", build_stored_query(site, Clock(second=0, minute=0, hour=0, day=1, month=11, year=26),
-                                        Clock(second=59, minute=59, hour=23, day=28, month=11, year=26)), {}),
+        (
+            "b1_query",
+            build_stored_query(
+                site,
+                Clock(second=0, minute=0, hour=0, day=1, month=11, year=26),
+                Clock(second=59, minute=59, hour=23, day=28, month=11, year=26),
+            ),
+            {},
+        ),
         ("11_set_clock_pw_tp5", build_set_clock(site, clock, pw=make_pw(3, 456), tp=tp5), {}),
         ("51_read_clock", build_read_clock(site), {}),
         ("51_clock_answer", build_clock_answer(site, clock), {}),
         ("a0_set_query_kinds", build_set_query_kinds(site, 0b1000, pw=make_pw(0, 0), tp=tp5), {}),
         ("a1_set_report_kinds", build_set_report_kinds(site, 0b1000, [10], pw=make_pw(1, 2), tp=tp7), {"tp_len": 7}),
         ("53_query", Frame(direction=Direction.DOWN, address=site, afn=0x53), {}),
-        ("53_answer", Frame(direction=Direction.UP, address=site, afn=0x53, data=bytes.fromhex("0800" "1000" "6000")), {}),
+        ("53_answer", Frame(direction=Direction.UP, address=site, afn=0x53, data=bytes.fromhex("080010006000")), {}),
         ("5e_answer", Frame(direction=Direction.UP, address=site, afn=0x5E, data=bytes.fromhex("01106000")), {}),
         ("61_picture_query", build_picture_query(relay, 3), {}),
         ("61_picture_1of2", picture[0], {}),
@@ -99,8 +109,10 @@ def main() -> None:
             entry["options"] = options
         entry["view"] = decode_report(raw, **options)
         frames.append(entry)
-    doc = {"about": "Frames built with meterlink's SZY206 encoder and their JSON view (regression vectors).",
-           "frames": frames}
+    doc = {
+        "about": "Frames built with meterlink's SZY206 encoder and their JSON view (regression vectors).",
+        "frames": frames,
+    }
     OUT.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {len(frames)} vectors to {OUT}")
 

@@ -135,8 +135,13 @@ def test_velocity_round_trip(value: float) -> None:
 
 
 def test_fills_absent_and_invalid() -> None:
-    for decoder, size in ((decode_flow, 5), (decode_volume, 5), (decode_level, 4), (decode_pressure, 4),
-                          (decode_velocity, 3)):
+    for decoder, size in (
+        (decode_flow, 5),
+        (decode_volume, 5),
+        (decode_level, 4),
+        (decode_pressure, 4),
+        (decode_velocity, 3),
+    ):
         assert decoder(b"\xaa" * size) is None
         assert decoder(b"\xff" * size) is INVALID
     assert decode_volume(bytes.fromhex("8261A00000")) is INVALID  # a non-BCD digit
@@ -145,8 +150,16 @@ def test_fills_absent_and_invalid() -> None:
 
 @pytest.mark.parametrize(
     ("encoder", "value"),
-    [(encode_flow, 1_000_000.0), (encode_flow, -1_000_000.0), (encode_volume, 10_000_000_000), (encode_volume, -1),
-     (encode_level, 10_000.0), (encode_pressure, -0.01), (encode_pressure, 1_000_000.0), (encode_velocity, 100.0)],
+    [
+        (encode_flow, 1_000_000.0),
+        (encode_flow, -1_000_000.0),
+        (encode_volume, 10_000_000_000),
+        (encode_volume, -1),
+        (encode_level, 10_000.0),
+        (encode_pressure, -0.01),
+        (encode_pressure, 1_000_000.0),
+        (encode_velocity, 100.0),
+    ],
 )
 def test_out_of_range_values_do_not_encode(encoder: object, value: float) -> None:
     with pytest.raises(EncodeError):
@@ -175,8 +188,11 @@ def test_flow_data_round_trip(pairs: list[tuple[object, object]], alarm: int, st
     assert (got_alarm, got_status) == (alarm, status)
 
 
-value_bytes = st.one_of(st.binary(min_size=5, max_size=5), st.sampled_from([b"\xaa" * 5, b"\xff" * 5]),
-                        st.integers(0, 10**10 - 1).map(lambda n: bytes.fromhex(f"{n:010d}")[::-1]))
+value_bytes = st.one_of(
+    st.binary(min_size=5, max_size=5),
+    st.sampled_from([b"\xaa" * 5, b"\xff" * 5]),
+    st.integers(0, 10**10 - 1).map(lambda n: bytes.fromhex(f"{n:010d}")[::-1]),
+)
 
 
 @given(st.lists(value_bytes, max_size=12).filter(lambda v: len(v) % 2 == 0), st.binary(min_size=4, max_size=4))

@@ -20,6 +20,7 @@ from meterlink.protocols.szy206 import (
     build_flow_report,
     build_picture_frames,
     build_set_clock,
+    crc8,
     decode_report,
     describe,
     encode,
@@ -34,8 +35,15 @@ VECTOR_1 = "681A68B35303810D00C00059000000826110000001106000004508090A3516"
 def test_flow_report_view_has_exactly_the_documented_shape() -> None:
     view = decode_report(VECTOR_1)
     assert view == {
-        "crc_ok": True, "length": 26, "direction": "up", "div": False, "divs": None, "fcb": 3, "function": 3,
-        "address": {"division": "530381", "station": 13}, "afn": "C0",
+        "crc_ok": True,
+        "length": 26,
+        "direction": "up",
+        "div": False,
+        "divs": None,
+        "fcb": 3,
+        "function": 3,
+        "address": {"division": "530381", "station": 13},
+        "afn": "C0",
         "data": {"meters": [{"flow": 5.9, "volume": 106182}], "alarm": 4097, "status": 96},
         "tp": {"second": 0, "minute": 45, "hour": 8, "day": 9, "delay_min": 10},
     }
@@ -44,8 +52,10 @@ def test_flow_report_view_has_exactly_the_documented_shape() -> None:
 
 def test_absent_and_invalid_values() -> None:
     frame = build_flow_report(SITE, [(None, INVALID), (INVALID, None)])
-    assert describe(frame)["data"]["meters"] == [{"flow": None, "volume": "invalid"},
-                                                 {"flow": "invalid", "volume": None}]
+    assert describe(frame)["data"]["meters"] == [
+        {"flow": None, "volume": "invalid"},
+        {"flow": "invalid", "volume": None},
+    ]
 
 
 def test_seven_byte_label_adds_month_and_year() -> None:
@@ -94,8 +104,6 @@ def test_decode_report_refuses_non_hex_text() -> None:
 
 @given(st.binary(min_size=7, max_size=255))
 def test_any_decodable_frame_has_a_json_view(user: bytes) -> None:
-    from meterlink.protocols.szy206 import crc8
-
     raw = bytes((0x68, len(user), 0x68)) + user + bytes((crc8(user), 0x16))
     try:
         view = decode_report(raw)
