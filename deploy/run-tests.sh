@@ -5,4 +5,4 @@ set -eu
 cd "$(dirname "$0")/.."
 . deploy/_prereqs.sh
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check ".[test]"
-exec "$VENV/bin/python" -m pytest "$@"
+exec "$VENV/bin/pytest" "$@"
