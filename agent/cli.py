@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -90,6 +91,15 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_demo)
 
 
+def _add_decode(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("decode", help="decode a protocol frame to JSON (commissioning, support)")
+    p.add_argument("protocol", choices=["szy206"], help="the frame's protocol")
+    p.add_argument("hex", nargs="*", help="the frame in hex, with or without spaces")
+    p.add_argument("--file", type=Path, help="read the frame as raw bytes from this file instead")
+    p.add_argument("--tp", type=int, choices=[0, 5, 7], help="time label length (default: inferred)")
+    p.set_defaults(handler=cmd_decode)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meterlink",
@@ -99,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"meterlink {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_run, _add_check_config, _add_keygen, _add_verify, _add_read, _add_status,
-                _add_profiles, _add_sim, _add_demo):
+                _add_profiles, _add_decode, _add_sim, _add_demo):
         add(sub)
     return parser
 
@@ -120,6 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except Exception as exc:  # a bug, not a user error: one line, the traceback only on request
+        if os.environ.get("METERLINK_DEBUG"):
+            raise
+        print(f"meterlink: unexpected error: {type(exc).__name__}: {exc} (METERLINK_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 70
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -174,6 +190,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         await agent.run()
 
     asyncio.run(main())
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    import json
+
+    from meterlink.protocols.szy206.describe import decode_report
+    from meterlink.protocols.szy206.errors import SZY206Error
+
+    if args.file is not None and args.hex:
+        raise MeterlinkError("give the frame as hex or as --file, not both")
+    if args.file is not None:
+        try:
+            frame: bytes | str = args.file.read_bytes()
+        except OSError as exc:
+            raise MeterlinkError(f"{args.file}: {exc.strerror}") from None
+    elif args.hex:
+        frame = " ".join(args.hex)
+    else:
+        raise MeterlinkError("no frame given (hex on the command line, or --file FILE)")
+    try:
+        view = decode_report(frame, tp_len=args.tp)
+    except SZY206Error as exc:
+        detail = str(exc)
+        reason = getattr(exc, "reason", "invalid frame")
+        raise MeterlinkError(f"{reason}: {detail}" if detail and detail != reason else reason) from None
+    print(json.dumps(view, ensure_ascii=False))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -150,6 +151,10 @@ class Agent:
         upload_task = asyncio.create_task(parts.uploader.run(), name="meterlink.upload")
         purge_task = asyncio.create_task(self._housekeeping(), name="meterlink.purge")
         self.ready.set()
+        # Everything built so far (config, profiles, libraries) lives as long as the process: move
+        # it out of the collector's sight, so a full collection does not walk it again and again.
+        gc.collect()
+        gc.freeze()
         tasks = [link_task, upload_task, purge_task, *poll_tasks]
         stop_wait = asyncio.create_task(self.stop_requested.wait())
         done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
