@@ -126,8 +126,7 @@ class Agent:
 
     async def _sink(self, readings: Sequence[Reading]) -> None:
         assert self.parts is not None
-        first, last = await self.parts.capture.append(readings)
-        log.debug("event=captured readings=%d seq=%d-%d", len(readings), first, last)
+        self.parts.capture.submit(readings)
 
     async def _event(self, kind: str, detail: dict[str, Any]) -> None:
         assert self.parts is not None

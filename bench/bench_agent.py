@@ -14,6 +14,7 @@ Python gateway doing the same job uses about 66 MB and 1.6 ms of CPU per device 
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -95,32 +96,38 @@ def main() -> None:
         try:
             time.sleep(60)
             cpu0 = proc.cpu_times()
-            readings0 = len(platform.received.readings)
+            window_start = time.time_ns() // 1_000_000
             rss_peak = 0
             end = time.monotonic() + args.minutes * 60
             while time.monotonic() < end:
                 rss_peak = max(rss_peak, proc.memory_info().rss)
                 time.sleep(1)
             cpu1 = proc.cpu_times()
-            readings1 = len(platform.received.readings)
+            window_end = time.time_ns() // 1_000_000
             rss_end = proc.memory_info().rss
-            # Readings of the window's last slots may still be on their way: count them too.
-            time.sleep(args.upload_interval + 5)
-            readings1 = max(readings1, len(platform.received.readings) - 4 * args.meters * (
-                (args.upload_interval + 5) // args.interval))
         finally:
             agent.terminate()
             agent.wait(30)
+            time.sleep(1)
             platform.stop()
             sim.stop()
             broker.stop()
             log.close()
         cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-        polls = (readings1 - readings0) / 4
+        db = sqlite3.connect(f"file:{folder}/site/state/meterlink.db?mode=ro", uri=True)
+        taken = db.execute("SELECT count(*) FROM readings WHERE slot >= ? AND slot < ?",
+                           (window_start, window_end)).fetchone()[0]
+        stored, sent = db.execute("SELECT count(*), count(sent) FROM readings").fetchone()
+        db.close()
+        polls = taken / 4
         expected = args.meters * args.minutes * 60 / args.interval
         errors = (folder / "agent.log").read_text(errors="replace").count("event=poll_failed")
         rejected = platform.received.rejected
+        verified = len(platform.received.readings)
     figure("meter polls in the window (readings / 4)", polls, "polls")
+    figure("readings stored / confirmed by the broker / verified", stored, "readings")
+    figure("  ... confirmed by the broker", sent, "readings")
+    figure("  ... verified by the platform", verified, "readings")
     figure("polls expected (meters x window / interval)", expected, "polls")
     figure("failed polls logged", errors, "polls")
     figure("messages rejected by the platform", rejected, "messages")

@@ -6,7 +6,8 @@ pymodbus is pinned to one minor version and used only here. Facts of that versio
 - a frame with a bad CRC is dropped silently by its RTU framer, so a request that received bytes but
   no valid answer is told apart from silence through the ``trace_packet`` hook;
 - automatic reconnection is off (``reconnect_delay=0``): the bus reconnects on the next request, so a
-  meter that comes back is polled at its next slot, not after pymodbus's growing back-off.
+  meter that comes back is polled at its next slot, not after pymodbus's growing back-off;
+- a cancelled request surfaces as ``ModbusIOException``, so cancellation is re-raised here.
 """
 
 from __future__ import annotations
@@ -168,6 +169,11 @@ class ModbusBus:
             self.counters.last_error = str(exc)
             raise TransportError(f"bus {self.name}: connection lost") from exc
         except ModbusException as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # pymodbus turns a cancellation into ModbusIOException("Request cancelled outside
+                # pymodbus"); swallowed, a poller cancelled at shutdown would go on polling forever.
+                raise asyncio.CancelledError() from exc
             return self._fail(unit_id, exc)
         if response.isError():
             code = int(getattr(response, "exception_code", 0))

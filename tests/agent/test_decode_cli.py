@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from support.procs import METERLINK
 
 C0_TP5 = "681A68B35303810D00C00059000000826110000001106000004508090A3516"

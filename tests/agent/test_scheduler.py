@@ -88,3 +88,33 @@ def test_a_dead_bus_and_a_dead_meter_do_not_delay_the_others() -> None:
     kinds = [(k, d["meter"]) for k, d in out["events"]]
     assert ("meter_offline", "a-dead") in kinds and ("meter_offline", "b-nothing") in kinds
     assert a.meters[0].state.missed_slots == 0 and c.meters[0].state.missed_slots == 0
+
+
+def test_a_poller_cancelled_mid_request_stops() -> None:
+    """pymodbus turns a cancellation into its own exception; the poller must still stop."""
+
+    async def main() -> None:
+        dead = SimMeter("xintai_water_meter", 1, seed=1)
+        dead.set_fault(Fault.NO_ANSWER)
+        sim = ModbusSimServer({1: dead})
+        port = await sim.start_tcp()
+
+        async def sink(readings: Sequence[Reading]) -> None:
+            pass
+
+        async def on_event(kind: str, detail: dict[str, Any]) -> None:
+            pass
+
+        bus = ModbusBus("A", TcpParams("127.0.0.1", port), timeout=2.0, retries=0)
+        poller = BusPoller("A", ModbusDriver(bus), [ScheduledMeter(meter("m", 1), 1000)], sink, on_event,
+                           ClockCheck("assume_synced"))
+        poller.meters[0].due = 0  # due now
+        task = asyncio.create_task(poller.cycle())
+        await asyncio.sleep(0.5)  # inside the request, waiting for an answer that never comes
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=3)
+        assert done and task.cancelled()
+        await bus.close()
+        await sim.stop()
+
+    asyncio.run(main())
