@@ -16,8 +16,21 @@ from functools import cache
 TIME_ERROR = 5  # adjtimex(2): the kernel clock is not synchronised
 
 
+_offset_ms = 0  # set from a trusted central station's time (the service may not set the system clock)
+
+
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    """The agent's time: the system clock plus any offset learnt from a trusted station."""
+    return time.time_ns() // 1_000_000 + _offset_ms
+
+
+def set_offset(offset_ms: int) -> None:
+    global _offset_ms
+    _offset_ms = offset_ms
+
+
+def offset_ms() -> int:
+    return _offset_ms
 
 
 def next_slot(now: int, interval_ms: int) -> int:

@@ -111,6 +111,9 @@ class MeterConfig(Strict):
     # Per-meter adjustments on top of a profile (a totalizer multiplier, a unit id on a TCP gateway).
     scale: dict[str, float] = {}
     enabled: bool = True
+    # Place of this meter's flow/volume pair in SZY206 self-reports: fixed per meter, so reordering
+    # the file never relabels meters at the central station.
+    szy206_position: Annotated[int, Field(ge=1, le=64)] | None = None
 
     @field_validator("profile")
     @classmethod
@@ -249,8 +252,39 @@ class MqttConfig(Strict):
         return None
 
 
+class Szy206UplinkConfig(Strict):
+    """The agent as an SZY206 site terminal reporting to a central station over TCP."""
+
+    host: str = Field(min_length=1)
+    port: Annotated[int, Field(ge=1, le=65535)]
+    division: Annotated[str, Field(pattern=r"^\d{6}$")]  # administrative division code, GB/T 2260
+    station: Annotated[int, Field(ge=1, le=60000)]  # this site's station number
+    password: Annotated[str, Field(pattern=r"^\d{4}$")] | None = None  # PW key1 + key2, checked on 11H
+    time_label: Literal["szy206", "sl427", "none"] = "szy206"  # 5 bytes, 7 bytes, or none
+    utc_offset_hours: Annotated[float, Field(ge=-12, le=14)] = 8.0
+    report_interval: Annotated[int, Field(ge=1, le=86400)] = 300
+    keepalive: Annotated[int, Field(ge=0, le=3600)] = 60  # 0: no keep-alive frames
+    confirm_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    retries: Annotated[int, Field(ge=0, le=3)] = 3
+    tp_delay_min: Annotated[int, Field(ge=0, le=255)] = 10
+    backfill: bool = True  # self-report missed slots after a reconnection, oldest first
+    backfill_pace: Annotated[float, Field(ge=0, le=3600)] = 1.0  # seconds between backfilled reports
+    trust_station_time: bool = False
+
+    @property
+    def tp_len(self) -> int:
+        return {"szy206": 5, "sl427": 7, "none": 0}[self.time_label]
+
+
 class UplinkConfig(Strict):
-    mqtt: MqttConfig
+    mqtt: MqttConfig | None = None
+    szy206: Szy206UplinkConfig | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> UplinkConfig:
+        if self.mqtt is None and self.szy206 is None:
+            raise ValueError("configure [uplink.mqtt], [uplink.szy206] or both")
+        return self
 
 
 class ClockConfig(Strict):
@@ -292,6 +326,17 @@ class Config(Strict):
                     f"meters[{meter.id}].unit_id: {meter.unit_id} is already used by {units[key]} on bus {meter.bus}"
                 )
             units[key] = meter.id
+        if self.uplink.szy206 is not None:
+            positions: dict[int, str] = {}
+            for meter in self.meters:
+                p = meter.szy206_position
+                if p is None:
+                    continue
+                if p in positions:
+                    raise ValueError(f"meters[{meter.id}].szy206_position: {p} is already {positions[p]}'s")
+                positions[p] = meter.id
+            if not positions:
+                raise ValueError("uplink.szy206: no meter has a szy206_position, so reports would be empty")
         return self
 
     def poll_interval(self, meter: MeterConfig) -> int:
@@ -333,13 +378,15 @@ def warnings(config: Config) -> list[str]:
 def check_files(config: Config) -> list[str]:
     """Errors about files the config names (keys, certificates): these must exist to run."""
     problems = []
-    candidates: list[tuple[str, Path | None]] = [
-        ("signing.key", config.signing.key),
-        ("uplink.mqtt.ca", config.uplink.mqtt.ca),
-        ("uplink.mqtt.client_cert", config.uplink.mqtt.client_cert),
-        ("uplink.mqtt.client_key", config.uplink.mqtt.client_key),
-        ("uplink.mqtt.password_file", config.uplink.mqtt.password_file),
-    ]
+    candidates: list[tuple[str, Path | None]] = [("signing.key", config.signing.key)]
+    m = config.uplink.mqtt
+    if m is not None:
+        candidates += [
+            ("uplink.mqtt.ca", m.ca),
+            ("uplink.mqtt.client_cert", m.client_cert),
+            ("uplink.mqtt.client_key", m.client_key),
+            ("uplink.mqtt.password_file", m.password_file),
+        ]
     for key, path in candidates:
         if path is None:
             continue
@@ -349,7 +396,7 @@ def check_files(config: Config) -> list[str]:
             problems.append(f"{key}: {path} is not a file")
         elif not os.access(path, os.R_OK):
             problems.append(f"{key}: {path} is not readable by this user")
-    env = config.uplink.mqtt.password_env
+    env = m.password_env if m is not None else None
     if env and env not in os.environ:
         problems.append(f"uplink.mqtt.password_env: environment variable {env} is not set")
     store_dir = config.store.path.parent

@@ -19,10 +19,12 @@ from . import signing
 from .capture import GroupCommit
 from .clock import ClockCheck, now_ms
 from .config import BusConfig, Config, MeterConfig
+from .latest import LatestValues
 from .outbox import Outbox
 from .scheduler import BusPoller, ScheduledMeter
 from .store import Store
 from .uplinks.mqtt import MqttLink, MqttSettings, make_tls_context
+from .uplinks.szy206 import SiteTerminal
 from .uploader import Uploader
 
 log = logging.getLogger("meterlink.agent")
@@ -47,6 +49,7 @@ def meter_from_config(mc: MeterConfig) -> ModbusMeter:
 
 def mqtt_settings(config: Config, *, backoff_max: float = 60.0) -> MqttSettings:
     m = config.uplink.mqtt
+    assert m is not None
     gw = config.gateway.id
     tls = None
     if m.tls:
@@ -77,8 +80,10 @@ class Parts:
     store: Store
     outbox: Outbox
     capture: GroupCommit
-    link: MqttLink
-    uploader: Uploader
+    latest: LatestValues
+    link: MqttLink | None
+    uploader: Uploader | None
+    terminal: SiteTerminal | None
     pollers: list[BusPoller]
     buses: list[ModbusBus]
 
@@ -95,16 +100,23 @@ class Agent:
     def build(self) -> Parts:
         cfg = self.config
         key = signing.load_private_key(cfg.signing.key, check_mode=self.check_key_mode)
-        signer = signing.Signer(key, compress=cfg.uplink.mqtt.compression == "deflate")
         store = Store(cfg.store.path, cfg.gateway.id, retention_ms=int(cfg.store.retention_days * 86_400_000))
         outbox = Outbox(store)
-        link = MqttLink(mqtt_settings(cfg, backoff_max=self.backoff_max))
+        latest = LatestValues()
+        link = uploader = terminal = None
         m = cfg.uplink.mqtt
-        uploader = Uploader(
-            outbox, link, signer,
-            gateway=cfg.gateway.id, topic_prefix=m.topic_prefix, interval_s=m.upload_interval,
-            batch_size=m.batch_size, publish_timeout=m.publish_timeout,
-        )
+        if m is not None:
+            signer = signing.Signer(key, compress=m.compression == "deflate")
+            link = MqttLink(mqtt_settings(cfg, backoff_max=self.backoff_max))
+            uploader = Uploader(
+                outbox, link, signer,
+                gateway=cfg.gateway.id, topic_prefix=m.topic_prefix, interval_s=m.upload_interval,
+                batch_size=m.batch_size, publish_timeout=m.publish_timeout,
+            )
+        if cfg.uplink.szy206 is not None:
+            positions = {mc.szy206_position: mc.id for mc in cfg.enabled_meters if mc.szy206_position}
+            terminal = SiteTerminal(cfg.uplink.szy206, positions, outbox, latest, self._event,
+                                    backoff_max=self.backoff_max)
         clock_check = ClockCheck(cfg.clock.sync_check)
         buses, pollers = [], []
         for name, bus_cfg in cfg.buses.items():
@@ -117,22 +129,25 @@ class Agent:
                 continue
             bus = make_bus(name, bus_cfg)
             buses.append(bus)
-            pollers.append(BusPoller(name, ModbusDriver(bus), meters, self._sink, self._event, clock_check))
-        self.parts = Parts(store, outbox, GroupCommit(outbox), link, uploader, pollers, buses)
-        log.info("event=agent_started gateway=%s meters=%d buses=%d kid=%s store=%s next_seq=%d pending=%d",
-                 cfg.gateway.id, sum(len(p.meters) for p in pollers), len(pollers), signer.kid,
-                 cfg.store.path, store.next_seq, store.next_seq - store.pending_from)
+            pollers.append(BusPoller(name, ModbusDriver(bus, now_ms), meters, self._sink, self._event, clock_check))
+        self.parts = Parts(store, outbox, GroupCommit(outbox), latest, link, uploader, terminal, pollers, buses)
+        log.info("event=agent_started gateway=%s meters=%d buses=%d kid=%s store=%s next_seq=%d uplinks=%s",
+                 cfg.gateway.id, sum(len(p.meters) for p in pollers), len(pollers), signing.thumbprint(
+                     key.public_key()), cfg.store.path, store.next_seq,
+                 ",".join(n for n, u in (("mqtt", link), ("szy206", terminal)) if u is not None))
         return self.parts
 
     async def _sink(self, readings: Sequence[Reading]) -> None:
         assert self.parts is not None
+        self.parts.latest.observe(readings)
         self.parts.capture.submit(readings)
 
     async def _event(self, kind: str, detail: dict[str, Any]) -> None:
         assert self.parts is not None
         await self.parts.outbox.call(self.parts.store.add_event, kind, now_ms(), detail)
-        self.parts.uploader.events_waiting = True
-        self.parts.uploader.wake.set()
+        if self.parts.uploader is not None:
+            self.parts.uploader.events_waiting = True
+            self.parts.uploader.wake.set()
 
     async def run(self, *, final_flush: bool = False) -> None:
         """Run until :meth:`stop`; then stop polling, finish the publish in flight, close.
@@ -145,16 +160,22 @@ class Agent:
             had, now = store.seq_jump
             await self._event("store_replaced", {"seq_from": had, "seq_to": now})
         await self._event("agent_started", {"host": socket.gethostname(), "pid": os.getpid()})
-        link_task = asyncio.create_task(parts.link.run(), name="meterlink.mqtt")
+        uplink_tasks = []
+        if parts.link is not None:
+            uplink_tasks.append(asyncio.create_task(parts.link.run(), name="meterlink.mqtt"))
+        if parts.terminal is not None:
+            uplink_tasks.append(asyncio.create_task(parts.terminal.run(), name="meterlink.szy206"))
         poll_tasks = [asyncio.create_task(p.run(), name=f"meterlink.poll.{p.name}") for p in parts.pollers]
-        upload_task = asyncio.create_task(parts.uploader.run(), name="meterlink.upload")
+        upload_task = asyncio.create_task(
+            parts.uploader.run() if parts.uploader is not None else asyncio.Event().wait(), name="meterlink.upload"
+        )
         purge_task = asyncio.create_task(self._housekeeping(), name="meterlink.purge")
         self.ready.set()
         # Everything built so far (config, profiles, libraries) lives as long as the process: move
         # it out of the collector's sight, so a full collection does not walk it again and again.
         gc.collect()
         gc.freeze()
-        tasks = [link_task, upload_task, purge_task, *poll_tasks]
+        tasks = [*uplink_tasks, upload_task, purge_task, *poll_tasks]
         stop_wait = asyncio.create_task(self.stop_requested.wait())
         done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         crashed = [t for t in done if t is not stop_wait and not t.cancelled() and t.exception()]
@@ -162,30 +183,39 @@ class Agent:
             t.cancel()
         await asyncio.gather(*poll_tasks, purge_task, return_exceptions=True)
         await parts.capture.flush()  # what was polled is captured before anything closes
-        # Let the publish in flight finish (bounded by its timeout), then say goodbye.
-        parts.uploader.stopping = True
-        parts.uploader.wake.set()
-        try:
-            await asyncio.wait_for(upload_task, parts.uploader.publish_timeout + 1)
-        except (TimeoutError, asyncio.CancelledError):
-            pass
-        if final_flush and parts.link.connected.is_set():
-            parts.uploader.stopping = False
-            try:
-                await asyncio.wait_for(parts.uploader.upload_once(), parts.uploader.publish_timeout + 1)
-            except TimeoutError:
-                pass
-        await parts.link.close()
-        link_task.cancel()
-        await asyncio.gather(link_task, return_exceptions=True)
+        await self._stop_uplinks(parts, upload_task, final_flush)
+        for t in uplink_tasks:
+            t.cancel()
+        await asyncio.gather(*uplink_tasks, return_exceptions=True)
         for bus in parts.buses:
             await bus.close()
         await parts.outbox.close()
         stop_wait.cancel()
-        log.info("event=agent_stopped uploaded=%d readings_pending=%d", parts.uploader.stats.readings,
-                 store.next_seq - store.pending_from)
+        log.info("event=agent_stopped next_seq=%d", store.next_seq)
         if crashed:
             raise crashed[0].exception()  # type: ignore[misc]
+
+    async def _stop_uplinks(self, parts: Parts, upload_task: asyncio.Task[Any], final_flush: bool) -> None:
+        """Let the publish in flight finish (bounded by its timeout), then say goodbye."""
+        uploader, link = parts.uploader, parts.link
+        if uploader is not None and link is not None:
+            uploader.stopping = True
+            uploader.wake.set()
+            try:
+                await asyncio.wait_for(upload_task, uploader.publish_timeout + 1)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
+            if final_flush and link.connected.is_set():
+                uploader.stopping = False
+                try:
+                    await asyncio.wait_for(uploader.upload_once(), uploader.publish_timeout + 1)
+                except TimeoutError:
+                    pass
+            await link.close()
+        else:
+            upload_task.cancel()
+        if parts.terminal is not None:
+            await parts.terminal.close()
 
     def stop(self) -> None:
         self.stop_requested.set()

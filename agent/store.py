@@ -59,6 +59,18 @@ CREATE TABLE events (
 CREATE INDEX events_pending ON events (seq) WHERE sent IS NULL;
 """
 
+# The SZY206 site terminal's own delivery state: one self-report per report slot, kept until the
+# central station confirmed it (the MQTT uplink's state is the readings' ``sent`` column).
+_SZY206_SCHEMA = """
+CREATE TABLE IF NOT EXISTS szy206_reports (
+    slot INTEGER PRIMARY KEY,     -- report slot, ms since epoch UTC
+    data BLOB NOT NULL,           -- the C0H data area: flow/volume pairs, alarm and status words
+    created INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    confirmed INTEGER             -- ms when the station confirmed it; NULL until then
+)
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class StoreStats:
@@ -113,6 +125,7 @@ class Store:
                 "('pending_from', 1)",
                 (SCHEMA_VERSION, self.gateway),
             )
+        db.execute(_SZY206_SCHEMA)
         owner = self._meta("gateway")
         if owner != self.gateway:
             raise StoreError(f"store {self.path} belongs to gateway {owner!r}, not {self.gateway!r}")
@@ -250,6 +263,40 @@ class Store:
         )
         return cur.rowcount
 
+    # -- SZY206 report slots ---------------------------------------------------------------------
+
+    def add_report(self, slot: int, data: bytes, created: int) -> bool:
+        """Keep the report of one slot (once); False if that slot is already kept."""
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO szy206_reports (slot, data, created) VALUES (?, ?, ?)", (slot, data, created)
+        )
+        return cur.rowcount == 1
+
+    def unconfirmed_reports(self, limit: int, before: int | None = None) -> list[tuple[int, bytes]]:
+        """Reports the station has not confirmed, oldest first."""
+        rows = self.db.execute(
+            "SELECT slot, data FROM szy206_reports WHERE confirmed IS NULL AND slot < ? ORDER BY slot LIMIT ?",
+            (before if before is not None else 2**62, limit),
+        ).fetchall()
+        return [(slot, bytes(data)) for slot, data in rows]
+
+    def reports_between(self, first: int, last: int) -> list[tuple[int, bytes]]:
+        rows = self.db.execute(
+            "SELECT slot, data FROM szy206_reports WHERE slot BETWEEN ? AND ? ORDER BY slot", (first, last)
+        ).fetchall()
+        return [(slot, bytes(data)) for slot, data in rows]
+
+    def report_attempted(self, slot: int) -> None:
+        self.db.execute("UPDATE szy206_reports SET attempts = attempts + 1 WHERE slot = ?", (slot,))
+
+    def confirm_report(self, slot: int, when: int) -> None:
+        self.db.execute("UPDATE szy206_reports SET confirmed = ? WHERE slot = ? AND confirmed IS NULL", (when, slot))
+
+    def report_counts(self) -> tuple[int, int]:
+        """(confirmed, unconfirmed) report slots held."""
+        row = self.db.execute("SELECT count(confirmed), count(*) - count(confirmed) FROM szy206_reports").fetchone()
+        return int(row[0]), int(row[1])
+
     # -- reading ---------------------------------------------------------------------------------
 
     def pending(self, limit: int, after: int = 0) -> list[StoredReading]:
@@ -318,6 +365,7 @@ class Store:
             if cur.rowcount < chunk:
                 break
         self.db.execute("DELETE FROM events WHERE ts < ? AND sent IS NOT NULL", (cutoff,))
+        self.db.execute("DELETE FROM szy206_reports WHERE slot < ? AND confirmed IS NOT NULL", (cutoff,))
         if deleted:
             # Through execute() the pragma frees a single page; executescript runs it to the end.
             self.db.executescript("PRAGMA incremental_vacuum;")

@@ -149,3 +149,40 @@ def test_the_command_never_prints_a_traceback(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "meterlink", "check-config", str(tmp_path / "nope.toml")],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.strip() == f"{tmp_path / 'nope.toml'}: no such file"
+
+
+SZY206 = '''
+[uplink.szy206]
+host = "10.0.0.5"
+port = 5005
+division = "430100"
+station = 7
+'''
+
+
+def test_szy206_uplink_and_positions(tmp_path: Path) -> None:
+    text = BASE.replace('profile = "tuf2000"', 'profile = "tuf2000"\nszy206_position = 2') + SZY206
+    config = cfgmod.load(write_site(tmp_path, text))
+    assert config.uplink.szy206 is not None and config.uplink.szy206.tp_len == 5
+    assert config.uplink.szy206.utc_offset_hours == 8 and config.uplink.szy206.retries == 3
+    only_szy206 = text.replace('[uplink.mqtt]\nbroker = "mqtt://127.0.0.1:1883"\n', "")
+    assert cfgmod.load(write_site(tmp_path, only_szy206)).uplink.mqtt is None
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda t: t + SZY206, "no meter has a szy206_position"),
+    (lambda t: t.replace('profile = "tuf2000"', 'profile = "tuf2000"\nszy206_position = 1')
+     .replace('profile = "emf_generic"', 'profile = "emf_generic"\nszy206_position = 1') + SZY206,
+     "meters[m2].szy206_position: 1 is already m1's"),
+    (lambda t: t.replace('[uplink.mqtt]\nbroker = "mqtt://127.0.0.1:1883"\n', "[uplink]\n"),
+     "uplink: configure [uplink.mqtt], [uplink.szy206] or both"),
+    (lambda t: t + SZY206.replace('"430100"', '"43010"'), "uplink.szy206.division: String should match"),
+    (lambda t: t + SZY206.replace("station = 7", "station = 60001"), "uplink.szy206.station: Input should be less"),
+    (lambda t: t + SZY206 + 'time_label = "7"\n', "uplink.szy206.time_label: Input should be 'szy206', 'sl427'"),
+    (lambda t: t + SZY206 + "retries = 4\n", "uplink.szy206.retries: Input should be less than or equal to 3"),
+])
+def test_broken_szy206_settings(tmp_path: Path, change: object, expected: str) -> None:
+    path = write_site(tmp_path, change(BASE))  # type: ignore[operator]
+    with pytest.raises(ConfigError) as info:
+        cfgmod.load(path)
+    assert any(line.startswith(expected) or expected in line for line in info.value.lines), info.value.lines

@@ -1,0 +1,86 @@
+"""Wall-clock time <-> SZY206 time fields, in the site's local time (China: UTC+8).
+
+The 5-byte SZY206 time label carries second, minute, hour and day but no month or year: a receiver
+takes the most recent moment, not later than "now" plus a small allowance for clock skew, whose
+local day and time match. The 7-byte SL/T 427 label and the 6-byte clock (11H/51H) are complete.
+Pure: the caller passes "now"; times are ms since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from .errors import DataError
+from .fields import Clock, TimeLabel
+
+SKEW_MS = 10 * 60_000  # a label up to 10 minutes "in the future" is the sender's clock running fast
+
+
+def _zone(utc_offset_h: float) -> timezone:
+    return timezone(timedelta(hours=utc_offset_h))
+
+
+def _local(ms: int, utc_offset_h: float) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, _zone(utc_offset_h))
+
+
+def time_label_at(ms: int, *, tp_len: int = 5, utc_offset_h: float = 8.0, delay_min: int = 0) -> TimeLabel:
+    """The time label of moment ``ms``: 5 bytes (SZY206) or 7 bytes (SL/T 427)."""
+    t = _local(ms, utc_offset_h)
+    if tp_len == 5:
+        return TimeLabel(second=t.second, minute=t.minute, hour=t.hour, day=t.day, delay_min=delay_min)
+    if tp_len == 7:
+        return TimeLabel(second=t.second, minute=t.minute, hour=t.hour, day=t.day, delay_min=delay_min,
+                         month=t.month, year=t.year % 100)
+    raise ValueError(f"a time label has 5 or 7 bytes, not {tp_len}")
+
+
+def label_to_ms(tp: TimeLabel, *, now_ms: int, utc_offset_h: float = 8.0) -> int:
+    """The moment a time label names.
+
+    Raises:
+        DataError: no such moment (day 31 in a run of short months, or a 7-byte date that does not exist).
+    """
+    zone = _zone(utc_offset_h)
+    if tp.month is not None and tp.year is not None:
+        try:
+            when = datetime(2000 + tp.year, tp.month, tp.day, tp.hour, tp.minute, tp.second, tzinfo=zone)
+        except ValueError as exc:
+            raise DataError(f"time label names no date: {exc}") from None
+        return int(when.timestamp() * 1000)
+    latest = _local(now_ms + SKEW_MS, utc_offset_h)
+    year, month = latest.year, latest.month
+    for _ in range(13):  # the same day number occurs at least once a year
+        try:
+            when = datetime(year, month, tp.day, tp.hour, tp.minute, tp.second, tzinfo=zone)
+        except ValueError:
+            when = None
+        if when is not None and when <= latest:
+            return int(when.timestamp() * 1000)
+        month -= 1
+        if month == 0:
+            year, month = year - 1, 12
+    raise DataError(f"day {tp.day} does not occur in the last year")
+
+
+def clock_at(ms: int, *, utc_offset_h: float = 8.0) -> Clock:
+    """The 6-byte clock (11H set, 51H answer) of moment ``ms``; weekday 1 = Monday .. 7 = Sunday."""
+    t = _local(ms, utc_offset_h)
+    return Clock(second=t.second, minute=t.minute, hour=t.hour, day=t.day, month=t.month, year=t.year % 100,
+                 weekday=t.isoweekday())
+
+
+def clock_to_ms(clock: Clock, *, utc_offset_h: float = 8.0) -> int:
+    try:
+        when = datetime(2000 + clock.year, clock.month, clock.day, clock.hour, clock.minute, clock.second,
+                        tzinfo=_zone(utc_offset_h))
+    except ValueError as exc:
+        raise DataError(f"clock names no date: {exc}") from None
+    return int(when.timestamp() * 1000)
+
+
+def utc_ms(when: datetime) -> int:
+    """ms since the epoch of an aware datetime (naive ones are taken as UTC)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)

@@ -1,0 +1,45 @@
+"""Time labels in the site's local time, and the year/month a 5-byte label leaves out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meterlink.protocols.szy206.errors import DataError
+from meterlink.protocols.szy206.fields import TimeLabel
+from meterlink.protocols.szy206.times import clock_at, clock_to_ms, label_to_ms, time_label_at, utc_ms
+
+NOW = utc_ms(datetime(2026, 11, 29, 0, 45, tzinfo=UTC))  # 08:45 in UTC+8
+
+
+def test_labels_are_in_local_time() -> None:
+    assert time_label_at(NOW, tp_len=5, delay_min=10) == TimeLabel(second=0, minute=45, hour=8, day=29, delay_min=10)
+    assert time_label_at(NOW, tp_len=7) == TimeLabel(second=0, minute=45, hour=8, day=29, delay_min=0, month=11, year=26)
+
+
+def test_a_five_byte_label_is_the_most_recent_matching_moment() -> None:
+    assert label_to_ms(TimeLabel(second=0, minute=45, hour=8, day=29), now_ms=NOW) == NOW
+    # Day 30 at 08:00 has not come yet this month: it was last month's 30th.
+    assert label_to_ms(TimeLabel(second=0, minute=0, hour=8, day=30), now_ms=NOW) == utc_ms(datetime(2026, 10, 30, 0, 0, tzinfo=UTC))
+    # Day 31 skips November (30 days).
+    assert label_to_ms(TimeLabel(second=0, minute=0, hour=8, day=31), now_ms=NOW) == utc_ms(datetime(2026, 10, 31, 0, 0, tzinfo=UTC))
+    # A sender whose clock runs a few minutes fast is not pushed back a month.
+    assert label_to_ms(TimeLabel(second=0, minute=50, hour=8, day=29), now_ms=NOW) == NOW + 5 * 60_000
+
+
+def test_seven_byte_labels_and_clocks_are_exact() -> None:
+    label = TimeLabel(second=0, minute=45, hour=8, day=29, delay_min=0, month=11, year=26)
+    assert label_to_ms(label, now_ms=0) == NOW
+    assert clock_to_ms(clock_at(NOW)) == NOW
+    assert clock_at(NOW).weekday == 7  # 2026-11-29 is a Sunday
+    with pytest.raises(DataError):
+        label_to_ms(TimeLabel(second=0, minute=0, hour=0, day=31, delay_min=0, month=2, year=26), now_ms=0)
+
+
+@given(st.integers(utc_ms(datetime(2001, 1, 1)), utc_ms(datetime(2098, 1, 1))).map(lambda ms: ms // 1000 * 1000),
+       st.sampled_from([5, 7]))
+def test_round_trip_of_any_moment(ms: int, tp_len: int) -> None:
+    assert label_to_ms(time_label_at(ms, tp_len=tp_len), now_ms=ms) == ms
