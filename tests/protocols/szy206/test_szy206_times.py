@@ -15,19 +15,27 @@ from meterlink.protocols.szy206.times import clock_at, clock_to_ms, label_to_ms,
 NOW = utc_ms(datetime(2026, 11, 29, 0, 45, tzinfo=UTC))  # 08:45 in UTC+8
 
 
+def label(day: int, hour: int, minute: int = 0, **more: int) -> TimeLabel:
+    return TimeLabel(second=0, minute=minute, hour=hour, day=day, **more)
+
+
+def local(*ymdhm: int) -> int:
+    return utc_ms(datetime(*ymdhm, tzinfo=UTC)) - 8 * 3600_000
+
+
 def test_labels_are_in_local_time() -> None:
-    assert time_label_at(NOW, tp_len=5, delay_min=10) == TimeLabel(second=0, minute=45, hour=8, day=29, delay_min=10)
-    assert time_label_at(NOW, tp_len=7) == TimeLabel(second=0, minute=45, hour=8, day=29, delay_min=0, month=11, year=26)
+    assert time_label_at(NOW, tp_len=5, delay_min=10) == label(29, 8, 45, delay_min=10)
+    assert time_label_at(NOW, tp_len=7) == label(29, 8, 45, month=11, year=26)
 
 
 def test_a_five_byte_label_is_the_most_recent_matching_moment() -> None:
-    assert label_to_ms(TimeLabel(second=0, minute=45, hour=8, day=29), now_ms=NOW) == NOW
+    assert label_to_ms(label(29, 8, 45), now_ms=NOW) == NOW
     # Day 30 at 08:00 has not come yet this month: it was last month's 30th.
-    assert label_to_ms(TimeLabel(second=0, minute=0, hour=8, day=30), now_ms=NOW) == utc_ms(datetime(2026, 10, 30, 0, 0, tzinfo=UTC))
+    assert label_to_ms(label(30, 8), now_ms=NOW) == local(2026, 10, 30, 8, 0)
     # Day 31 skips November (30 days).
-    assert label_to_ms(TimeLabel(second=0, minute=0, hour=8, day=31), now_ms=NOW) == utc_ms(datetime(2026, 10, 31, 0, 0, tzinfo=UTC))
+    assert label_to_ms(label(31, 8), now_ms=NOW) == local(2026, 10, 31, 8, 0)
     # A sender whose clock runs a few minutes fast is not pushed back a month.
-    assert label_to_ms(TimeLabel(second=0, minute=50, hour=8, day=29), now_ms=NOW) == NOW + 5 * 60_000
+    assert label_to_ms(label(29, 8, 50), now_ms=NOW) == NOW + 5 * 60_000
 
 
 def test_seven_byte_labels_and_clocks_are_exact() -> None:
