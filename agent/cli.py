@@ -69,14 +69,15 @@ def _add_profiles(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 SIMULATORS = {
-    "modbus": "simulated Modbus flowmeters over TCP and/or a pty",
+    "modbus": ("modbus_cli", "simulated Modbus flowmeters over TCP and/or a pty"),
+    "station": ("station_cli", "a simulated SZY206 central station that site terminals report to"),
 }
 
 
 def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     # The simulators' own options are parsed by their modules, imported only when used: the agent
     # (`meterlink run`) never loads simulator code.
-    kinds = "; ".join(f"{k}: {v}" for k, v in SIMULATORS.items())
+    kinds = "; ".join(f"{k}: {v}" for k, (_, v) in SIMULATORS.items())
     p = sub.add_parser("sim", help="simulators: meters and platform side", description=kinds)
     p.add_argument("kind", choices=sorted(SIMULATORS), help="which simulator")
     p.add_argument("options", nargs=argparse.REMAINDER, help="its options (meterlink sim KIND --help)")
@@ -221,11 +222,14 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    from meterlink.sim import modbus_cli
+    import importlib
 
-    parser = argparse.ArgumentParser(prog=f"meterlink sim {args.kind}", description=SIMULATORS[args.kind])
-    modbus_cli.add_arguments(parser)
-    return asyncio.run(modbus_cli.run(parser.parse_args(args.options)))
+    module_name, description = SIMULATORS[args.kind]
+    module = importlib.import_module(f"meterlink.sim.{module_name}")
+    parser = argparse.ArgumentParser(prog=f"meterlink sim {args.kind}", description=description)
+    module.add_arguments(parser)
+    code: int = asyncio.run(module.run(parser.parse_args(args.options)))
+    return code
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -63,7 +63,8 @@ def show_status(config_path: Path) -> int:
         pending, oldest = db.execute(
             "SELECT count(*), min(ts) FROM readings WHERE seq >= ? AND sent IS NULL", (low,)
         ).fetchone()
-        rows, last_sent = db.execute("SELECT count(*), max(sent) FROM readings").fetchone()
+        rows = db.execute("SELECT count(*) FROM readings").fetchone()[0]
+        last_sent = meta.get("last_sent")
         events = db.execute("SELECT count(*) FROM events WHERE sent IS NULL").fetchone()[0]
     except sqlite3.DatabaseError as exc:
         raise MeterlinkError(f"store {path}: {exc}") from None

@@ -157,9 +157,16 @@ class MeterConfig(Strict):
         return [replace(s, scale=s.scale * self.scale.get(s.quantity, 1.0)) for s in specs]
 
 
+# Room per configured meter in the default store cap: 400 days of hourly and 35 days of 5-minute
+# readings of five quantities is about 98,000 readings, about 4 MB in the store (bench_store.py).
+MB_PER_METER = 6
+MIN_CAPACITY_MB = 32
+
+
 class StoreConfig(Strict):
     path: Path = Path("meterlink.db")
-    capacity_mb: Annotated[float, Field(ge=1, le=1_000_000)] = 256
+    capacity_mb: Annotated[float, Field(ge=1, le=1_000_000)] | None = None  # default: sized per meter
+    overflow: Literal["drop_oldest", "refuse"] = "drop_oldest"
     retention_days: Annotated[float, Field(ge=0, le=3650)] = 35
 
     @field_validator("path", mode="before")
@@ -338,6 +345,10 @@ class Config(Strict):
             if not positions:
                 raise ValueError("uplink.szy206: no meter has a szy206_position, so reports would be empty")
         return self
+
+    def store_capacity_bytes(self) -> int:
+        mb = self.store.capacity_mb or max(MIN_CAPACITY_MB, MB_PER_METER * len(self.meters))
+        return int(mb * 1024 * 1024)
 
     def poll_interval(self, meter: MeterConfig) -> int:
         return meter.poll_interval or self.gateway.poll_interval

@@ -47,6 +47,7 @@ class ScheduledMeter:
     interval_ms: int
     state: MeterState = field(default_factory=MeterState)
     due: int = 0
+    meter_cost_ms: int = 10_000  # the most one poll of it may take (timeout x tries x requests)
 
 
 class BusPoller:
@@ -68,6 +69,7 @@ class BusPoller:
         self.clock_check = clock_check
         self.clock = clock
         self.cycles = 0
+        self.last_cycle_end = clock()  # the watchdog's measure of a live poller
 
     async def run(self) -> None:
         now = self.clock()
@@ -100,6 +102,7 @@ class BusPoller:
         if readings:
             await self.sink(readings)
         self.cycles += 1
+        self.last_cycle_end = self.clock()
         return readings
 
     async def _poll(self, m: ScheduledMeter, flags: int) -> list[Reading]:

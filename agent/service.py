@@ -23,6 +23,7 @@ from .latest import LatestValues
 from .outbox import Outbox
 from .scheduler import BusPoller, ScheduledMeter
 from .store import Store
+from .systemd import Notifier
 from .uplinks.mqtt import MqttLink, MqttSettings, make_tls_context
 from .uplinks.szy206 import SiteTerminal
 from .uploader import Uploader
@@ -45,6 +46,11 @@ def make_bus(name: str, cfg: BusConfig) -> ModbusBus:
 
 def meter_from_config(mc: MeterConfig) -> ModbusMeter:
     return ModbusMeter(mc.id, mc.unit_id, mc.value_specs(), max_gap=mc.register_map().max_gap)
+
+
+def poll_cost_ms(bus: BusConfig, meter: ModbusMeter) -> int:
+    """The longest one poll of a meter can take: every request timing out on every try."""
+    return int(bus.timeout * (1 + bus.retries) * len(meter.requests) * 1000)
 
 
 def mqtt_settings(config: Config, *, backoff_max: float = 60.0) -> MqttSettings:
@@ -96,11 +102,13 @@ class Agent:
         self.stop_requested = asyncio.Event()
         self.parts: Parts | None = None
         self.ready = asyncio.Event()
+        self.notifier = Notifier()
 
     def build(self) -> Parts:
         cfg = self.config
         key = signing.load_private_key(cfg.signing.key, check_mode=self.check_key_mode)
-        store = Store(cfg.store.path, cfg.gateway.id, retention_ms=int(cfg.store.retention_days * 86_400_000))
+        store = Store(cfg.store.path, cfg.gateway.id, retention_ms=int(cfg.store.retention_days * 86_400_000),
+                      capacity_bytes=cfg.store_capacity_bytes(), overflow=cfg.store.overflow)
         outbox = Outbox(store)
         latest = LatestValues()
         link = uploader = terminal = None
@@ -121,7 +129,8 @@ class Agent:
         buses, pollers = [], []
         for name, bus_cfg in cfg.buses.items():
             meters = [
-                ScheduledMeter(meter_from_config(mc), cfg.poll_interval(mc) * 1000)
+                ScheduledMeter(meter_from_config(mc), cfg.poll_interval(mc) * 1000,
+                               meter_cost_ms=poll_cost_ms(bus_cfg, meter_from_config(mc)))
                 for mc in cfg.enabled_meters
                 if mc.bus == name
             ]
@@ -156,9 +165,14 @@ class Agent:
         """
         parts = self.parts or await asyncio.get_running_loop().run_in_executor(None, self.build)
         store = parts.store
+        if store.moved_aside is not None:
+            where, why = store.moved_aside
+            log.error("event=store_corrupt moved_to=%s error=%r", where, why)
+            await self._event("store_corrupt", {"moved_to": str(where), "error": why})
         if store.seq_jump is not None:
-            had, now = store.seq_jump
-            await self._event("store_replaced", {"seq_from": had, "seq_to": now})
+            _, continued = store.seq_jump
+            log.warning("event=store_replaced seq_continues_at=%d", continued)
+            await self._event("store_replaced", {"seq_continues_at": continued})
         await self._event("agent_started", {"host": socket.gethostname(), "pid": os.getpid()})
         uplink_tasks = []
         if parts.link is not None:
@@ -170,6 +184,7 @@ class Agent:
             parts.uploader.run() if parts.uploader is not None else asyncio.Event().wait(), name="meterlink.upload"
         )
         purge_task = asyncio.create_task(self._housekeeping(), name="meterlink.purge")
+        watchdog_task = asyncio.create_task(self._watchdog(parts), name="meterlink.watchdog")
         self.ready.set()
         # Everything built so far (config, profiles, libraries) lives as long as the process: move
         # it out of the collector's sight, so a full collection does not walk it again and again.
@@ -179,9 +194,10 @@ class Agent:
         stop_wait = asyncio.create_task(self.stop_requested.wait())
         done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         crashed = [t for t in done if t is not stop_wait and not t.cancelled() and t.exception()]
-        for t in [*poll_tasks, purge_task]:
+        self.notifier.stopping()
+        for t in [*poll_tasks, purge_task, watchdog_task]:
             t.cancel()
-        await asyncio.gather(*poll_tasks, purge_task, return_exceptions=True)
+        await asyncio.gather(*poll_tasks, purge_task, watchdog_task, return_exceptions=True)
         await parts.capture.flush()  # what was polled is captured before anything closes
         await self._stop_uplinks(parts, upload_task, final_flush)
         for t in uplink_tasks:
@@ -219,6 +235,32 @@ class Agent:
 
     def stop(self) -> None:
         self.stop_requested.set()
+
+    def healthy(self, parts: Parts) -> str | None:
+        """None when polling and the store are healthy, else what is wrong (the watchdog then starves)."""
+        now = now_ms()
+        for poller in parts.pollers:
+            slowest = max(m.interval_ms for m in poller.meters)
+            worst_case = sum(m.meter_cost_ms for m in poller.meters)
+            if now - poller.last_cycle_end > 2 * slowest + worst_case + 30_000:
+                return f"bus {poller.name} has not finished a poll cycle for {(now - poller.last_cycle_end) // 1000} s"
+        if parts.capture.failures:
+            return f"the store refuses commits ({parts.capture.last_error})"
+        return None
+
+    async def _watchdog(self, parts: Parts) -> None:
+        """READY=1 at start, then WATCHDOG=1 at half the watchdog period, but only while healthy."""
+        self.notifier.ready(f"polling {sum(len(p.meters) for p in parts.pollers)} meters")
+        if self.notifier.watchdog_s is None:
+            return
+        period = self.notifier.watchdog_s / 2
+        while True:
+            problem = self.healthy(parts)
+            if problem is None:
+                self.notifier.watchdog()
+            else:
+                log.error("event=watchdog_starved reason=%r", problem)
+            await asyncio.sleep(period)
 
     async def _housekeeping(self) -> None:
         assert self.parts is not None

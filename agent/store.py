@@ -21,7 +21,9 @@ This class is synchronous and not thread-safe: the agent calls it from one worke
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +51,8 @@ CREATE TABLE readings (
     ts INTEGER NOT NULL,          -- acquisition time, ms since epoch UTC
     slot INTEGER NOT NULL,        -- scheduled poll slot, ms since epoch UTC
     flags INTEGER NOT NULL,
-    sent INTEGER                  -- ms when the far side confirmed it; NULL while pending
+    sent INTEGER                  -- 1 once the far side confirmed it (a zero-byte value in SQLite's
+                                  -- record format, so marking never grows a row); NULL while pending
 );
 CREATE TABLE events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -72,6 +75,15 @@ CREATE TABLE IF NOT EXISTS szy206_reports (
 """
 
 
+class StoreFull(StoreError):
+    """The store is at its cap and its overflow policy is to refuse new readings."""
+
+
+OVERFLOW_POLICIES = ("drop_oldest", "refuse")
+WAL_RESERVE = 4 * 1024 * 1024  # the cap keeps this much room for the -wal file
+DROP_CHUNK = 5_000  # readings dropped or purged per step when making room
+
+
 @dataclass(frozen=True, slots=True)
 class StoreStats:
     pending: int
@@ -83,17 +95,36 @@ class StoreStats:
 
 
 class Store:
-    def __init__(self, path: Path, gateway: str, *, retention_ms: int = 35 * 86_400_000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        gateway: str,
+        *,
+        retention_ms: int = 35 * 86_400_000,
+        capacity_bytes: int | None = None,
+        overflow: str = "drop_oldest",
+    ) -> None:
+        if overflow not in OVERFLOW_POLICIES:
+            raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}")
         self.path = path
         self.gateway = gateway
         self.retention_ms = retention_ms
+        self.capacity_bytes = capacity_bytes
+        self.overflow = overflow
+        self.dropped = 0  # pending readings dropped to make room, since this process started
+        self.moved_aside: tuple[Path, str] | None = None  # (where, why) when a corrupt store was replaced
         self.mark = SeqMark(path.with_name(path.name + ".seqmark"))
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._prepare()
+            self._open()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"store {path}: {exc}") from exc
+            # A corrupt file (a bad SD card, a torn copy): keep it for inspection, start afresh; the
+            # durable mark keeps seq above every number the lost store may have used.
+            self.moved_aside = (self._move_aside(), str(exc))
+            try:
+                self._open()
+            except sqlite3.DatabaseError as again:
+                raise StoreError(f"store {path}: {again}") from again
         self._series: dict[tuple[str, str, str], int] = {}
         self._series_by_id: dict[int, tuple[str, str, str]] = {}
         for sid, meter, quantity, unit in self.db.execute("SELECT id, meter, quantity, unit FROM series"):
@@ -105,6 +136,25 @@ class Store:
         self._advance_pending_from()
 
     # -- opening ---------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._prepare()
+            if self.db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+        except sqlite3.DatabaseError:
+            self.db.close()
+            raise
+
+    def _move_aside(self) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            src = self.path.with_name(self.path.name + suffix)
+            if src.exists():
+                os.replace(src, target.with_name(target.name + suffix))
+        return target
 
     def _prepare(self) -> None:
         db = self.db
@@ -118,6 +168,14 @@ class Store:
             raise StoreError(f"store {self.path}: cannot use WAL mode (got {mode})")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=OFF")
+        if self.capacity_bytes is not None:
+            # The cap counts the -wal file too: the database may use the cap less a reserve, and
+            # the WAL is truncated back to that reserve after each checkpoint.
+            page = db.execute("PRAGMA page_size").fetchone()[0]
+            reserve = min(WAL_RESERVE, self.capacity_bytes // 4)
+            db.execute(f"PRAGMA max_page_count = {max(16, (self.capacity_bytes - reserve) // page)}")
+            db.execute(f"PRAGMA journal_size_limit = {reserve}")
+            db.execute(f"PRAGMA wal_autocheckpoint = {max(16, reserve // page // 2)}")
         if fresh:
             db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
             db.execute(
@@ -167,7 +225,66 @@ class Store:
     # -- writing ---------------------------------------------------------------------------------
 
     def append(self, readings: Sequence[Reading]) -> tuple[int, int]:
-        """Store one poll cycle in one transaction. Returns the (first, last) seq given out."""
+        """Store one poll cycle in one transaction. Returns the (first, last) seq given out.
+
+        At the cap, room is made first from delivered readings, then, by the default policy, from
+        the oldest pending ones (dropped, counted, reported as an event: the seq gap shows exactly
+        which). With ``overflow="refuse"`` the append raises :class:`StoreFull` instead.
+
+        Raises:
+            StoreFull: at the cap with the refuse policy.
+            sqlite3.OperationalError: the disk itself is full (below the cap) or failing.
+        """
+        for _ in range(8):
+            try:
+                return self._append(readings)
+            except sqlite3.OperationalError as exc:
+                if not self._at_cap(exc) or not self._make_room(len(readings)):
+                    raise
+        raise StoreFull(f"store {self.path}: no room for {len(readings)} readings within its cap")
+
+    def _at_cap(self, exc: sqlite3.OperationalError) -> bool:
+        if "full" not in str(exc) or self.capacity_bytes is None:
+            return False
+        used = self.db.execute("PRAGMA page_count").fetchone()[0]
+        limit = self.db.execute("PRAGMA max_page_count").fetchone()[0]
+        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        return bool(used - free >= limit * 0.9)
+
+    def _make_room(self, wanted: int) -> bool:
+        """Free pages inside the file: delivered readings first, then (policy) the oldest pending."""
+        chunk = max(DROP_CHUNK, wanted * 4)
+        cur = self.db.execute(
+            "DELETE FROM readings WHERE seq IN (SELECT seq FROM readings WHERE sent IS NOT NULL ORDER BY seq LIMIT ?)",
+            (chunk,),
+        )
+        if cur.rowcount > 0:
+            return True
+        if self.overflow == "refuse":
+            raise StoreFull(f"store {self.path} is full ({self.capacity_bytes} bytes) and refuses new readings")
+        rows = self.db.execute(
+            "SELECT seq FROM readings WHERE seq >= ? AND sent IS NULL ORDER BY seq LIMIT ?", (self.pending_from, chunk)
+        ).fetchall()
+        if not rows:
+            return False
+        first, last = rows[0][0], rows[-1][0]
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("DELETE FROM readings WHERE seq BETWEEN ? AND ? AND sent IS NULL", (first, last))
+            self.db.execute(
+                "INSERT INTO events (ts, kind, detail) VALUES (?, 'readings_dropped', ?)",
+                (int(time.time() * 1000), json.dumps({"first_seq": first, "last_seq": last, "count": len(rows),
+                                                      "reason": "store full"})),
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self.dropped += len(rows)
+        self._advance_pending_from()
+        return True
+
+    def _append(self, readings: Sequence[Reading]) -> tuple[int, int]:
         if not readings:
             return (self.next_seq, self.next_seq - 1)
         first = self.next_seq
@@ -237,8 +354,9 @@ class Store:
             db.execute("BEGIN IMMEDIATE")
             try:
                 cur = db.execute(
-                    "UPDATE readings SET sent = ? WHERE seq BETWEEN ? AND ? AND sent IS NULL", (when, first, last)
+                    "UPDATE readings SET sent = 1 WHERE seq BETWEEN ? AND ? AND sent IS NULL", (first, last)
                 )
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('last_sent', ?)", (when,))
                 if first <= self.pending_from <= last:
                     self._advance_pending_from()
                 db.execute("COMMIT")

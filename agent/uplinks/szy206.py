@@ -84,7 +84,7 @@ class SiteTerminal:
         self.events = events
         self.clock = clock
         self.backoff_max = backoff_max
-        self.address = Address(cfg.division, cfg.station)
+        self.address = Address(division=cfg.division, station=cfg.station)
         self.interval_ms = cfg.report_interval * 1000
         self.stats = TerminalStats()
         self.connected = asyncio.Event()

@@ -166,3 +166,75 @@ def test_model_seq_contiguous_and_pending_exact(tmp_path_factory: pytest.TempPat
             s = Store(path, "gw")
         assert [r.seq for r in s.pending(10_000)] == [q for q in appended if q not in sent]
     s.close()
+
+
+def test_a_full_store_drops_the_oldest_pending_readings_and_says_which(tmp_path: Path) -> None:
+    cap = 2 * 1024 * 1024
+    s = Store(tmp_path / "s.db", "gw", capacity_bytes=cap)
+    for i in range(120):
+        s.append(cycle(1000, ts=T0 + i * 60_000))
+    assert s.file_bytes() <= cap
+    assert s.dropped > 0
+    pending = [r.seq for r in s.pending(10**6)]
+    assert pending[-1] == 120_000 and pending == list(range(pending[0], 120_001))  # the gap is at the start
+    dropped = [e.detail for e in s.pending_events(1000) if e.kind == "readings_dropped"]
+    assert sum(d["count"] for d in dropped) == s.dropped == pending[0] - 1
+    assert dropped[0]["first_seq"] == 1
+
+
+def test_delivered_readings_make_room_before_any_pending_one_is_dropped(tmp_path: Path) -> None:
+    s = Store(tmp_path / "s.db", "gw", capacity_bytes=2 * 1024 * 1024)
+    for i in range(40):
+        s.append(cycle(1000, ts=T0 + i * 60_000))
+    s.mark_sent(1, 40_000, T0)
+    for i in range(40, 70):
+        s.append(cycle(1000, ts=T0 + i * 60_000))
+    assert s.dropped == 0
+    assert [r.seq for r in s.pending(10**6)] == list(range(40_001, 70_001))
+
+
+def test_the_refuse_policy_refuses_and_keeps_what_it_has(tmp_path: Path) -> None:
+    from meterlink.agent.store import StoreFull
+
+    s = Store(tmp_path / "s.db", "gw", capacity_bytes=1024 * 1024, overflow="refuse")
+    appended = 0
+    with pytest.raises(StoreFull):
+        for i in range(200):
+            s.append(cycle(1000, ts=T0 + i))
+            appended += 1000
+    assert s.dropped == 0
+    assert [r.seq for r in s.pending(10**6)] == list(range(1, appended + 1))
+    assert s.file_bytes() <= 1024 * 1024
+
+
+def test_a_corrupt_store_is_moved_aside_and_numbering_goes_on(tmp_path: Path) -> None:
+    s = Store(tmp_path / "s.db", "gw")
+    s.append(cycle(50))
+    s.close()
+    data = bytearray((tmp_path / "s.db").read_bytes())
+    data[0:16] = b"this is not sql\0"
+    (tmp_path / "s.db").write_bytes(bytes(data))
+    s = Store(tmp_path / "s.db", "gw")
+    assert s.moved_aside is not None and s.moved_aside[0].exists()
+    first, _ = s.append(cycle(1))
+    assert first > 50
+
+
+def test_default_capacity_holds_400_days_hourly_and_35_days_5_minute_per_meter(tmp_path: Path) -> None:
+    """Two meters, five quantities each, within the default cap for two meters: nothing dropped."""
+    from meterlink.agent.config import MB_PER_METER, MIN_CAPACITY_MB
+
+    cap = max(MIN_CAPACITY_MB, MB_PER_METER * 2) * 1024 * 1024
+    s = Store(tmp_path / "s.db", "gw", capacity_bytes=cap)
+    quantities = ("flow_rate", "volume_total", "velocity", "volume_net", "error_bits")
+    for meter in ("m1", "m2"):
+        hourly = [Reading(meter, q, 1234.567 + h, "m3", T0 + h * 3_600_000, T0 + h * 3_600_000)
+                  for h in range(400 * 24) for q in quantities]
+        five_min = [Reading(meter, q, 45.678 + k, "m3/h", T0 + k * 300_000, T0 + k * 300_000)
+                    for k in range(35 * 288) for q in quantities]
+        for rows in (hourly, five_min):
+            for i in range(0, len(rows), 5000):
+                s.append(rows[i : i + 5000])
+    assert s.dropped == 0
+    assert s.stats().pending == 2 * 5 * (400 * 24 + 35 * 288)
+    assert s.file_bytes() <= cap

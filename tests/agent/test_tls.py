@@ -7,14 +7,14 @@ import logging
 from pathlib import Path
 
 import pytest
+from support.configs import BASE, write_site
+from support.tls import Pki, make_pki
 
 from meterlink.agent import config as cfgmod
 from meterlink.agent.cli import main
 from meterlink.agent.service import mqtt_settings
 from meterlink.agent.uplinks.mqtt import MqttLink
 from meterlink.sim.broker import LocalBroker, TlsFiles, make_password_file
-from support.configs import BASE, write_site
-from support.tls import Pki, make_pki
 
 
 def site(tmp_path: Path, broker: LocalBroker, extra: str = "", host: str = "localhost") -> cfgmod.Config:
