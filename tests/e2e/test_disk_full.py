@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from support.configs import write_site
 from support.procs import METERLINK, SimProcess, start_sim, wait_until
 
