@@ -200,8 +200,16 @@ class MqttConfig(Strict):
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 60
     publish_timeout: Annotated[float, Field(gt=0, le=300)] = 10
     compression: Literal["deflate", "none"] = "deflate"
+    # After an outage the backlog drains oldest first at this many readings per second (0: as
+    # fast as the link allows); live readings go out at every upload slot regardless.
+    backfill_rate: Annotated[float, Field(ge=0, le=1_000_000)] = 2000
+    # Application-level receipts: a batch counts as delivered only when the platform's receipt
+    # arrives on <prefix>/<gateway>/receipts (signed with receipt_key, or trusted by broker ACL).
+    receipts: bool = False
+    receipt_key: Path | None = None
+    receipt_timeout: Annotated[float, Field(gt=0, le=86400)] = 300
 
-    @field_validator("ca", "client_cert", "client_key", "password_file", mode="before")
+    @field_validator("ca", "client_cert", "client_key", "password_file", "receipt_key", mode="before")
     @classmethod
     def _relative_to_file(cls, v: Any, info: ValidationInfo) -> Any:
         return _resolve(v, info)
@@ -233,6 +241,8 @@ class MqttConfig(Strict):
             raise ValueError("give password_file or password_env, not both")
         if (self.password_file or self.password_env) and not self.username:
             raise ValueError("a password needs a username")
+        if self.receipt_key is not None and not self.receipts:
+            raise ValueError("receipt_key is set but receipts = false")
         return self
 
     @property
@@ -397,6 +407,7 @@ def check_files(config: Config) -> list[str]:
             ("uplink.mqtt.client_cert", m.client_cert),
             ("uplink.mqtt.client_key", m.client_key),
             ("uplink.mqtt.password_file", m.password_file),
+            ("uplink.mqtt.receipt_key", m.receipt_key),
         ]
     for key, path in candidates:
         if path is None:

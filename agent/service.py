@@ -21,6 +21,7 @@ from .clock import ClockCheck, now_ms
 from .config import BusConfig, Config, MeterConfig
 from .latest import LatestValues
 from .outbox import Outbox
+from .receipts import ReceiptBook
 from .scheduler import BusPoller, ScheduledMeter
 from .store import Store
 from .systemd import Notifier
@@ -103,6 +104,7 @@ class Agent:
         self.parts: Parts | None = None
         self.ready = asyncio.Event()
         self.notifier = Notifier()
+        self._receipt_tasks: set[asyncio.Task[None]] = set()
 
     def build(self) -> Parts:
         cfg = self.config
@@ -116,10 +118,18 @@ class Agent:
         if m is not None:
             signer = signing.Signer(key, compress=m.compression == "deflate")
             link = MqttLink(mqtt_settings(cfg, backoff_max=self.backoff_max))
+            receipts = None
+            if m.receipts:
+                verifier = signing.Verifier([signing.load_public_key(m.receipt_key)]) if m.receipt_key else None
+                receipts = ReceiptBook(cfg.gateway.id, int(m.receipt_timeout * 1000), verifier)
+                topic = f"{m.topic_prefix}/{cfg.gateway.id}/receipts"
+                link.subscriptions.append(topic)
+                link.on_message = self._on_receipt
             uploader = Uploader(
                 outbox, link, signer,
                 gateway=cfg.gateway.id, topic_prefix=m.topic_prefix, interval_s=m.upload_interval,
-                batch_size=m.batch_size, publish_timeout=m.publish_timeout,
+                batch_size=m.batch_size, publish_timeout=m.publish_timeout, backfill_rate=m.backfill_rate,
+                receipts=receipts,
             )
         if cfg.uplink.szy206 is not None:
             positions = {mc.szy206_position: mc.id for mc in cfg.enabled_meters if mc.szy206_position}
@@ -150,6 +160,25 @@ class Agent:
         assert self.parts is not None
         self.parts.latest.observe(readings)
         self.parts.capture.submit(readings)
+
+    def _on_receipt(self, topic: str, payload: bytes) -> None:
+        """A receipt from the platform (paho calls back on the event loop's thread)."""
+        parts = self.parts
+        if parts is None or parts.uploader is None or parts.uploader.receipts is None:
+            return
+        confirmed = parts.uploader.receipts.parse(payload)
+        if confirmed is None:
+            return
+        first, last = confirmed
+        task = asyncio.get_running_loop().create_task(self._mark_received(first, last))
+        self._receipt_tasks.add(task)
+        task.add_done_callback(self._receipt_tasks.discard)
+
+    async def _mark_received(self, first: int, last: int) -> None:
+        assert self.parts is not None and self.parts.uploader is not None
+        changed = await self.parts.outbox.call(self.parts.store.mark_sent, first, last, now_ms())
+        self.parts.uploader.stats.readings += changed
+        log.info("event=receipt seq=%d-%d marked=%d", first, last, changed)
 
     async def _event(self, kind: str, detail: dict[str, Any]) -> None:
         assert self.parts is not None

@@ -417,12 +417,12 @@ class Store:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def pending(self, limit: int, after: int = 0) -> list[StoredReading]:
-        """The oldest pending readings with seq > ``after``, in seq order."""
+    def pending(self, limit: int, after: int = 0, below: int | None = None) -> list[StoredReading]:
+        """The oldest pending readings with ``after`` < seq < ``below``, in seq order."""
         rows = self.db.execute(
             "SELECT seq, series, value, ts, slot, flags FROM readings "
-            "WHERE seq >= ? AND sent IS NULL ORDER BY seq LIMIT ?",
-            (max(after + 1, self.pending_from), limit),
+            "WHERE seq >= ? AND seq < ? AND sent IS NULL ORDER BY seq LIMIT ?",
+            (max(after + 1, self.pending_from), below if below is not None else 2**62, limit),
         ).fetchall()
         return [self._row(row) for row in rows]
 

@@ -1,9 +1,17 @@
-"""Uploading: pending readings from the store, signed, published, and marked sent on PUBACK.
+"""Uploading: pending readings from the store, signed, published, and marked sent on confirmation.
 
-At every upload slot the uploader drains what is pending, oldest first, in batches of at most
-``batch_size`` readings. A few batches may be in flight at once (a window) so a backlog drains at
-the broker's pace rather than one round trip at a time. A batch is marked sent only after its
-PUBACK with a success code; any failure ends the round and the readings stay pending for the next.
+Two streams share the MQTT link:
+
+- **live**: at every upload slot (a little after each ``upload_interval`` boundary), the readings
+  captured since the previous slot go out at once, whatever else is happening;
+- **backlog**: readings left over from earlier slots (an outage, a failed batch, a restart) drain
+  oldest first, paced at ``backfill_rate`` readings per second, between and alongside live slots.
+
+A reading sent after the end of the upload slot that should have carried it is flagged
+``backfilled`` (补报) in the payload. A batch is marked sent when the broker's PUBACK carried a
+success code, or, with receipts enabled, when the platform's receipt for that batch arrived (see
+:mod:`receipts`); any failure leaves its readings pending for a later attempt. A few batches may be
+in flight at once (a window), so a backlog drains at the broker's pace.
 """
 
 from __future__ import annotations
@@ -11,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from meterlink.drivers.base import Flag
 
 from .clock import next_slot, now_ms
 from .outbox import Outbox
 from .payload import StoredReading, events_message, readings_message
+from .receipts import ReceiptBook
 from .signing import Signer
 from .uplinks.base import UplinkError
 from .uplinks.mqtt import MqttLink
@@ -29,6 +40,7 @@ BATCH_BLOCK = 1000  # batch numbers reserved per store write
 class UploadStats:
     messages: int = 0
     readings: int = 0
+    backfilled: int = 0
     bytes: int = 0
     failures: int = 0
     events: int = 0
@@ -47,6 +59,8 @@ class Uploader:
         interval_s: float,
         batch_size: int,
         publish_timeout: float,
+        backfill_rate: float = 0.0,
+        receipts: ReceiptBook | None = None,
         window: int = 4,
         clock: Callable[[], int] = now_ms,
     ) -> None:
@@ -57,8 +71,11 @@ class Uploader:
         self.readings_topic = f"{topic_prefix}/{gateway}/readings"
         self.events_topic = f"{topic_prefix}/{gateway}/events"
         self.interval_ms = int(interval_s * 1000)
+        self.settle_ms = min(self.interval_ms // 4, 10_000)
         self.batch_size = batch_size
         self.publish_timeout = publish_timeout
+        self.backfill_rate = backfill_rate
+        self.receipts = receipts
         self.window = window
         self.clock = clock
         self.stats = UploadStats()
@@ -67,32 +84,67 @@ class Uploader:
         self._batch_end = 0
         self.wake = asyncio.Event()
         self.events_waiting = True  # checked once at start; then set by whoever adds an event
+        # Readings with seq >= live_from were captured since the last upload slot; below it, backlog.
+        self.live_from = outbox.store.next_seq
+        self._backlog_wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(window)
+
+    # -- the two streams --------------------------------------------------------------------------
 
     async def run(self) -> None:
+        backlog = asyncio.create_task(self._backlog_loop(), name="meterlink.upload.backlog")
+        try:
+            while not self.stopping:
+                await self.link.connected.wait()
+                boundary = self.outbox.store.next_seq
+                await self._upload(self._live_rows(self.live_from), "live")
+                self.live_from = boundary
+                self._backlog_wake.set()
+                await self._sleep_until_next_slot()
+        finally:
+            backlog.cancel()
+            await asyncio.gather(backlog, return_exceptions=True)
+
+    async def _sleep_until_next_slot(self) -> None:
+        now = self.clock()
+        target = next_slot(now - self.settle_ms, self.interval_ms) + self.settle_ms
+        try:
+            await asyncio.wait_for(self.wake.wait(), max(0.0, (target - now) / 1000))
+        except TimeoutError:
+            pass
+        self.wake.clear()
+
+    async def _backlog_loop(self) -> None:
         while not self.stopping:
+            await self._backlog_wake.wait()
+            self._backlog_wake.clear()
             await self.link.connected.wait()
-            await self.upload_once()
-            # Upload a little after each slot boundary, when that slot's polls are in the store.
-            offset = min(self.interval_ms // 4, 10_000)
-            now = self.clock()
-            target = next_slot(now - offset, self.interval_ms) + offset
-            try:
-                await asyncio.wait_for(self.wake.wait(), max(0.0, (target - now) / 1000))
-            except TimeoutError:
-                pass
-            self.wake.clear()
+            sent = await self._upload(self._backlog_rows(), "backlog", pace=True)
+            if sent:
+                log.info("event=backlog_sent readings=%d", sent)
 
     async def upload_once(self) -> int:
-        """Drain everything pending now. Returns the number of readings confirmed."""
+        """Send everything pending now, oldest first, unpaced. Returns readings confirmed."""
+        return await self._upload(self._backlog_rows(below=None), "drain")
+
+    async def _upload(self, rows: _Rows, stream: str, *, pace: bool = False) -> int:
         try:
-            sent = await self._drain_readings()
+            sent = await self._drain(rows, pace)
             await self._drain_events()
         except UplinkError as exc:
             self.stats.failures += 1
             self.stats.last_error = str(exc)
-            log.warning("event=upload_failed error=%s detail=%r", type(exc).__name__, str(exc))
+            log.warning("event=upload_failed stream=%s error=%s detail=%r", stream, type(exc).__name__, str(exc))
             return 0
         return sent
+
+    def _live_rows(self, first_seq: int) -> _Rows:
+        return _Rows(self, after=first_seq - 1, below=None)
+
+    def _backlog_rows(self, below: int | None = -1) -> _Rows:
+        return _Rows(self, after=0, below=self.live_from if below == -1 else below)
+
+    # -- sending batches --------------------------------------------------------------------------
 
     async def _batch_number(self) -> int:
         if self._batch_next >= self._batch_end:
@@ -102,41 +154,58 @@ class Uploader:
         self._batch_next += 1
         return batch
 
-    async def _drain_readings(self) -> int:
-        store = self.outbox.store
-        after = 0
+    async def _drain(self, rows: _Rows, pace: bool) -> int:
         inflight: set[asyncio.Task[int]] = set()
         confirmed = 0
         try:
             while not self.stopping:
-                rows = await self.outbox.call(store.pending, self.batch_size, after)
-                if not rows:
+                batch_rows = await rows.next()
+                if not batch_rows:
                     break
-                after = rows[-1].seq
                 batch = await self._batch_number()
-                message = self.signer.sign(readings_message(self.gateway, batch, self.clock(), rows))
-                inflight.add(asyncio.create_task(self._send(batch, rows, message), name=f"meterlink.batch.{batch}"))
+                sent_at = self.clock()
+                flagged = self._flag_backfilled(batch_rows, sent_at)
+                message = self.signer.sign(readings_message(self.gateway, batch, sent_at, flagged))
+                await self._slots.acquire()
+                task = asyncio.create_task(self._send(batch, batch_rows, message), name=f"meterlink.batch.{batch}")
+                task.add_done_callback(lambda _: self._slots.release())
+                inflight.add(task)
                 if len(inflight) >= self.window:
                     done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                     confirmed += sum(t.result() for t in done)  # re-raises the first failure
+                if pace and self.backfill_rate > 0:
+                    await asyncio.sleep(len(batch_rows) / self.backfill_rate)
         finally:
             if inflight:
                 results = await asyncio.gather(*inflight, return_exceptions=True)
-                for r in results:
-                    if isinstance(r, int):
-                        confirmed += r
+                confirmed += sum(r for r in results if isinstance(r, int))
                 errors = [r for r in results if isinstance(r, BaseException)]
                 if errors and not isinstance(errors[0], asyncio.CancelledError):
                     raise errors[0]
         return confirmed
 
+    def _flag_backfilled(self, rows: list[StoredReading], sent_at: int) -> list[StoredReading]:
+        """Readings sent after the upload slot that should have carried them carry ``backfilled``."""
+        interval = self.interval_ms
+        late = sent_at - interval - self.settle_ms
+        out = []
+        for r in rows:
+            if next_slot(r.slot, interval) < late:
+                r = replace(r, flags=r.flags | Flag.BACKFILLED)
+                self.stats.backfilled += 1
+            out.append(r)
+        return out
+
     async def _send(self, batch: int, rows: list[StoredReading], message: bytes) -> int:
-        await self.link.publish(self.readings_topic, message, timeout=self.publish_timeout)
         first, last = rows[0].seq, rows[-1].seq
-        await self.outbox.call(self.outbox.store.mark_sent, first, last, self.clock())
+        if self.receipts is not None:
+            self.receipts.expect(batch, first, last, self.clock())
+        await self.link.publish(self.readings_topic, message, timeout=self.publish_timeout)
         self.stats.messages += 1
-        self.stats.readings += len(rows)
         self.stats.bytes += len(message)
+        if self.receipts is None:
+            await self.outbox.call(self.outbox.store.mark_sent, first, last, self.clock())
+            self.stats.readings += len(rows)
         log.info("event=uploaded batch=%d readings=%d seq=%d-%d bytes=%d", batch, len(rows), first, last, len(message))
         return len(rows)
 
@@ -163,3 +232,27 @@ class Uploader:
             await self.outbox.call(store.mark_events_sent, events[0].seq, events[-1].seq, self.clock())
             self.stats.events += len(events)
             log.info("event=events_uploaded batch=%d events=%d", batch, len(events))
+
+
+class _Rows:
+    """Pending readings in seq order, batch by batch, skipping what awaits a receipt."""
+
+    def __init__(self, uploader: Uploader, *, after: int, below: int | None) -> None:
+        self.uploader = uploader
+        self.after = after
+        self.below = below
+
+    async def next(self) -> list[StoredReading]:
+        up = self.uploader
+        store = up.outbox.store
+        while True:
+            rows = await up.outbox.call(store.pending, up.batch_size, self.after, self.below)
+            if not rows:
+                return []
+            self.after = rows[-1].seq
+            if up.receipts is not None:
+                now = up.clock()
+                rows = [r for r in rows if not up.receipts.awaiting(r.seq, now)]
+                if not rows:
+                    continue
+            return rows

@@ -16,6 +16,7 @@ class Flag(IntFlag):
 
     NONE = 0
     CLOCK_UNSYNCED = 1  # taken while the system clock was not synchronised (no RTC, no NTP yet)
+    BACKFILLED = 2  # sent after the upload slot that should have carried it (补报); set at send time
 
     def names(self) -> list[str]:
         return [f.name.lower() for f in Flag if f and f in self and f.name]

@@ -19,7 +19,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from meterlink.agent.payload import PayloadError, check_message
-from meterlink.agent.signing import Verifier, VerifyError
+from meterlink.agent.signing import Signer, Verifier, VerifyError
 
 
 @dataclass
@@ -57,12 +57,17 @@ class Platform:
         client_id: str | None = None,
         on_batch: Callable[[str, dict[str, Any], int], None] | None = None,
         on_reject: Callable[[str, str], None] | None = None,
+        receipts: bool = False,
+        receipt_signer: Signer | None = None,
     ) -> None:
         self.verifier = verifier
         self.prefix = topic_prefix
         self.gateway = gateway
         self.on_batch = on_batch
         self.on_reject = on_reject
+        self.receipts = receipts or receipt_signer is not None
+        self.receipt_signer = receipt_signer
+        self.receipts_sent = 0
         self.received = Received()
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
@@ -96,6 +101,8 @@ class Platform:
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         kind = msg.topic.rsplit("/", 1)[-1]
+        if kind == "receipts":
+            return  # its own receipts, heard back through the wildcard subscription
         if kind == "status":
             with self.lock:
                 self.received.status[msg.topic] = msg.payload.decode("utf-8", "replace")
@@ -112,8 +119,20 @@ class Platform:
                 self.on_reject(msg.topic, str(exc))
             return
         new = self._record(payload)
+        if self.receipts and payload.get("readings"):
+            self._send_receipt(payload)
         if self.on_batch:
             self.on_batch(kind, payload, new)
+
+    def _send_receipt(self, payload: dict[str, Any]) -> None:
+        """Tell the gateway this batch is stored: only then may it count the readings as delivered."""
+        seqs = [r["seq"] for r in payload["readings"]]
+        body = json.dumps({"gateway": payload["gateway"], "batch": payload["batch"], "first_seq": min(seqs),
+                           "last_seq": max(seqs)}, separators=(",", ":")).encode()
+        message = self.receipt_signer.sign(body) if self.receipt_signer else body
+        self.client.publish(f"{self.prefix}/{payload['gateway']}/receipts", message, qos=1)
+        with self.lock:
+            self.receipts_sent += 1
 
     def _record(self, payload: dict[str, Any]) -> int:
         gateway = payload["gateway"]
