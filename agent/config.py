@@ -114,6 +114,9 @@ class MeterConfig(Strict):
     # Place of this meter's flow/volume pair in SZY206 self-reports: fixed per meter, so reordering
     # the file never relabels meters at the central station.
     szy206_position: Annotated[int, Field(ge=1, le=64)] | None = None
+    # The meter's (or the permit's) largest flow in m3/h: a totalizer rising faster than 1.2 x this
+    # is flagged "suspect" (abnormally large). Unset: no jump check.
+    max_flow: Annotated[float, Field(gt=0)] | None = None
 
     @field_validator("profile")
     @classmethod

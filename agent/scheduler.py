@@ -21,6 +21,7 @@ from meterlink.drivers.base import DriverError, Flag, Reading
 from meterlink.drivers.modbus.driver import ModbusDriver, ModbusMeter
 
 from .clock import ClockCheck, next_slot, now_ms
+from .quality import QualityCheck
 
 log = logging.getLogger("meterlink.poll")
 
@@ -48,6 +49,7 @@ class ScheduledMeter:
     state: MeterState = field(default_factory=MeterState)
     due: int = 0
     meter_cost_ms: int = 10_000  # the most one poll of it may take (timeout x tries x requests)
+    quality: QualityCheck | None = None
 
 
 class BusPoller:
@@ -124,6 +126,11 @@ class BusPoller:
                 await self.events("meter_offline", {"meter": m.meter.id, "error": kind, "detail": str(exc)})
             return []
         state.ok += 1
+        if m.quality is not None:
+            readings, findings = m.quality.check(readings)
+            for finding in findings:
+                log.warning("event=%s bus=%s meter=%s detail=%s", finding.kind, self.name, m.meter.id, finding.detail)
+                await self.events(finding.kind, finding.detail)
         if state.online is not True:
             if state.online is False:
                 log.info("event=meter_recovered bus=%s meter=%s after_failures=%d",

@@ -21,6 +21,7 @@ from .clock import ClockCheck, now_ms
 from .config import BusConfig, Config, MeterConfig
 from .latest import LatestValues
 from .outbox import Outbox
+from .quality import QualityCheck
 from .receipts import ReceiptBook
 from .scheduler import BusPoller, ScheduledMeter
 from .store import Store
@@ -140,7 +141,8 @@ class Agent:
         for name, bus_cfg in cfg.buses.items():
             meters = [
                 ScheduledMeter(meter_from_config(mc), cfg.poll_interval(mc) * 1000,
-                               meter_cost_ms=poll_cost_ms(bus_cfg, meter_from_config(mc)))
+                               meter_cost_ms=poll_cost_ms(bus_cfg, meter_from_config(mc)),
+                               quality=QualityCheck(mc.id, mc.value_specs(), mc.max_flow))
                 for mc in cfg.enabled_meters
                 if mc.bus == name
             ]
