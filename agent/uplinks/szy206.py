@@ -259,7 +259,8 @@ class SiteTerminal:
     # -- reading frames from the station ----------------------------------------------------------
 
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:
-        stream = Reassembler(tp_len=self.cfg.tp_len if self.cfg.time_label != "none" else 0)
+        # What we send follows time_label; what stations send varies (queries often carry no Tp).
+        stream = Reassembler(tp_len=None)
         while True:
             try:
                 chunk = await reader.read(4096)

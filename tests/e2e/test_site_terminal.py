@@ -1,0 +1,186 @@
+"""The agent as an SZY206 site terminal against the simulated central station, over real TCP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from support.configs import write_site
+
+from meterlink.agent import clock as agent_clock
+from meterlink.agent import config as cfgmod
+from meterlink.agent.service import Agent
+from meterlink.agent.store import Store
+from meterlink.protocols.szy206.fields import Address
+from meterlink.protocols.szy206.times import label_to_ms
+from meterlink.sim.meter_model import SimMeter
+from meterlink.sim.modbus_server import ModbusSimServer
+from meterlink.sim.station import Station
+
+pytestmark = pytest.mark.slow
+
+SITE = """
+[gateway]
+id = "gw-szy"
+poll_interval = 1
+
+[buses.tcp]
+type = "tcp"
+host = "127.0.0.1"
+port = {modbus_port}
+timeout = 0.3
+retries = 0
+
+[[meters]]
+id = "intake"
+bus = "tcp"
+unit_id = 1
+profile = "tuf2000"
+szy206_position = 2
+
+[[meters]]
+id = "outlet"
+bus = "tcp"
+unit_id = 2
+profile = "emf_generic"
+szy206_position = 1
+
+[store]
+path = "state/meterlink.db"
+
+[signing]
+key = "keys/gateway.key"
+
+[uplink.szy206]
+host = "127.0.0.1"
+port = {station_port}
+division = "430100"
+station = 7
+report_interval = 1
+keepalive = 2
+confirm_timeout = 0.4
+backfill_pace = 0
+{extra}
+
+[clock]
+sync_check = "assume_synced"
+"""
+
+ADDRESS = Address(division="430100", station=7)
+
+
+async def with_site(tmp_path: Path, station: Station, body: Callable[[Agent, Station], Awaitable[None]],
+                    extra: str = "") -> Agent:
+    sim = ModbusSimServer({1: SimMeter("tuf2000", 1, seed=1), 2: SimMeter("emf_generic", 2, seed=2)})
+    modbus_port = await sim.start_tcp()
+    station_port = await station.start()
+    path = write_site(tmp_path / "site", SITE.format(modbus_port=modbus_port, station_port=station_port, extra=extra))
+    agent = Agent(cfgmod.load(path), backoff_max=0.5)
+    task = asyncio.create_task(agent.run())
+    try:
+        ready = asyncio.create_task(agent.ready.wait())
+        await asyncio.wait([ready, task], return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # start-up failed: show why
+        await body(agent, station)
+    finally:
+        agent.stop()
+        await asyncio.wait_for(task, 20)
+        await station.stop()
+        await sim.stop()
+        agent_clock.set_offset(0)
+    return agent
+
+
+def slot_of(report: object) -> int:
+    tp = report.tp  # type: ignore[attr-defined]
+    return label_to_ms(tp, now_ms=agent_clock.now_ms())
+
+
+def test_login_reports_in_position_order_and_confirms(tmp_path: Path) -> None:
+    async def body(agent: Agent, station: Station) -> None:
+        await station.wait_for(lambda s: len(s.logins) >= 1, 5)
+        await station.wait_for(lambda s: len(s.reports) >= 3, 8)
+        assert agent.parts is not None and agent.parts.terminal is not None
+        await asyncio.sleep(0.2)
+        assert agent.parts.terminal.stats.reports_confirmed >= 3
+
+    station = Station()
+    agent = asyncio.run(with_site(tmp_path, station, body))
+    assert agent.parts is not None
+    store = Store(agent.parts.store.path, "gw-szy")  # the agent closed its own at stop
+    address, report, _ = station.reports[-1]
+    assert address == ADDRESS
+    assert len(report.meters) == 2  # positions 1 and 2
+    slot = slot_of(report)
+    assert slot % 1000 == 0
+    readings = {(r.meter, r.quantity): r for r in store.readings(1, 10**9) if r.slot == slot}
+    outlet, intake = report.meters  # position 1 is the outlet meter, position 2 the intake
+    assert outlet.flow == pytest.approx(round(readings[("outlet", "flow_rate")].value, 3), abs=0.0011)
+    assert intake.volume == int(readings[("intake", "volume_total")].value)
+    assert report.alarm == 0 and report.status & 0b11 == 1
+
+
+def test_lost_confirms_resend_with_the_fcb_counting_down(tmp_path: Path) -> None:
+    async def body(agent: Agent, station: Station) -> None:
+        await station.wait_for(lambda s: len(s.reports) >= 1, 8)
+        station.drop_confirms = 2
+        await station.wait_for(lambda s: s.confirms_dropped >= 2 and len(s.reports) >= 5, 10)
+
+    station = Station()
+    asyncio.run(with_site(tmp_path, station, body))
+    fcbs: dict[bytes, list[int]] = {}
+    for record in station.frames:
+        if record.direction == "in" and record.frame.afn == 0xC0:
+            fcbs.setdefault(record.frame.data + bytes(record.frame.tp.to_bytes()), []).append(record.frame.fcb)
+    assert [3, 2, 1] in fcbs.values(), fcbs
+
+
+def test_a_station_restart_backfills_the_missed_slots_oldest_first(tmp_path: Path) -> None:
+    async def body(agent: Agent, station: Station) -> None:
+        await station.wait_for(lambda s: len(s.reports) >= 2, 8)
+        await station.stop()
+        await asyncio.sleep(3.5)  # about three report slots with no station
+        await station.start()
+        await station.wait_for(lambda s: s.connections >= 2, 10)
+        await asyncio.sleep(3)
+
+    station = Station()
+    agent = asyncio.run(with_site(tmp_path, station, body))
+    assert agent.parts is not None
+    slots = [slot_of(r) for _, r, _ in station.reports]
+    # Every slot from the first report on reached the station, the missed ones too.
+    span = range(min(slots), max(slots) + 1000, 1000)
+    assert set(span) <= set(slots), sorted(set(span) - set(slots))
+    # Backfilled reports (time label with no transmission delay allowed, as they are old) went out
+    # oldest first; live ones carry the configured delay.
+    backfilled = [slot_of(r) for _, r, _ in station.reports if r.tp.delay_min == 0]
+    assert len(backfilled) >= 2
+    assert backfilled == sorted(backfilled), "backfill goes oldest first"
+    confirmed, _ = Store(agent.parts.store.path, "gw-szy").report_counts()
+    assert confirmed >= len(span) - 1
+
+
+def test_queries_real_time_stored_and_clock(tmp_path: Path) -> None:
+    results: dict[str, object] = {}
+
+    async def body(agent: Agent, station: Station) -> None:
+        await station.wait_for(lambda s: len(s.reports) >= 3, 8)
+        results["b0"] = await station.query_realtime(ADDRESS, timeout=2)
+        end = station.now()
+        results["b1"] = await station.query_stored(ADDRESS, end - timedelta(seconds=30), end, timeout=2)
+        before = agent_clock.offset_ms()
+        results["clock"] = await station.set_clock(ADDRESS, station.now() + timedelta(minutes=5), timeout=2)
+        results["offset"] = agent_clock.offset_ms() - before
+
+    station = Station()
+    asyncio.run(with_site(tmp_path, station, body, extra="trust_station_time = true"))
+    b0 = results["b0"]
+    assert b0.afn == 0xB0 and b0.direction == 1 and len(b0.data) == 2 * 10 + 4  # type: ignore[attr-defined]
+    b1 = results["b1"]
+    assert len(b1) >= 3 and all(f.afn == 0xB1 for f in b1)  # type: ignore[attr-defined]
+    assert results["clock"] is not None
+    assert 295_000 <= results["offset"] <= 305_000  # type: ignore[operator]  # trusted: the agent's clock moved
