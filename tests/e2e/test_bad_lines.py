@@ -7,6 +7,7 @@ the agent's own pollers and drivers. Nothing here is mocked.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -65,7 +66,7 @@ async def run_for(pollers: list[BusPoller], seconds: float) -> None:
 
 
 def consecutive(slots: list[int]) -> bool:
-    return all(b - a == 1000 for a, b in zip(slots, slots[1:], strict=False))
+    return all(b - a == 1000 for a, b in itertools.pairwise(slots))
 
 
 def test_one_dead_meter_of_eight_on_an_rs485_line_and_one_dead_bus_of_three() -> None:
