@@ -71,6 +71,7 @@ def _add_profiles(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 SIMULATORS = {
     "modbus": ("modbus_cli", "simulated Modbus flowmeters over TCP and/or a pty"),
     "station": ("station_cli", "a simulated SZY206 central station that site terminals report to"),
+    "szy206-meter": ("szy206_cli", "simulated flowmeters that speak SZY206, over TCP and/or a pty"),
 }
 
 

@@ -16,13 +16,13 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Literal
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.framer import FramerType
 
 from meterlink.drivers.base import BadFrame, ExceptionResponse, MeterTimeout, TransportError
+from meterlink.drivers.params import SerialParams, TcpParams
 from meterlink.protocols.modbus.plan import ReadRequest
 
 log = logging.getLogger("meterlink.modbus")
@@ -41,21 +41,6 @@ EXCEPTION_NAMES = {
     10: "gateway path unavailable",
     11: "gateway target failed to respond",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class SerialParams:
-    device: str
-    baudrate: int = 9600
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: int = 1
-    bytesize: int = 8
-
-
-@dataclass(frozen=True, slots=True)
-class TcpParams:
-    host: str
-    port: int = 502
 
 
 @dataclass(slots=True)

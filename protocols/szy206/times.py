@@ -1,8 +1,10 @@
 """Wall-clock time <-> SZY206 time fields, in the site's local time (China: UTC+8).
 
 The 5-byte SZY206 time label carries second, minute, hour and day but no month or year: a receiver
-takes the most recent moment, not later than "now" plus a small allowance for clock skew, whose
-local day and time match. The 7-byte SL/T 427 label and the 6-byte clock (11H/51H) are complete.
+takes the most recent moment, not later than "now" plus a small allowance for a sender's clock
+running ahead, whose local day and time match (without the allowance, a label a few seconds in
+our future would read as a month earlier). The 7-byte SL/T 427 label and the 6-byte clock
+(11H/51H) carry two digits of the year: the century is the one that puts it nearest to now.
 Pure: the caller passes "now"; times are ms since the Unix epoch.
 """
 
@@ -26,7 +28,7 @@ def _local(ms: int, utc_offset_h: float) -> datetime:
 
 def time_label_at(ms: int, *, tp_len: int = 5, utc_offset_h: float = 8.0, delay_min: int = 0) -> TimeLabel:
     """The time label of moment ``ms``: 5 bytes (SZY206) or 7 bytes (SL/T 427)."""
-    t = _local(ms, utc_offset_h)
+    t = _local(ms // 1000 * 1000, utc_offset_h)
     if tp_len == 5:
         return TimeLabel(second=t.second, minute=t.minute, hour=t.hour, day=t.day, delay_min=delay_min)
     if tp_len == 7:
@@ -35,20 +37,32 @@ def time_label_at(ms: int, *, tp_len: int = 5, utc_offset_h: float = 8.0, delay_
     raise ValueError(f"a time label has 5 or 7 bytes, not {tp_len}")
 
 
-def label_to_ms(tp: TimeLabel, *, now_ms: int, utc_offset_h: float = 8.0) -> int:
+def full_year(two_digits: int, now_ms: int) -> int:
+    """The four-digit year nearest to now that ends in ``two_digits``."""
+    this = datetime.fromtimestamp(now_ms / 1000, UTC).year
+    year = this - this % 100 + two_digits
+    if year > this + 50:
+        year -= 100
+    elif year < this - 50:
+        year += 100
+    return year
+
+
+def label_to_ms(tp: TimeLabel, *, now_ms: int, utc_offset_h: float = 8.0, ahead_ms: int = SKEW_MS) -> int:
     """The moment a time label names.
 
     Raises:
-        DataError: no such moment (day 31 in a run of short months, or a 7-byte date that does not exist).
+        DataError: no such moment (a 7-byte date that does not exist, such as 30 February).
     """
     zone = _zone(utc_offset_h)
     if tp.month is not None and tp.year is not None:
         try:
-            when = datetime(2000 + tp.year, tp.month, tp.day, tp.hour, tp.minute, tp.second, tzinfo=zone)
+            when = datetime(full_year(tp.year, now_ms), tp.month, tp.day, tp.hour, tp.minute, tp.second,
+                            tzinfo=zone)
         except ValueError as exc:
             raise DataError(f"time label names no date: {exc}") from None
         return int(when.timestamp() * 1000)
-    latest = _local(now_ms + SKEW_MS, utc_offset_h)
+    latest = _local(now_ms + ahead_ms, utc_offset_h)
     year, month = latest.year, latest.month
     for _ in range(13):  # the same day number occurs at least once a year
         try:
@@ -72,8 +86,8 @@ def clock_at(ms: int, *, utc_offset_h: float = 8.0) -> Clock:
 
 def clock_to_ms(clock: Clock, *, utc_offset_h: float = 8.0) -> int:
     try:
-        when = datetime(2000 + clock.year, clock.month, clock.day, clock.hour, clock.minute, clock.second,
-                        tzinfo=_zone(utc_offset_h))
+        when = datetime(full_year(clock.year, utc_ms(datetime.now(UTC))), clock.month, clock.day, clock.hour,
+                        clock.minute, clock.second, tzinfo=_zone(utc_offset_h))
     except ValueError as exc:
         raise DataError(f"clock names no date: {exc}") from None
     return int(when.timestamp() * 1000)

@@ -39,12 +39,12 @@ def test_a_five_byte_label_is_the_most_recent_matching_moment() -> None:
 
 
 def test_seven_byte_labels_and_clocks_are_exact() -> None:
-    label = TimeLabel(second=0, minute=45, hour=8, day=29, delay_min=0, month=11, year=26)
-    assert label_to_ms(label, now_ms=0) == NOW
+    full = label(29, 8, 45, month=11, year=26)
+    assert label_to_ms(full, now_ms=NOW) == NOW
     assert clock_to_ms(clock_at(NOW)) == NOW
     assert clock_at(NOW).weekday == 7  # 2026-11-29 is a Sunday
     with pytest.raises(DataError):
-        label_to_ms(TimeLabel(second=0, minute=0, hour=0, day=31, delay_min=0, month=2, year=26), now_ms=0)
+        label_to_ms(label(31, 0, month=2, year=26), now_ms=NOW)
 
 
 @given(st.integers(utc_ms(datetime(2001, 1, 1)), utc_ms(datetime(2098, 1, 1))).map(lambda ms: ms // 1000 * 1000),

@@ -1,0 +1,362 @@
+"""An SZY206 link: one serial port or TCP endpoint, one query at a time, self-reports confirmed.
+
+Everything that arrives goes through one :class:`Receiver` (receiver.py: the codec's reassembler,
+so frames split across reads, glued together or wrapped in line noise are found, and every byte
+thrown away is counted). Each valid frame is then dispatched:
+
+- the answer a query waits for (uplink, same address and AFN) ends it;
+- a self-report (C0H, 81H, 82H) of a configured meter goes to :class:`SelfReports` (reports.py:
+  handed to ``on_report``, then confirmed);
+- a link check (02H) of a configured meter is answered with data 00H;
+- anything else is counted: frames of unknown addresses (logged once per address), answers nobody
+  waits for any more (late), downlink frames (an RS-485 adapter's echo, another master).
+
+Failures follow drivers/modbus/bus.py: the pipe is (re)opened on the next request after it was
+lost, and a failed open is retried at most once per timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from meterlink.drivers.base import BadFrame, MeterTimeout, TransportError
+from meterlink.drivers.params import SerialParams, TcpParams
+from meterlink.protocols.szy206 import (
+    AFN,
+    Address,
+    Frame,
+    build_link_reply,
+    encode,
+)
+from meterlink.protocols.szy206.times import SKEW_MS
+
+from .meter import Szy206Meter, address_text
+from .receiver import Receiver
+from .reports import REPORT_AFNS, ReportCallback, SelfReports
+from .transport import SerialTransport, TcpTransport, open_transport
+
+log = logging.getLogger("meterlink.szy206")
+
+SITE_UTC_OFFSET_H = 8.0  # Chinese sites keep their clocks in UTC+8
+DEFAULT_AHEAD_S = SKEW_MS / 1000
+
+MAX_TRIES = 4  # FCB 3, 2, 1, 0: "when FCB reaches 0 the transfer has failed"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class LinkCounters:
+    """What the link saw, for logs and commissioning output."""
+
+    requests: int = 0  # queries (their first try)
+    retries: int = 0  # queries sent again with a lower FCB
+    answers: int = 0
+    timeouts: int = 0  # queries that ended in MeterTimeout
+    bad_answers: int = 0  # queries that ended in BadFrame
+    frames_ok: int = 0  # valid frames found on the line
+    bad_frames: int = 0  # candidates the reassembler refused (CRC, end byte, length, Tp)
+    bytes_discarded: int = 0
+    resyncs: int = 0  # partial frames given up after resync_after
+    self_reports: int = 0  # reports of configured meters (resends included)
+    duplicate_reports: int = 0
+    confirms_sent: int = 0
+    unconfirmed_reports: int = 0  # undecodable, or on_report failed
+    link_checks: int = 0
+    unknown_frames: int = 0  # valid frames from addresses not configured
+    stray_frames: int = 0  # late answers, downlink frames
+    connects: int = 0
+    connect_failures: int = 0
+    disconnects: int = 0
+    last_error: str = ""
+
+    def summary(self) -> str:
+        """``requests=3 retries=1 ...``: every count, for one log line."""
+        return " ".join(f"{name}={getattr(self, name)}" for name in self.__slots__ if name != "last_error")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A query's answer and its arrival time (ms since the epoch)."""
+
+    frame: Frame
+    ts: int
+
+
+@dataclass(slots=True)
+class _Waiter:
+    address: Address
+    afn: int
+    future: asyncio.Future[Answer]
+    fcbs: set[int] = field(default_factory=set)
+
+
+class Szy206Link:
+    """One bus: a serial port or a TCP endpoint, shared by the SZY206 meters on it.
+
+    Args:
+        name: the link's name in logs.
+        params: the serial port or TCP endpoint.
+        timeout: seconds to wait for an answer, per try; also the pause after a failed open.
+        retries: tries after the first, each with the FCB one lower (0..3).
+        meters: meters known from the start (the driver adds each meter it reads).
+        on_report: called with (meter id, readings) for each self-report of a configured meter;
+            the report is confirmed after it returns, not if it raises.
+        clock: ms since the epoch (tests inject one).
+        utc_offset_h: the site's time zone, for time labels.
+        tp_ahead_s: how far ahead of ours a meter's clock may be (5-byte Tp, see protocols/szy206/times.py).
+        confirm_work_mode: the work-mode byte of confirms (0..3), None for a confirm without data.
+        resync_after: seconds without a byte after which a partial frame is given up
+            (default: half the timeout).
+
+    Raises:
+        ValueError: retries outside 0..3, a timeout that is not positive, a bad work mode.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        params: SerialParams | TcpParams,
+        *,
+        timeout: float = 1.0,
+        retries: int = 3,
+        meters: Iterable[Szy206Meter] = (),
+        on_report: ReportCallback | None = None,
+        clock: Callable[[], int] = now_ms,
+        utc_offset_h: float = SITE_UTC_OFFSET_H,
+        tp_ahead_s: float = DEFAULT_AHEAD_S,
+        confirm_work_mode: int | None = 0,
+        resync_after: float | None = None,
+    ) -> None:
+        if not 0 <= retries < MAX_TRIES:
+            raise ValueError(f"retries must be 0..{MAX_TRIES - 1} (FCB counts down from 3), got {retries}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        if confirm_work_mode is not None and not 0 <= confirm_work_mode <= 3:
+            raise ValueError(f"confirm_work_mode must be 0..3 or None, got {confirm_work_mode}")
+        self.name = name
+        self.params = params
+        self.timeout = timeout
+        self.retries = retries
+        self.clock = clock
+        self.resync_after = timeout / 2 if resync_after is None else resync_after
+        self.counters = LinkCounters()
+        self.reports = SelfReports(
+            name,
+            self.counters,
+            self._send_quietly,
+            on_report,
+            utc_offset_h=utc_offset_h,
+            tp_ahead_s=tp_ahead_s,
+            confirm_work_mode=confirm_work_mode,
+        )
+        self.lock = asyncio.Lock()
+        self._meters: dict[Address, Szy206Meter] = {}
+        for meter in meters:
+            self.add_meter(meter)
+        self._transport: SerialTransport | TcpTransport | None = None
+        self._next_open = 0.0
+        self._receiver = Receiver(name, self.counters, self._dispatch, self.resync_after)
+        self._waiter: _Waiter | None = None
+        self._warned: set[Address] = set()  # unknown addresses already logged at WARNING
+
+    @property
+    def tries(self) -> int:
+        return 1 + self.retries
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None
+
+    def add_meter(self, meter: Szy206Meter) -> None:
+        """Make ``meter`` known: its self-reports are confirmed and handed to ``on_report``.
+
+        Raises:
+            ValueError: another meter id already has this address on the link.
+        """
+        known = self._meters.get(meter.address)
+        if known is not None and known.id != meter.id:
+            raise ValueError(f"link {self.name}: {address_text(meter.address)} is already meter {known.id}")
+        self._meters[meter.address] = meter
+
+    def describe(self) -> str:
+        if isinstance(self.params, SerialParams):
+            p = self.params
+            return f"{p.device} {p.baudrate} {p.bytesize}{p.parity}{p.stopbits}"
+        return f"{self.params.host}:{self.params.port}"
+
+    # --- opening and closing ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the pipe now if it is not open (a link that only receives reports needs this).
+
+        Raises:
+            TransportError: it cannot be opened, or a failed open was less than a timeout ago.
+        """
+        async with self.lock:
+            await self._ensure_open()
+
+    async def _ensure_open(self) -> SerialTransport | TcpTransport:
+        if self._transport is not None:
+            return self._transport
+        if time.monotonic() < self._next_open:
+            raise TransportError(f"link {self.name}: not connected ({self.counters.last_error})")
+        try:
+            transport = await open_transport(self.params, self._receiver.feed, self._on_lost, self.timeout)
+        except OSError as exc:
+            # Try again at most once per timeout, so a missing adapter does not spin.
+            self._next_open = time.monotonic() + self.timeout
+            self.counters.connect_failures += 1
+            self.counters.last_error = f"cannot open {self.describe()}: {exc}"
+            log.warning("event=szy206_open_failed link=%s endpoint=%s error=%r", self.name, self.describe(), str(exc))
+            raise TransportError(f"link {self.name}: cannot open {self.describe()}") from exc
+        self._receiver.reset()  # bytes of an earlier connection never join this one's
+        self._transport = transport
+        self.counters.connects += 1
+        log.info("event=szy206_link_open link=%s endpoint=%s", self.name, self.describe())
+        return transport
+
+    def _on_lost(self, transport: object, error: Exception | None) -> None:
+        if transport is not self._transport:
+            return
+        self._transport = None
+        self._receiver.stop()
+        self.counters.disconnects += 1
+        self.counters.last_error = f"connection lost: {error or 'closed by the other end'}"
+        log.warning("event=szy206_link_lost link=%s error=%r", self.name, str(error or "eof"))
+        self._fail_waiter("connection lost")
+
+    def _fail_waiter(self, why: str) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.future.done():
+            waiter.future.set_exception(TransportError(f"link {self.name}: {why}"))
+
+    async def close(self) -> None:
+        """Close the pipe and log the link's counters; the link opens again on the next query."""
+        self._receiver.stop()
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+        self._fail_waiter("closed")
+        log.info("event=szy206_link_stats link=%s %s", self.name, self.counters.summary())
+
+    # --- queries ---------------------------------------------------------------------------------
+
+    async def query(self, address: Address, build: Callable[[int], Frame], afn: int) -> Answer:
+        """Send ``build(fcb)`` and wait for the uplink answer with ``afn`` from ``address``.
+
+        The first try has FCB 3; each retry the next lower FCB. An answer with any FCB is taken:
+        a slow meter's answer to the first try is as good as its answer to the second, and some
+        terminals do not echo the FCB at all.
+
+        Raises:
+            MeterTimeout: nothing valid from the meter in timeout x tries, and no stray bytes.
+            BadFrame: bytes arrived but no valid answer (bad CRC, noise, a cut frame).
+            TransportError: the pipe cannot be opened, or was lost while waiting.
+        """
+        async with self.lock:
+            await self._ensure_open()
+            loop = asyncio.get_running_loop()
+            waiter = _Waiter(address, afn, loop.create_future())
+            self._receiver.sync()
+            bad_before = self.counters.bad_frames + self.counters.bytes_discarded
+            self._waiter = waiter
+            self.counters.requests += 1
+            try:
+                for attempt in range(self.tries):
+                    fcb = 3 - attempt
+                    waiter.fcbs.add(fcb)
+                    if attempt:
+                        self.counters.retries += 1
+                    self._write(encode(build(fcb)))
+                    done, _ = await asyncio.wait({waiter.future}, timeout=self.timeout)
+                    if done:
+                        answer = waiter.future.result()  # TransportError if the pipe was lost
+                        self.counters.answers += 1
+                        return answer
+            finally:
+                self._waiter = None
+                if not waiter.future.done():
+                    waiter.future.cancel()
+            self._receiver.sync()
+            junk = self.counters.bad_frames + self.counters.bytes_discarded - bad_before + self._receiver.buffered
+            where = f"{address_text(address)} on {self.name}"
+            if junk:
+                self.counters.bad_answers += 1
+                self.counters.last_error = f"no valid answer from {where}"
+                raise BadFrame(f"{junk} bad bytes from {where}, no valid answer in {self.tries} tries")
+            self.counters.timeouts += 1
+            self.counters.last_error = f"no answer from {where}"
+            raise MeterTimeout(f"no answer from {where} in {self.timeout:g} s x {self.tries} tries")
+
+    def _write(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None:
+            raise TransportError(f"link {self.name}: connection lost")
+        try:
+            transport.write(data)
+        except OSError as exc:
+            self.counters.last_error = f"write failed: {exc}"
+            transport.close()
+            self._on_lost(transport, exc)
+            raise TransportError(f"link {self.name}: write failed") from exc
+
+    # --- what arrives ----------------------------------------------------------------------------
+
+    def _dispatch(self, frame: Frame) -> None:
+        arrived = self.clock()
+        if not frame.up:
+            self.counters.stray_frames += 1
+            log.debug("event=szy206_downlink_seen link=%s afn=%02X", self.name, frame.afn)
+            return
+        waiter = self._waiter
+        if (
+            waiter is not None
+            and frame.afn == waiter.afn
+            and frame.address == waiter.address
+            and not waiter.future.done()
+        ):
+            if frame.fcb not in waiter.fcbs:
+                log.debug(
+                    "event=szy206_fcb_not_echoed link=%s fcb=%d sent=%s", self.name, frame.fcb, sorted(waiter.fcbs)
+                )
+            waiter.future.set_result(Answer(frame, arrived))
+            return
+        meter = self._meters.get(frame.address)
+        if meter is None:
+            self.counters.unknown_frames += 1
+            level = logging.DEBUG if frame.address in self._warned else logging.WARNING
+            self._warned.add(frame.address)
+            log.log(
+                level,
+                "event=szy206_unknown_address link=%s address=%s afn=%02X",
+                self.name,
+                address_text(frame.address),
+                frame.afn,
+            )
+        elif frame.afn in REPORT_AFNS:
+            self.reports.handle(meter, frame, arrived)
+        elif frame.afn == AFN.LINK:
+            self.counters.link_checks += 1
+            self._send_quietly(build_link_reply(frame), meter, "link_reply")
+        else:
+            self.counters.stray_frames += 1
+            log.info(
+                "event=szy206_stray_frame link=%s meter=%s afn=%02X fcb=%d", self.name, meter.id, frame.afn, frame.fcb
+            )
+
+    def _send_quietly(self, frame: Frame, meter: Szy206Meter, what: str) -> bool:
+        try:
+            self._write(encode(frame))
+        except TransportError as exc:
+            log.warning(
+                "event=szy206_send_failed link=%s meter=%s what=%s error=%r", self.name, meter.id, what, str(exc)
+            )
+            return False
+        return True

@@ -1,0 +1,136 @@
+"""Self-reports of the meters on one link: decoded, handed over, confirmed; resends not repeated.
+
+A report (C0H, 81H manual 82H) of a configured meter is decoded, handed to ``on_report`` and then
+confirmed at once. Its readings carry the report's own time: the Tp converted to UTC
+(protocols/szy206/times.py), or the arrival time when it has none. A resent report (same content, FCB one
+lower: the meter missed our confirm) is confirmed again but not handed over twice.
+
+Confirm form (notes section 4, the sources differ): same AFN, DIR = 0, the report's FCB and type
+code echoed, data = one work-mode byte, 00H "compatible" by default. 00H keeps the meter
+answering our B0H queries; 01H would ask it to self-report only. When the report carried a Tp,
+the confirm carries our clock in the same edition (5 or 7 bytes, site time) and the report's
+delay, since SL/T 427 terminals set their clock from it.
+
+What is not confirmed: reports that cannot be decoded, reports whose hand-over failed (and, in
+the link, reports of unknown addresses). A confirm tells the meter its data was taken; left
+unconfirmed, it resends and keeps the data for whoever can take it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from meterlink.drivers.base import DecodeError, Reading
+from meterlink.protocols.szy206 import AFN, AlarmBit, Frame, SZY206Error, build_confirm, parse_flow_report
+from meterlink.protocols.szy206.errors import DataError
+from meterlink.protocols.szy206.times import label_to_ms, time_label_at
+
+from .meter import Szy206Meter, report_readings
+
+if TYPE_CHECKING:
+    from .link import LinkCounters
+
+log = logging.getLogger("meterlink.szy206")
+
+REPORT_AFNS = frozenset({AFN.REPORT, AFN.ALARM_REPORT, AFN.MANUAL_REPORT})
+ReportCallback = Callable[[str, list[Reading]], None]
+Send = Callable[[Frame, Szy206Meter, str], bool]  # (frame, meter, what) -> written
+
+
+class SelfReports:
+    """The self-report side of one link (see the module docstring).
+
+    Args:
+        link: the link's name in logs.
+        counters: the link's counters (self_reports, duplicate_reports, confirms_sent, ...).
+        send: writes a frame on the link; False when it could not.
+        on_report: called with (meter id, readings); None to confirm without handing over.
+        utc_offset_h: the site's time zone.
+        tp_ahead_s: how far ahead of ours a meter's clock may be.
+        confirm_work_mode: the work-mode byte of confirms, None for none.
+    """
+
+    def __init__(
+        self,
+        link: str,
+        counters: LinkCounters,
+        send: Send,
+        on_report: ReportCallback | None,
+        *,
+        utc_offset_h: float,
+        tp_ahead_s: float,
+        confirm_work_mode: int | None,
+    ) -> None:
+        self.link = link
+        self.counters = counters
+        self.send = send
+        self.on_report = on_report
+        self.utc_offset_h = utc_offset_h
+        self.tp_ahead_s = tp_ahead_s
+        self.confirm_work_mode = confirm_work_mode
+        self._last: dict[str, tuple[tuple[object, ...], int]] = {}  # meter id -> (content, FCB)
+        self._alarms: dict[str, int] = {}
+        self._tp_warned: set[str] = set()
+
+    def handle(self, meter: Szy206Meter, frame: Frame, arrived: int) -> None:
+        """Take one report of ``meter`` that arrived at ``arrived`` (ms). Never raises."""
+        self.counters.self_reports += 1
+        key = (frame.afn, frame.function, frame.data, frame.tp)
+        last = self._last.get(meter.id)
+        if last is not None and last[0] == key and frame.fcb < last[1]:
+            # The meter missed our confirm and sent the same report again (FCB one lower).
+            self._last[meter.id] = (key, frame.fcb)
+            self.counters.duplicate_reports += 1
+            log.info("event=szy206_report_resent link=%s meter=%s fcb=%d", self.link, meter.id, frame.fcb)
+            self._confirm(meter, frame, arrived)
+            return
+        try:
+            report = parse_flow_report(frame)
+            ts = self._report_time(meter, frame, arrived)
+            readings = report_readings(meter, report, ts, ts)
+        except (SZY206Error, DecodeError) as exc:
+            self.counters.unconfirmed_reports += 1
+            log.warning("event=szy206_report_undecodable link=%s meter=%s error=%r", self.link, meter.id, str(exc))
+            return
+        self.note_alarm(meter, report.alarm)
+        if self.on_report is not None:
+            try:
+                self.on_report(meter.id, readings)
+            except Exception:
+                self.counters.unconfirmed_reports += 1
+                log.exception("event=szy206_report_handler_failed link=%s meter=%s", self.link, meter.id)
+                return
+        # Remembered only once handed over: a resend of a report we failed to take is new to us.
+        self._last[meter.id] = (key, frame.fcb)
+        self._confirm(meter, frame, arrived)
+
+    def _report_time(self, meter: Szy206Meter, frame: Frame, arrived: int) -> int:
+        tp = frame.tp
+        size = 0 if tp is None else tp.size
+        if meter.tp_len is not None and size != meter.tp_len and meter.id not in self._tp_warned:
+            self._tp_warned.add(meter.id)
+            log.warning("event=szy206_tp_mismatch meter=%s tp_len=%d configured=%d", meter.id, size, meter.tp_len)
+        if tp is None:
+            return arrived
+        try:
+            return label_to_ms(tp, now_ms=arrived, utc_offset_h=self.utc_offset_h, ahead_ms=int(self.tp_ahead_s * 1000))
+        except DataError:
+            log.warning("event=szy206_bad_time_label meter=%s tp=%r using=arrival", meter.id, tp)
+            return arrived
+
+    def _confirm(self, meter: Szy206Meter, report: Frame, now: int) -> None:
+        tp = None
+        if report.tp is not None:
+            tp = time_label_at(now, tp_len=report.tp.size, utc_offset_h=self.utc_offset_h,
+                               delay_min=report.tp.delay_min)
+        if self.send(build_confirm(report, work_mode=self.confirm_work_mode, tp=tp), meter, "confirm"):
+            self.counters.confirms_sent += 1
+
+    def note_alarm(self, meter: Szy206Meter, alarm: int) -> None:
+        """Log a meter's alarm word when it changes (one line per change)."""
+        if self._alarms.get(meter.id, 0) != alarm:
+            names = ",".join(f.name or "" for f in AlarmBit(alarm)) or "-"
+            log.warning("event=szy206_alarm meter=%s alarm=0x%04X bits=%s", meter.id, alarm, names)
+        self._alarms[meter.id] = alarm

@@ -1,0 +1,246 @@
+"""``meterlink sim szy206-meter``: simulated SZY206 meters on TCP and/or a pty until SIGINT/SIGTERM.
+
+Each endpoint is announced on stdout in one flushed line that scripts can read::
+
+    szy206 tcp listening on 127.0.0.1:5021 stations=530381:13,530381:14
+    szy206 pty /dev/pts/7 stations=530381:13,530381:14
+
+Arguments are checked here rather than by argparse types, so that every mistake ends in one line
+on stderr and exit code 2 (argparse would add a usage block).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import math
+import signal
+import sys
+from dataclasses import dataclass
+
+from meterlink.drivers.szy206.meter import MAX_PAIRS
+from meterlink.protocols.szy206 import Address, SZY206Error
+
+from .szy206_meter import Fault, SimSzy206Meter
+from .szy206_meter_server import Szy206SimServer
+
+log = logging.getLogger("meterlink.sim.szy206")
+
+PROG = "meterlink sim szy206-meter"
+DEFAULT_METER = "530381:13:1"
+MAX_STATION = 65534  # 65535 is broadcast, 0 invalid
+
+
+class UsageError(Exception):
+    """A bad argument; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class MeterPlan:
+    address: Address
+    pairs: int
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The checked arguments."""
+
+    tcp_port: int | None
+    pty: bool
+    host: str
+    meters: list[MeterPlan]
+    report_interval: float | None
+    confirm_timeout: float
+    tp_len: int
+    faults: list[tuple[int | None, Fault]]  # None: every meter
+    seed: int
+    speed: float
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``meterlink sim szy206-meter`` to ``parser``."""
+    parser.add_argument("--tcp", metavar="PORT", help="listen for the agent on TCP PORT (0 = any free port)")
+    parser.add_argument("--pty", action="store_true", help="serve on a new pty (a shared serial line)")
+    parser.add_argument("--host", default="127.0.0.1", help="TCP address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--meter",
+        action="append",
+        metavar="DIVISION:STATION[:PAIRS]",
+        help=f"a simulated meter, repeatable (default {DEFAULT_METER}); PAIRS = flow/volume channels",
+    )
+    parser.add_argument(
+        "--report-interval", metavar="S", help="self-report (C0H) every S seconds (default: only answer queries)"
+    )
+    parser.add_argument(
+        "--confirm-timeout",
+        default="3",
+        metavar="S",
+        help="resend a self-report after S seconds unconfirmed (default 3)",
+    )
+    parser.add_argument("--tp", default="5", metavar="0|5|7", help="time label bytes: 0 none, 5 SZY206, 7 SL/T 427")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        metavar="[STATION:]NAME",
+        help=f"switch a fault on, for every meter or one station; repeatable: {', '.join(f.value for f in Fault)}",
+    )
+    parser.add_argument("--seed", default="0", help="seed for values and noise (default 0)")
+    parser.add_argument("--speed", default="1", help="simulated seconds per real second (default 1)")
+
+
+def _int(text: str, what: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"{what}: {text!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise UsageError(f"{what}: {value} is outside {low}..{high}")
+    return value
+
+
+def _positive(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{what}: {text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{what}: {text} must be a positive number")
+    return value
+
+
+def _meters(specs: list[str]) -> list[MeterPlan]:
+    out: list[MeterPlan] = []
+    seen: set[Address] = set()
+    for spec in specs:
+        parts = spec.split(":")
+        if len(parts) not in (2, 3):
+            raise UsageError(f"--meter {spec}: expected DIVISION:STATION[:PAIRS]")
+        division = parts[0].upper()
+        station = _int(parts[1], f"--meter {spec}: station", 1, MAX_STATION)
+        pairs = _int(parts[2], f"--meter {spec}: pairs", 1, MAX_PAIRS) if len(parts) == 3 else 1
+        try:
+            address = Address(division=division, station=station)
+        except SZY206Error:
+            raise UsageError(f"--meter {spec}: division {parts[0]!r} is not a 6-digit code") from None
+        if address in seen:
+            raise UsageError(f"--meter {spec}: {division}:{station} is already taken")
+        seen.add(address)
+        out.append(MeterPlan(address, pairs))
+    return out
+
+
+def _faults(specs: list[str], meters: list[MeterPlan]) -> list[tuple[int | None, Fault]]:
+    stations = {m.address.station for m in meters}
+    out: list[tuple[int | None, Fault]] = []
+    for spec in specs:
+        station_text, sep, name = spec.rpartition(":")
+        try:
+            fault = Fault(name)
+        except ValueError:
+            names = ", ".join(f.value for f in Fault)
+            raise UsageError(f"--fault {spec}: unknown fault {name!r} (known: {names})") from None
+        station = _int(station_text, f"--fault {spec}: station", 1, MAX_STATION) if sep else None
+        if station is not None and station not in stations:
+            raise UsageError(f"--fault {spec}: no meter at station {station}")
+        out.append((station, fault))
+    return out
+
+
+def check(args: argparse.Namespace) -> Plan:
+    """Turn parsed arguments into a :class:`Plan`.
+
+    Raises:
+        UsageError: the first thing wrong, in one line.
+    """
+    if args.tcp is None and not args.pty:
+        raise UsageError("nothing to serve: give --tcp PORT and/or --pty")
+    port = None if args.tcp is None else _int(args.tcp, "--tcp", 0, 65535)
+    meters = _meters(args.meter or [DEFAULT_METER])
+    interval = None if args.report_interval is None else _positive(args.report_interval, "--report-interval")
+    confirm_timeout = _positive(args.confirm_timeout, "--confirm-timeout")
+    tp_len = _int(args.tp, "--tp", 0, 7)
+    if tp_len not in (0, 5, 7):
+        raise UsageError(f"--tp: {tp_len} must be 0, 5 or 7")
+    faults = _faults(args.fault or [], meters)
+    seed = _int(args.seed, "--seed", 0, 2**63 - 1)
+    speed = _positive(args.speed, "--speed")
+    return Plan(port, args.pty, args.host, meters, interval, confirm_timeout, tp_len, faults, seed, speed)
+
+
+def build_meters(plan: Plan) -> list[SimSzy206Meter]:
+    """The meters a plan describes, faults switched on."""
+    meters = [
+        SimSzy206Meter(
+            m.address,
+            pairs=m.pairs,
+            seed=plan.seed,
+            speed=plan.speed,
+            tp_len=plan.tp_len,
+            report_interval=plan.report_interval,
+        )
+        for m in plan.meters
+    ]
+    for station, fault in plan.faults:
+        for meter in meters:
+            if station is None or meter.address.station == station:
+                meter.set_fault(fault)
+    return meters
+
+
+def _fail(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM. Returns 0, 2 on a bad argument, 1 if an endpoint cannot open."""
+    try:
+        plan = check(args)
+    except UsageError as exc:
+        _fail(str(exc))
+        return 2
+    meters = build_meters(plan)
+    server = Szy206SimServer(meters, confirm_timeout=plan.confirm_timeout)
+    try:
+        if plan.tcp_port is not None:
+            try:
+                port = await server.start_tcp(plan.host, plan.tcp_port)
+            except OSError as exc:
+                _fail(f"cannot listen on {plan.host}:{plan.tcp_port}: {exc.strerror or exc}")
+                return 1
+            print(f"szy206 tcp listening on {plan.host}:{port} stations={server.stations}", flush=True)
+        if plan.pty:
+            try:
+                path = server.start_pty()
+            except OSError as exc:
+                _fail(f"cannot open a pty: {exc.strerror or exc}")
+                return 1
+            print(f"szy206 pty {path} stations={server.stations}", flush=True)
+        await _until_signalled()
+    finally:
+        await server.stop()
+        for meter in meters:
+            log.info(
+                "event=sim_szy206_meter_stats station=%s queries=%d reports=%d resends=%d confirms=%d",
+                meter.name,
+                meter.queries_answered,
+                meter.reports_sent,
+                meter.report_resends,
+                meter.confirms_received,
+            )
+    return 0
+
+
+async def _until_signalled() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in signals:
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)

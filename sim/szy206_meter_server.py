@@ -1,0 +1,391 @@
+"""Serve simulated SZY206 meters on a pty (a shared serial line) and/or TCP (the meter listens).
+
+One :class:`Szy206SimServer` holds a set of :class:`SimSzy206Meter` keyed by address and serves
+them on any number of endpoints:
+
+- pty: the agent opens the slave device. Both ends are raw and the slave stays open here for the
+  server's whole life, or the line discipline echoes frames and turns 0x0D (station 13) into
+  0D 0A until the agent opens its end (the same approach as modbus_server.py).
+- TCP: the meters are the server and the agent connects as a client, as to a serial server.
+
+Every endpoint is a shared line: a frame is handled only by the meter it is addressed to, frames
+for other addresses and uplink frames are counted and ignored. Input goes through the codec's
+:class:`Reassembler` (noise skipped and counted). B0H queries are answered on the endpoint they
+came from; self-reports go to every endpoint (every connected agent), and each is resent with a
+lower FCB when no confirm comes within ``confirm_timeout`` (FCB 3, 2, 1, 0, then it failed).
+Output goes through one writer task per endpoint, so the pauses of ``split_frames`` never let two
+frames interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import tty
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from meterlink.protocols.szy206 import AFN, NEED_DATA, Address, BufferFullError, Frame, Reassembler
+from meterlink.protocols.szy206.layout import REPORT_AFNS
+
+from .szy206_meter import SimSzy206Meter
+
+log = logging.getLogger("meterlink.sim.szy206")
+
+REOPEN_DELAY_S = 0.05  # wait before reading a pty again after EIO (no one has its slave open)
+RESYNC_AFTER_S = 0.2  # give up a partial frame after this long without a byte
+STOP_TIMEOUT_S = 2.0
+Pieces = list[tuple[float, bytes]]
+
+
+@dataclass(slots=True)
+class ServerStats:
+    """What the server skipped or could not do; per-meter counts live on each meter."""
+
+    tcp_connections: int = 0
+    bytes_discarded: int = 0
+    frames_rejected: int = 0
+    other_addresses: int = 0  # frames for meters not served here (a shared line)
+    uplink_frames: int = 0
+    resyncs: int = 0
+    pty_hangups: int = 0
+    write_failures: int = 0
+
+
+class _Endpoint:
+    """One line: a reassembler for what arrives, a writer task for what leaves."""
+
+    def __init__(self, name: str, stats: ServerStats) -> None:
+        self.name = name
+        self.stats = stats
+        self.rx = Reassembler()
+        self.resync: asyncio.TimerHandle | None = None
+        self._queue: asyncio.Queue[Pieces] = asyncio.Queue()
+        self._writer = asyncio.create_task(self._write_loop(), name=f"szy206-sim-writer {name}")
+
+    def send(self, pieces: Pieces) -> None:
+        self._queue.put_nowait(pieces)
+
+    async def _write_loop(self) -> None:
+        while True:
+            pieces = await self._queue.get()
+            for pause, chunk in pieces:
+                if pause:
+                    await asyncio.sleep(pause)
+                self.write(chunk)
+
+    def write(self, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        if self.resync is not None:
+            self.resync.cancel()
+        self._writer.cancel()
+        await asyncio.wait({self._writer})
+
+
+class _PtyEndpoint(_Endpoint):
+    def __init__(self, master: int, slave: int, path: str, stats: ServerStats) -> None:
+        super().__init__(f"pty {path}", stats)
+        self.master, self.slave, self.path = master, slave, path
+        self.reading = False
+        self.retry: asyncio.TimerHandle | None = None
+
+    def write(self, chunk: bytes) -> None:
+        try:
+            written = os.write(self.master, chunk)
+        except OSError as exc:
+            written = 0
+            log.warning("event=sim_szy206_write_failed endpoint=%r error=%r", self.name, str(exc))
+        if written != len(chunk):
+            self.stats.write_failures += 1
+
+    async def close(self) -> None:
+        await super().close()
+        if self.retry is not None:
+            self.retry.cancel()
+        if self.reading:
+            asyncio.get_running_loop().remove_reader(self.master)
+        os.close(self.master)
+        os.close(self.slave)
+
+
+class _TcpEndpoint(_Endpoint):
+    def __init__(self, writer: asyncio.StreamWriter, stats: ServerStats) -> None:
+        super().__init__(f"tcp {writer.get_extra_info('peername')}", stats)
+        self.writer = writer
+
+    def write(self, chunk: bytes) -> None:
+        if self.writer.is_closing():
+            self.stats.write_failures += 1
+            return
+        self.writer.write(chunk)
+
+
+class Szy206SimServer:
+    """Simulated SZY206 meters on pty and TCP endpoints.
+
+    Args:
+        meters: the meters; their self-reports start with the first endpoint.
+        confirm_timeout: seconds a meter waits for the confirm of a self-report before resending.
+
+    Raises:
+        ValueError: two meters with the same address.
+    """
+
+    def __init__(self, meters: Iterable[SimSzy206Meter], *, confirm_timeout: float = 3.0) -> None:
+        self.meters: dict[Address, SimSzy206Meter] = {}
+        for meter in meters:
+            if meter.address in self.meters:
+                raise ValueError(f"{meter.name} is served twice")
+            self.meters[meter.address] = meter
+        self.confirm_timeout = confirm_timeout
+        self.stats = ServerStats()
+        self._endpoints: list[_Endpoint] = []
+        self._servers: list[asyncio.Server] = []
+        self._tcp_tasks: set[asyncio.Task[None]] = set()
+        self._report_tasks: list[asyncio.Task[None]] = []
+        self._report_locks = {address: asyncio.Lock() for address in self.meters}
+        self._confirmed = {address: asyncio.Event() for address in self.meters}
+
+    @property
+    def stations(self) -> str:
+        """Served addresses, comma-separated, for start-up lines: ``530381:13,530381:14``."""
+        return ",".join(
+            m.name for m in sorted(self.meters.values(), key=lambda m: (m.address.division, m.address.station))
+        )
+
+    # --- endpoints -------------------------------------------------------------------------------
+
+    def start_pty(self) -> str:
+        """Open a pty and serve on it; returns the slave device path for the agent.
+
+        Call from a running event loop.
+
+        Raises:
+            OSError: no pty can be opened.
+        """
+        master, slave = os.openpty()
+        try:
+            tty.setraw(master)
+            tty.setraw(slave)
+            os.set_blocking(master, False)
+            path = os.ttyname(slave)
+        except OSError:
+            os.close(master)
+            os.close(slave)
+            raise
+        endpoint = _PtyEndpoint(master, slave, path, self.stats)
+        self._endpoints.append(endpoint)
+        self._resume(endpoint)
+        self._start_reporting()
+        log.info("event=sim_szy206_pty_open path=%s stations=%s", path, self.stations)
+        return path
+
+    def _resume(self, endpoint: _PtyEndpoint) -> None:
+        endpoint.retry = None
+        if not endpoint.reading:
+            asyncio.get_running_loop().add_reader(endpoint.master, self._pty_readable, endpoint)
+            endpoint.reading = True
+
+    def _pty_readable(self, endpoint: _PtyEndpoint) -> None:
+        try:
+            data = os.read(endpoint.master, 4096)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                log.error("event=sim_szy206_read_failed path=%s error=%r", endpoint.path, str(exc))
+            data = b""
+        if not data:
+            # EIO: no one holds the slave. The fd stays readable, so pause instead of spinning.
+            self.stats.pty_hangups += 1
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(endpoint.master)
+            endpoint.reading = False
+            endpoint.retry = loop.call_later(REOPEN_DELAY_S, self._resume, endpoint)
+            return
+        self._received(endpoint, data)
+
+    async def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen for agents; returns the port (useful with ``port=0``).
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        server = await asyncio.start_server(self._tcp_client, host, port)
+        self._servers.append(server)
+        self._start_reporting()
+        actual = int(server.sockets[0].getsockname()[1])
+        log.info("event=sim_szy206_tcp_listening host=%s port=%d stations=%s", host, actual, self.stations)
+        return actual
+
+    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tcp_tasks.add(task)
+        self.stats.tcp_connections += 1
+        endpoint = _TcpEndpoint(writer, self.stats)
+        self._endpoints.append(endpoint)
+        log.info("event=sim_szy206_tcp_connected endpoint=%r", endpoint.name)
+        try:
+            while data := await reader.read(4096):
+                self._received(endpoint, data)
+        except ConnectionError:
+            pass
+        finally:
+            self._endpoints.remove(endpoint)
+            await endpoint.close()
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            if task is not None:
+                self._tcp_tasks.discard(task)
+            log.info("event=sim_szy206_tcp_closed endpoint=%r", endpoint.name)
+
+    # --- frames in -------------------------------------------------------------------------------
+
+    def _received(self, endpoint: _Endpoint, data: bytes) -> None:
+        rx = endpoint.rx
+        discarded, rejected = rx.bytes_discarded, rx.frames_rejected
+        try:
+            rx.feed(data)
+        except BufferFullError:
+            self.stats.bytes_discarded += rx.buffered
+            endpoint.rx = rx = Reassembler()
+            discarded = rejected = 0
+            rx.feed(data)
+        try:
+            while (frame := rx.next_frame()) is not NEED_DATA:
+                self._handle(endpoint, frame)
+        except Exception:
+            # A bug, not bad bytes: log it and go on serving with a fresh buffer.
+            log.exception("event=sim_szy206_receive_failed endpoint=%r", endpoint.name)
+            endpoint.rx = Reassembler()
+            return
+        if rx.bytes_discarded != discarded:
+            self.stats.bytes_discarded += rx.bytes_discarded - discarded
+            self.stats.frames_rejected += rx.frames_rejected - rejected
+            log.info(
+                "event=sim_szy206_garbage endpoint=%r discarded=%d rejected=%d reason=%r",
+                endpoint.name,
+                rx.bytes_discarded - discarded,
+                rx.frames_rejected - rejected,
+                rx.last_error,
+            )
+        if endpoint.resync is not None:
+            endpoint.resync.cancel()
+            endpoint.resync = None
+        if rx.buffered:
+            endpoint.resync = asyncio.get_running_loop().call_later(RESYNC_AFTER_S, self._give_up, endpoint)
+
+    def _give_up(self, endpoint: _Endpoint) -> None:
+        endpoint.resync = None
+        self.stats.resyncs += 1
+        endpoint.rx.resync()
+        self._received(endpoint, b"")
+
+    def _handle(self, endpoint: _Endpoint, frame: Frame) -> None:
+        if frame.up:
+            self.stats.uplink_frames += 1
+            return
+        meter = self.meters.get(frame.address)
+        if meter is None:
+            self.stats.other_addresses += 1
+            return
+        if frame.afn in REPORT_AFNS:
+            if meter.accept_confirm(frame):
+                self._confirmed[meter.address].set()
+            log.debug("event=sim_szy206_confirm station=%s fcb=%d", meter.name, frame.fcb)
+            return
+        reply = meter.answer(frame)
+        log.debug(
+            "event=sim_szy206_request station=%s afn=%02X fcb=%d answered=%s",
+            meter.name,
+            frame.afn,
+            frame.fcb,
+            reply is not None,
+        )
+        if reply is not None:
+            endpoint.send(meter.wire(reply))
+
+    # --- self-reports ----------------------------------------------------------------------------
+
+    def _start_reporting(self) -> None:
+        if self._report_tasks:
+            return
+        for meter in self.meters.values():
+            if meter.report_interval:
+                task = asyncio.create_task(self._report_loop(meter), name=f"szy206-sim-report {meter.name}")
+                self._report_tasks.append(task)
+
+    async def _report_loop(self, meter: SimSzy206Meter) -> None:
+        assert meter.report_interval is not None
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            due = max(due + meter.report_interval, loop.time())
+            await asyncio.sleep(due - loop.time())
+            await self.send_report(meter)
+
+    async def send_report(self, meter: SimSzy206Meter, afn: int = AFN.REPORT) -> bool:
+        """Send one self-report of ``meter`` to every endpoint and wait for its confirm.
+
+        Resent with FCB 2, 1, 0 after each ``confirm_timeout`` without a confirm. Returns True
+        once confirmed, False when every send went unconfirmed (or no confirm is needed).
+        """
+        async with self._report_locks[meter.address]:
+            confirmed = self._confirmed[meter.address]
+            confirmed.clear()
+            frame: Frame | None = meter.start_report(afn)
+            while frame is not None:
+                self._broadcast(meter.wire(frame))
+                if not meter.needs_confirm:
+                    meter.forget_report()
+                    return False
+                try:
+                    async with asyncio.timeout(self.confirm_timeout):
+                        await confirmed.wait()
+                    return True
+                except TimeoutError:
+                    frame = meter.resend()
+            log.warning("event=sim_szy206_report_unconfirmed station=%s", meter.name)
+            return False
+
+    def _broadcast(self, pieces: Pieces) -> None:
+        for endpoint in self._endpoints:
+            endpoint.send(pieces)
+
+    # --- shutdown --------------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Close every endpoint and connection and stop the reports; safe to call twice."""
+        for task in self._report_tasks:
+            task.cancel()
+        if self._report_tasks:
+            await asyncio.wait(self._report_tasks)
+        self._report_tasks.clear()
+        for server in self._servers:
+            server.close()
+        # Closing a connection ends its handler at its next read; cancelling the handler instead
+        # would make asyncio's stream callback log the CancelledError.
+        for endpoint in self._endpoints:
+            if isinstance(endpoint, _TcpEndpoint):
+                endpoint.writer.close()
+        if self._tcp_tasks:
+            _, pending = await asyncio.wait(set(self._tcp_tasks), timeout=STOP_TIMEOUT_S)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        for endpoint in list(self._endpoints):
+            if isinstance(endpoint, _PtyEndpoint):
+                await endpoint.close()
+                self._endpoints.remove(endpoint)
+                log.info("event=sim_szy206_pty_closed path=%s", endpoint.path)
