@@ -90,6 +90,8 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--broker", help="use this broker (mqtt://HOST:PORT) instead of starting a private mosquitto")
     p.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
     p.add_argument("--dir", type=Path, help="keep config, keys and store here (default: a temporary folder)")
+    p.add_argument("--szy206-station", metavar="HOST:PORT",
+                   help="also report as an SZY206 site terminal to this central station, every 5 s")
     p.set_defaults(handler=cmd_demo)
 
 

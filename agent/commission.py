@@ -8,12 +8,16 @@ from pathlib import Path
 
 from meterlink.drivers.base import DriverError
 from meterlink.drivers.modbus import profiles
-from meterlink.drivers.modbus.driver import ModbusDriver
 
 from . import config as cfgmod
 from .clock import now_ms
+from .config import MeterConfig
 from .errors import MeterlinkError
-from .service import make_bus, meter_from_config
+from .service import build_bus, bus_params
+
+
+def at(mc: MeterConfig) -> str:
+    return f"address {mc.address}" if mc.address else f"unit {mc.unit_id}"
 
 
 async def read_once(config_path: Path, only: list[str] | None) -> int:
@@ -27,26 +31,28 @@ async def read_once(config_path: Path, only: list[str] | None) -> int:
         meters = [m for m in wanted if m.bus == bus_name]
         if not meters:
             continue
-        bus = make_bus(bus_name, bus_cfg)
-        driver = ModbusDriver(bus)
-        print(f"bus {bus_name} ({bus.describe()})")
+        driver, built = build_bus(bus_name, bus_cfg, meters)
+        where = driver.bus.describe() if hasattr(driver, "bus") else f"{bus_cfg.protocol} {bus_params(bus_cfg)}"
+        print(f"bus {bus_name} ({where})")
         try:
-            for mc in meters:
-                meter = meter_from_config(mc)
-                plan = ", ".join(f"fc{r.function:02d} {r.address}+{r.count}" for r in meter.requests)
+            for mc, meter in built:
+                if hasattr(meter, "requests"):
+                    plan = ", ".join(f"fc{r.function:02d} {r.address}+{r.count}" for r in meter.requests)
+                else:
+                    plan = f"B0H to {mc.address}"
                 started = time.monotonic()
                 try:
                     readings = await driver.read(meter, now_ms())
                 except DriverError as exc:
                     failed += 1
-                    print(f"  {mc.id} unit {mc.unit_id}: FAILED {type(exc).__name__}: {exc}  [{plan}]")
+                    print(f"  {mc.id} {at(mc)}: FAILED {type(exc).__name__}: {exc}  [{plan}]")
                     continue
                 ms = (time.monotonic() - started) * 1000
-                print(f"  {mc.id} unit {mc.unit_id}: ok in {ms:.0f} ms  [{plan}]")
+                print(f"  {mc.id} {at(mc)}: ok in {ms:.0f} ms  [{plan}]")
                 for r in readings:
                     print(f"    {r.quantity:<18} {r.value:>16.6g} {r.unit}")
         finally:
-            await bus.close()
+            await driver.close()
     return 1 if failed else 0
 
 

@@ -62,6 +62,7 @@ class BusConfig(Strict):
     """A serial RS-485 line or a Modbus TCP endpoint. ``type`` decides which keys apply."""
 
     type: Literal["serial", "tcp"]
+    protocol: Literal["modbus", "szy206"] = "modbus"  # one protocol per line: their framings differ
     # serial
     device: str | None = None
     baudrate: int = 9600
@@ -102,6 +103,11 @@ class MeterConfig(Strict):
     id: Ident
     bus: str
     unit_id: Annotated[int, Field(ge=0, le=255)] = 1
+    # SZY206 meters (on a bus with protocol = "szy206"): division code and station number.
+    address: Annotated[str, Field(pattern=r"^\d{6}:\d{1,5}$")] | None = None
+    pairs: Annotated[int, Field(ge=1, le=23)] = 1
+    time_label: Literal["szy206", "sl427", "none"] | None = None  # None: whatever each frame carries
+    flow_unit: Literal["m3/h", "m3/s"] = "m3/h"
     poll_interval: Annotated[int, Field(ge=1, le=86400)] | None = None
     profile: str | None = None
     function: Literal[3, 4] | None = None
@@ -127,6 +133,14 @@ class MeterConfig(Strict):
 
     @model_validator(mode="after")
     def _profile_or_map(self) -> MeterConfig:
+        if self.address is not None:
+            stray = self.model_fields_set & {"profile", "registers", "numbering", "function", "max_gap", "scale"}
+            if stray:
+                raise ValueError(f"an SZY206 meter (address) has no {', '.join(sorted(stray))}")
+            station = int(self.address.split(":")[1])
+            if not 1 <= station <= 60000:
+                raise ValueError(f"address: station number {station} is outside 1..60000")
+            return self
         if (self.profile is None) == (self.registers is None):
             raise ValueError("give either profile = NAME or an inline [[meters.registers]] map, not both")
         if self.registers is not None and self.numbering is None:
@@ -142,8 +156,12 @@ class MeterConfig(Strict):
             raise ValueError(f"scale names quantities this meter does not read: {', '.join(sorted(unknown))}")
         return self
 
+    @property
+    def is_szy206(self) -> bool:
+        return self.address is not None
+
     def register_map(self) -> RegisterMap:
-        """The meter's map: its profile's, or the inline one."""
+        """The meter's map: its profile's, or the inline one (Modbus meters only)."""
         if self.profile is not None:
             profile = profiles.load(self.profile)
             if self.max_gap is None:
@@ -336,15 +354,20 @@ class Config(Strict):
             bus = self.buses.get(meter.bus)
             if bus is None:
                 raise ValueError(f"meters[{meter.id}].bus: no bus named {meter.bus!r} (buses: {', '.join(self.buses)})")
+            if (bus.protocol == "szy206") != meter.is_szy206:
+                raise ValueError(f"meters[{meter.id}]: bus {meter.bus} speaks {bus.protocol}; "
+                                 + ("give this meter an address (SZY206)" if bus.protocol == "szy206"
+                                    else "an SZY206 meter (address) needs a bus with protocol = \"szy206\""))
+            if meter.is_szy206:
+                continue
             if bus.type == "serial" and not 1 <= meter.unit_id <= 247:
                 raise ValueError(f"meters[{meter.id}].unit_id: {meter.unit_id} is not a serial unit id (1..247)")
-        units: dict[tuple[str, int], str] = {}
+        units: dict[tuple[str, int | str], str] = {}
         for meter in self.meters:
-            key = (meter.bus, meter.unit_id)
-            if key in units and self.buses[meter.bus].type == "serial":
-                raise ValueError(
-                    f"meters[{meter.id}].unit_id: {meter.unit_id} is already used by {units[key]} on bus {meter.bus}"
-                )
+            key: tuple[str, int | str] = (meter.bus, meter.address or meter.unit_id)
+            if key in units and (self.buses[meter.bus].type == "serial" or meter.is_szy206):
+                what = f"address {meter.address}" if meter.is_szy206 else f"unit_id: {meter.unit_id}"
+                raise ValueError(f"meters[{meter.id}].{what} is already used by {units[key]} on bus {meter.bus}")
             units[key] = meter.id
         if self.uplink.szy206 is not None:
             positions: dict[int, str] = {}

@@ -1,9 +1,11 @@
-"""``meterlink demo``: two simulated meters, the real agent and a platform that verifies everything.
+"""``meterlink demo``: three simulated meters, the real agent and a platform that verifies everything.
 
-One meter speaks Modbus TCP, the other Modbus RTU over a pty, the way a site's RS-485 adapter would
-appear. The agent polls both every 2 s and uploads every 2 s to a broker (a private mosquitto unless
-``--broker`` is given); the simulated platform verifies every message with the gateway's public key
-and prints a line per upload. This is the only module of ``agent`` that imports ``sim``.
+One meter speaks Modbus TCP, one Modbus RTU over a pty (the way a site's RS-485 adapter appears),
+one SZY206 over a second pty. The agent polls them every 2 s and uploads every 2 s to a broker (a
+private mosquitto unless ``--broker`` is given); the simulated platform verifies every message with
+the gateway's public key and prints a line per upload. With ``--szy206-station HOST:PORT`` the
+agent also reports as an SZY206 site terminal to that central station, every 5 s. With the CLI,
+this is the only module of ``agent`` that imports ``sim``.
 
 ``--dir`` keeps one config (``meterlink.toml``), the keys and the store, so a second run continues
 the same gateway and its seq; endpoints that change between runs (ports, the pty) are rewritten.
@@ -18,6 +20,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -55,11 +58,24 @@ bus = "tcp-meter"
 unit_id = 1
 profile = "tuf2000"
 
+[buses.szy206-line]
+type = "serial"
+protocol = "szy206"
+device = "{szy206_pty}"
+baudrate = 9600
+timeout = 0.5
+retries = 1
+
 [[meters]]
 id = "outlet-emf"
 bus = "rs485"
 unit_id = 1
 profile = "emf_generic"
+
+[[meters]]
+id = "well-szy206"
+bus = "szy206-line"
+address = "530381:13"
 
 [store]
 path = "meterlink.db"
@@ -74,6 +90,17 @@ topic_prefix = "meterlink"
 upload_interval = {upload}
 batch_size = 500
 publish_timeout = 5
+{station}"""
+
+STATION_TEMPLATE = """
+[uplink.szy206]
+host = "{host}"
+port = {port}
+division = "430100"
+station = 7
+report_interval = 5
+keepalive = 20
+confirm_timeout = 3
 """
 
 
@@ -103,6 +130,10 @@ def run_demo(args: argparse.Namespace) -> int:
         url = urlsplit(args.broker)
         if url.scheme != "mqtt" or not url.hostname:
             raise MeterlinkError("--broker must look like mqtt://HOST:PORT (the demo uses plain MQTT)")
+    if args.szy206_station is not None:
+        host, _, port = args.szy206_station.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise MeterlinkError("--szy206-station must look like HOST:PORT")
     logsetup.setup("warning")
     if args.dir is None:
         with tempfile.TemporaryDirectory(prefix="meterlink-demo-") as tmp:
@@ -121,10 +152,13 @@ def say(text: str) -> None:
 
 async def _demo(folder: Path, args: argparse.Namespace) -> int:
     # Imported here: only the demo brings the simulators into the agent's process.
+    from meterlink.protocols.szy206.fields import Address
     from meterlink.sim.broker import BrokerError, LocalBroker
     from meterlink.sim.meter_model import SimMeter
     from meterlink.sim.modbus_server import ModbusSimServer
     from meterlink.sim.platform import Platform
+    from meterlink.sim.szy206_meter import SimSzy206Meter
+    from meterlink.sim.szy206_meter_server import Szy206SimServer
 
     from .service import Agent
 
@@ -147,18 +181,34 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
 
     tcp_sim = ModbusSimServer({1: SimMeter("tuf2000", 1, seed=1)})
     rtu_sim = ModbusSimServer({1: SimMeter("emf_generic", 1, seed=2)})
+    szy_sim = Szy206SimServer([SimSzy206Meter(Address(division="530381", station=13), seed=3)])
     platform = None
     agent = None
     try:
         tcp_port = await tcp_sim.start_tcp()
         pty = rtu_sim.start_pty()
+        szy206_pty = szy_sim.start_pty()
+        station = ""
+        if args.szy206_station is not None:
+            host, _, port = args.szy206_station.rpartition(":")
+            station = STATION_TEMPLATE.format(host=host, port=int(port))
         config_path.write_text(CONFIG_TEMPLATE.format(
             gateway=gateway, poll=DEMO_POLL_S, upload=DEMO_UPLOAD_S, tcp_port=tcp_port, pty=pty, broker=broker_url,
+            szy206_pty=szy206_pty, station=station,
         ))
+        if station:
+            # Report positions follow the meters' order; set here so the config file stays readable.
+            text = config_path.read_text()
+            for position, meter_id in enumerate(("intake-ultrasonic", "outlet-emf", "well-szy206"), 1):
+                text = text.replace(f'id = "{meter_id}"\n', f'id = "{meter_id}"\nszy206_position = {position}\n')
+            config_path.write_text(text)
         config = cfgmod.load(config_path)
         say(f"meterlink demo: gateway {gateway}, folder {folder}")
         say(f"  meter intake-ultrasonic (TUF-2000 profile) on Modbus TCP 127.0.0.1:{tcp_port}")
         say(f"  meter outlet-emf (electromagnetic converter) on Modbus RTU over {pty}")
+        say(f"  meter well-szy206 (SZY206 terminal 530381:13) over {szy206_pty}")
+        if station:
+            say(f"  reporting as SZY206 site terminal 430100:7 to the station at {args.szy206_station} every 5 s")
         say(f"  broker {broker_url}{' (private mosquitto)' if broker else ''}; polling and uploading every 2 s")
 
         verifier = signing.Verifier([signing.load_public_key(pub_path)])
@@ -184,6 +234,12 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
             raise MeterlinkError(f"cannot subscribe at {broker_url}: {exc}") from None
 
         agent = Agent(config, backoff_max=2.0)
+        agent.build()
+        assert agent.parts is not None
+        if agent.parts.terminal is not None:
+            agent.parts.terminal.on_confirmed = lambda slot, backfill: say(
+                f"szy206 report of {time.strftime('%H:%M:%S', time.localtime(slot / 1000))} confirmed by the station"
+                + (" (backfilled)" if backfill else ""))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, agent.stop)
@@ -200,6 +256,7 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
             platform.stop()
         await tcp_sim.stop()
         await rtu_sim.stop()
+        await szy_sim.stop()
         if broker is not None:
             broker.stop()
             shutil.rmtree(broker.workdir, ignore_errors=True)
@@ -207,6 +264,9 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
     got = platform.received
     readings = len(got.readings)
     say(f"{readings} readings from {len(got.meters())} meters, {readings} verified, {got.rejected} rejected")
+    if agent is not None and agent.parts is not None and agent.parts.terminal is not None:
+        stats = agent.parts.terminal.stats
+        say(f"szy206: {stats.reports_confirmed} reports confirmed by the station, {stats.resends} resent")
     if got.rejected or not readings:
         if not readings:
             print("meterlink demo: no readings arrived; see the log lines above", file=sys.stderr)

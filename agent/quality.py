@@ -58,10 +58,19 @@ class Finding:
 class QualityCheck:
     """One per meter: remembers the last totalizer values to judge the next ones."""
 
-    def __init__(self, meter: str, specs: Sequence[ValueSpec], max_flow_m3h: float | None = None) -> None:
+    def __init__(
+        self,
+        meter: str,
+        specs: Sequence[ValueSpec] = (),
+        max_flow_m3h: float | None = None,
+        *,
+        maxima: dict[str, float | None] | None = None,
+    ) -> None:
+        """``specs`` give a Modbus meter's totalizer ranges; ``maxima`` gives them directly (SZY206)."""
         self.meter = meter
         self.max_flow = max_flow_m3h
         self.maxima = {s.quantity: register_max(s) for s in specs if s.quantity.startswith("volume")}
+        self.maxima.update(maxima or {})
         self._last: dict[str, tuple[float, int]] = {}
 
     def check(self, readings: Sequence[Reading]) -> tuple[list[Reading], list[Finding]]:

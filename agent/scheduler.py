@@ -17,8 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from meterlink.drivers.base import DriverError, Flag, Reading
-from meterlink.drivers.modbus.driver import ModbusDriver, ModbusMeter
+from meterlink.drivers.base import Driver, DriverError, Flag, Reading
 
 from .clock import ClockCheck, next_slot, now_ms
 from .quality import QualityCheck
@@ -44,7 +43,7 @@ class MeterState:
 
 @dataclass(slots=True)
 class ScheduledMeter:
-    meter: ModbusMeter
+    meter: Any  # a driver's meter: ModbusMeter or Szy206Meter (both have .id)
     interval_ms: int
     state: MeterState = field(default_factory=MeterState)
     due: int = 0
@@ -56,7 +55,7 @@ class BusPoller:
     def __init__(
         self,
         name: str,
-        driver: ModbusDriver,
+        driver: Driver,
         meters: list[ScheduledMeter],
         sink: Sink,
         events: EventSink,
@@ -119,8 +118,9 @@ class BusPoller:
             state.last_error = str(exc)
             # First failure, then every 10th: a dead meter must not flood the journal.
             if state.consecutive_failures == 1 or state.consecutive_failures % 10 == 0:
-                log.warning("event=poll_failed bus=%s meter=%s unit=%d error=%s detail=%r consecutive=%d",
-                            self.name, m.meter.id, m.meter.unit_id, kind, str(exc), state.consecutive_failures)
+                at = getattr(m.meter, "unit_id", None) or getattr(m.meter, "address", "")
+                log.warning("event=poll_failed bus=%s meter=%s at=%s error=%s detail=%r consecutive=%d",
+                            self.name, m.meter.id, at, kind, str(exc), state.consecutive_failures)
             if state.online is not False:
                 state.online = False
                 await self.events("meter_offline", {"meter": m.meter.id, "error": kind, "detail": str(exc)})

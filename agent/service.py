@@ -8,12 +8,16 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from meterlink.drivers.base import Reading
-from meterlink.drivers.modbus.bus import ModbusBus, SerialParams, TcpParams
+from meterlink.drivers.base import Flag, Reading
+from meterlink.drivers.modbus.bus import ModbusBus
 from meterlink.drivers.modbus.driver import ModbusDriver, ModbusMeter
+from meterlink.drivers.params import SerialParams, TcpParams
+from meterlink.drivers.szy206 import Szy206Driver, Szy206Link, Szy206Meter
+from meterlink.drivers.szy206 import quantities as szy206_quantities
+from meterlink.protocols.szy206.fields import Address
 
 from . import signing
 from .capture import GroupCommit
@@ -35,24 +39,55 @@ log = logging.getLogger("meterlink.agent")
 PURGE_EVERY_S = 3600
 
 
-def make_bus(name: str, cfg: BusConfig) -> ModbusBus:
-    params: SerialParams | TcpParams
+SZY206_VOLUME_MAX = 9_999_999_999  # a 5-byte BCD cumulative volume
+
+
+def bus_params(cfg: BusConfig) -> SerialParams | TcpParams:
     if cfg.type == "serial":
         assert cfg.device is not None
-        params = SerialParams(cfg.device, cfg.baudrate, cfg.parity, cfg.stopbits, cfg.bytesize)
-    else:
-        assert cfg.host is not None
-        params = TcpParams(cfg.host, cfg.port)
-    return ModbusBus(name, params, timeout=cfg.timeout, retries=cfg.retries)
+        return SerialParams(cfg.device, cfg.baudrate, cfg.parity, cfg.stopbits, cfg.bytesize)
+    assert cfg.host is not None
+    return TcpParams(cfg.host, cfg.port)
+
+
+def make_bus(name: str, cfg: BusConfig) -> ModbusBus:
+    return ModbusBus(name, bus_params(cfg), timeout=cfg.timeout, retries=cfg.retries)
+
+
+def szy206_address(text: str) -> Address:
+    division, station = text.split(":")
+    return Address(division=division, station=int(station))
 
 
 def meter_from_config(mc: MeterConfig) -> ModbusMeter:
     return ModbusMeter(mc.id, mc.unit_id, mc.value_specs(), max_gap=mc.register_map().max_gap)
 
 
-def poll_cost_ms(bus: BusConfig, meter: ModbusMeter) -> int:
+def poll_cost_ms(bus: BusConfig, meter: Any) -> int:
     """The longest one poll of a meter can take: every request timing out on every try."""
-    return int(bus.timeout * (1 + bus.retries) * len(meter.requests) * 1000)
+    requests = len(meter.requests) if isinstance(meter, ModbusMeter) else 1
+    return int(bus.timeout * (1 + bus.retries) * requests * 1000)
+
+
+def build_bus(
+    name: str, bus_cfg: BusConfig, configured: list[MeterConfig], *, on_report: Any = None
+) -> tuple[Any, list[tuple[MeterConfig, Any]]]:
+    """A bus's driver and its meters: Modbus, or SZY206 (whose self-reports go to ``on_report``)."""
+    if bus_cfg.protocol == "modbus":
+        return ModbusDriver(make_bus(name, bus_cfg), now_ms), [(mc, meter_from_config(mc)) for mc in configured]
+    tp = {None: None, "szy206": 5, "sl427": 7, "none": 0}
+    meters = [Szy206Meter(mc.id, szy206_address(mc.address or ""), mc.pairs, tp[mc.time_label], mc.flow_unit)
+              for mc in configured]
+    link = Szy206Link(name, bus_params(bus_cfg), timeout=bus_cfg.timeout, retries=min(bus_cfg.retries, 3),
+                      meters=meters, on_report=on_report, clock=now_ms)
+    return Szy206Driver(link), list(zip(configured, meters, strict=True))
+
+
+def quality_check(mc: MeterConfig, meter: Any) -> QualityCheck:
+    if isinstance(meter, Szy206Meter):
+        volumes = {szy206_quantities(p)[1]: SZY206_VOLUME_MAX for p in range(1, meter.pairs + 1)}
+        return QualityCheck(mc.id, max_flow_m3h=mc.max_flow, maxima=volumes)  # type: ignore[arg-type]
+    return QualityCheck(mc.id, mc.value_specs(), mc.max_flow)
 
 
 def mqtt_settings(config: Config, *, backoff_max: float = 60.0) -> MqttSettings:
@@ -93,7 +128,7 @@ class Parts:
     uploader: Uploader | None
     terminal: SiteTerminal | None
     pollers: list[BusPoller]
-    buses: list[ModbusBus]
+    buses: list[Any]  # the pollers' drivers, closed at stop
 
 
 class Agent:
@@ -137,20 +172,21 @@ class Agent:
             terminal = SiteTerminal(cfg.uplink.szy206, positions, outbox, latest, self._event,
                                     backoff_max=self.backoff_max)
         clock_check = ClockCheck(cfg.clock.sync_check)
-        buses, pollers = [], []
+        self._clock_check = clock_check
+        buses: list[Any] = []
+        pollers = []
         for name, bus_cfg in cfg.buses.items():
-            meters = [
-                ScheduledMeter(meter_from_config(mc), cfg.poll_interval(mc) * 1000,
-                               meter_cost_ms=poll_cost_ms(bus_cfg, meter_from_config(mc)),
-                               quality=QualityCheck(mc.id, mc.value_specs(), mc.max_flow))
-                for mc in cfg.enabled_meters
-                if mc.bus == name
-            ]
-            if not meters:
+            configured = [mc for mc in cfg.enabled_meters if mc.bus == name]
+            if not configured:
                 continue
-            bus = make_bus(name, bus_cfg)
-            buses.append(bus)
-            pollers.append(BusPoller(name, ModbusDriver(bus, now_ms), meters, self._sink, self._event, clock_check))
+            driver, built = build_bus(name, bus_cfg, configured, on_report=self._self_report)
+            meters = [
+                ScheduledMeter(m, cfg.poll_interval(mc) * 1000, meter_cost_ms=poll_cost_ms(bus_cfg, m),
+                               quality=quality_check(mc, m))
+                for mc, m in built
+            ]
+            buses.append(driver)
+            pollers.append(BusPoller(name, driver, meters, self._sink, self._event, clock_check))
         self.parts = Parts(store, outbox, GroupCommit(outbox), latest, link, uploader, terminal, pollers, buses)
         log.info("event=agent_started gateway=%s meters=%d buses=%d kid=%s store=%s next_seq=%d uplinks=%s",
                  cfg.gateway.id, sum(len(p.meters) for p in pollers), len(pollers), signing.thumbprint(
@@ -160,6 +196,15 @@ class Agent:
 
     async def _sink(self, readings: Sequence[Reading]) -> None:
         assert self.parts is not None
+        self.parts.latest.observe(readings)
+        self.parts.capture.submit(readings)
+
+    def _self_report(self, meter_id: str, readings: list[Reading]) -> None:
+        """A meter's own report (called on the event loop by the SZY206 link, before it confirms)."""
+        if self.parts is None:
+            return
+        if not self._clock_check.synced():
+            readings = [replace(r, flags=r.flags | Flag.CLOCK_UNSYNCED) for r in readings]
         self.parts.latest.observe(readings)
         self.parts.capture.submit(readings)
 
@@ -234,8 +279,8 @@ class Agent:
         for t in uplink_tasks:
             t.cancel()
         await asyncio.gather(*uplink_tasks, return_exceptions=True)
-        for bus in parts.buses:
-            await bus.close()
+        for driver in parts.buses:
+            await driver.close()
         await parts.outbox.close()
         stop_wait.cancel()
         log.info("event=agent_stopped next_seq=%d", store.next_seq)

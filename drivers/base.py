@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntFlag
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Flag(IntFlag):
@@ -71,6 +71,8 @@ class TransportError(DriverError):
 
 
 class Driver(Protocol):
-    async def read(self, meter_id: str, slot_ms: int) -> list[Reading]: ...
+    """Reads one meter of its bus: readings of every value, or one of the errors above."""
+
+    async def read(self, meter: Any, slot_ms: int, flags: int = 0) -> list[Reading]: ...
 
     async def close(self) -> None: ...

@@ -94,6 +94,7 @@ class SiteTerminal:
         self._in_flight = asyncio.Lock()
         self._backfill_wake = asyncio.Event()
         self._closing = False
+        self.on_confirmed: Callable[[int, bool], None] | None = None  # (slot, backfilled): the demo's lines
 
     # -- report slots (run whether connected or not) --------------------------------------------
 
@@ -388,6 +389,8 @@ class SiteTerminal:
                     self.stats.reports_confirmed += 1
                     log.info("event=szy206_report_confirmed slot=%d fcb=%d backfill=%s", slot, 3 - attempt,
                              "no" if live else "yes")
+                    if self.on_confirmed is not None:
+                        self.on_confirmed(slot, not live)
                     return True
                 log.warning("event=szy206_no_confirm slot=%d fcb=%d", slot, 3 - attempt)
             self.stats.reports_given_up += 1

@@ -33,10 +33,10 @@ def test_demo_shows_signed_readings_from_both_meters(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     summary = lines[-1]
-    m = re.fullmatch(r"(\d+) readings from 2 meters, (\d+) verified, 0 rejected", summary)
+    m = re.fullmatch(r"(\d+) readings from 3 meters, (\d+) verified, 0 rejected", summary)
     assert m and m.group(1) == m.group(2) and int(m.group(1)) > 0, summary
     uploads = [line for line in lines if SEQ.match(line)]
-    assert uploads and all("intake-ultrasonic" in u or "outlet-emf" in u for u in uploads)
+    assert uploads and any("intake-ultrasonic" in u and "outlet-emf" in u and "well-szy206" in u for u in uploads)
     assert "Traceback" not in proc.stderr
     assert time.monotonic() - started < 40
     # The folder holds one config, the keys and the store, and the config is a valid one.
@@ -45,7 +45,7 @@ def test_demo_shows_signed_readings_from_both_meters(tmp_path: Path) -> None:
     assert {"gateway.key", "gateway.pub", "meterlink.db"} <= set(names)
     check = subprocess.run([*METERLINK, "check-config", str(tmp_path / "d" / "meterlink.toml")],
                            capture_output=True, text=True)
-    assert check.returncode == 0 and check.stdout.strip() == "OK: 2 meters on 2 buses"
+    assert check.returncode == 0 and check.stdout.strip() == "OK: 3 meters on 3 buses"
 
 
 def test_kill_9_of_the_demo_leaves_no_process_and_loses_nothing(tmp_path: Path) -> None:
@@ -98,3 +98,22 @@ def test_demo_without_mosquitto_says_how_to_install(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         "meterlink: mosquitto is not installed; on Debian or Raspberry Pi OS: sudo apt install mosquitto"]
+
+
+def test_demo_reports_to_a_central_station(tmp_path: Path) -> None:
+    station = subprocess.Popen([*METERLINK, "sim", "station", "--listen", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert station.stdout is not None
+        port = int(station.stdout.readline().rsplit(":", 1)[1])
+        proc = subprocess.run([*METERLINK, "demo", "--duration", "14", "--szy206-station", f"127.0.0.1:{port}"],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        station.terminate()
+        frames = station.communicate(timeout=10)[0]
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    confirmed = [line for line in proc.stdout.splitlines() if "confirmed by the station" in line]
+    assert len(confirmed) >= 2
+    m = re.search(r"szy206: (\d+) reports confirmed by the station", proc.stdout)
+    assert m and int(m.group(1)) >= 2
+    reports = [line for line in frames.splitlines() if '"afn": "C0"' in line and '"dir": "in"' in line]
+    assert len(reports) >= 2
