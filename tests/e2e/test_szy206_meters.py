@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from support.configs import write_site
 
 from meterlink.agent import config as cfgmod
 from meterlink.agent.service import Agent
@@ -13,7 +14,6 @@ from meterlink.agent.store import Store
 from meterlink.protocols.szy206.fields import Address
 from meterlink.sim.szy206_meter import SimSzy206Meter
 from meterlink.sim.szy206_meter_server import Szy206SimServer
-from support.configs import write_site
 
 pytestmark = pytest.mark.slow
 
