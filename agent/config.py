@@ -36,12 +36,14 @@ from .errors import ConfigError
 # Baud rates a UART on an RTU or a Raspberry Pi actually offers; anything else is a typo.
 BAUDRATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200)
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# ASCII digits only: \d would also match other scripts' digits, which no frame can carry.
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 Seconds = Annotated[float, Field(gt=0)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # NaN and infinity are typos in a config: a scale of nan would silence a meter for ever.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 def _resolve(value: Any, info: ValidationInfo) -> Any:
@@ -49,7 +51,10 @@ def _resolve(value: Any, info: ValidationInfo) -> Any:
     if not isinstance(value, str):
         return value  # not a path: leave the type error to pydantic
     base = (info.context or {}).get("base_dir", Path.cwd())
-    path = Path(value).expanduser()
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:
+        raise ValueError(f"{value!r}: cannot expand the ~ (no such user)") from None
     return path if path.is_absolute() else (base / path)
 
 
@@ -104,7 +109,7 @@ class MeterConfig(Strict):
     bus: str
     unit_id: Annotated[int, Field(ge=0, le=255)] = 1
     # SZY206 meters (on a bus with protocol = "szy206"): division code and station number.
-    address: Annotated[str, Field(pattern=r"^\d{6}:\d{1,5}$")] | None = None
+    address: Annotated[str, Field(pattern=r"^[0-9]{6}:[0-9]{1,5}$")] | None = None
     pairs: Annotated[int, Field(ge=1, le=23)] = 1
     time_label: Literal["szy206", "sl427", "none"] | None = None  # None: whatever each frame carries
     flow_unit: Literal["m3/h", "m3/s"] = "m3/h"
@@ -112,7 +117,7 @@ class MeterConfig(Strict):
     profile: str | None = None
     function: Literal[3, 4] | None = None
     numbering: Literal["wire", "manual"] | None = None
-    registers: list[RegisterSpec] | None = None
+    registers: Annotated[list[RegisterSpec], Field(min_length=1)] | None = None
     max_gap: Annotated[int, Field(ge=0, le=64)] | None = None
     # Per-meter adjustments on top of a profile (a totalizer multiplier, a unit id on a TCP gateway).
     scale: dict[str, float] = {}
@@ -295,9 +300,9 @@ class Szy206UplinkConfig(Strict):
 
     host: str = Field(min_length=1)
     port: Annotated[int, Field(ge=1, le=65535)]
-    division: Annotated[str, Field(pattern=r"^\d{6}$")]  # administrative division code, GB/T 2260
+    division: Annotated[str, Field(pattern=r"^[0-9]{6}$")]  # administrative division code, GB/T 2260
     station: Annotated[int, Field(ge=1, le=60000)]  # this site's station number
-    password: Annotated[str, Field(pattern=r"^\d{4}$")] | None = None  # PW key1 + key2, checked on 11H
+    password: Annotated[str, Field(pattern=r"^[0-9]{4}$")] | None = None  # PW key1 + key2, checked on 11H
     time_label: Literal["szy206", "sl427", "none"] = "szy206"  # 5 bytes, 7 bytes, or none
     utc_offset_hours: Annotated[float, Field(ge=-12, le=14)] = 8.0
     report_interval: Annotated[int, Field(ge=1, le=86400)] = 300
@@ -349,7 +354,7 @@ class Config(Strict):
         seen: set[str] = set()
         for meter in self.meters:
             if meter.id in seen:
-                raise ValueError(f"meter id {meter.id!r} is used twice")
+                raise ValueError(f"meters[{meter.id}].id: {meter.id!r} is used twice")
             seen.add(meter.id)
             bus = self.buses.get(meter.bus)
             if bus is None:
@@ -438,18 +443,24 @@ def check_files(config: Config) -> list[str]:
     for key, path in candidates:
         if path is None:
             continue
-        if not path.exists():
-            problems.append(f"{key}: {path} does not exist")
-        elif not path.is_file():
-            problems.append(f"{key}: {path} is not a file")
-        elif not os.access(path, os.R_OK):
-            problems.append(f"{key}: {path} is not readable by this user")
+        try:
+            if not path.exists():
+                problems.append(f"{key}: {path} does not exist")
+            elif not path.is_file():
+                problems.append(f"{key}: {path} is not a file")
+            elif not os.access(path, os.R_OK):
+                problems.append(f"{key}: {path} is not readable by this user")
+        except OSError as exc:
+            problems.append(f"{key}: {path}: {exc.strerror}")
     env = m.password_env if m is not None else None
     if env and env not in os.environ:
         problems.append(f"uplink.mqtt.password_env: environment variable {env} is not set")
     store_dir = config.store.path.parent
-    if store_dir.exists() and not os.access(store_dir, os.W_OK):
-        problems.append(f"store.path: folder {store_dir} is not writable by this user")
+    try:
+        if store_dir.exists() and not os.access(store_dir, os.W_OK):
+            problems.append(f"store.path: folder {store_dir} is not writable by this user")
+    except OSError as exc:
+        problems.append(f"store.path: {store_dir}: {exc.strerror}")
     return problems
 
 

@@ -31,6 +31,10 @@ def read_toml(file: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: invalid TOML: {exc}") from None
+    except ValueError as exc:  # an integer of thousands of digits
+        raise ConfigError(f"{file}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{file}: invalid TOML: nested too deeply") from None
 
 
 def format_validation_error(exc: Exception, data: dict[str, Any]) -> list[str]:
@@ -40,9 +44,17 @@ def format_validation_error(exc: Exception, data: dict[str, Any]) -> list[str]:
     lines = []
     for err in exc.errors(include_url=False, include_input=False):
         path = _path(err["loc"], data)
-        lines.append(f"{path}: {_reason(err)}" if path else _reason(err))
+        reason = " ".join(_reason(err).split())  # one line, whatever the message held
+        lines.append(f"{path}: {reason}" if path else reason)
     # pydantic may report one cause on several branches; keep the first of each line.
     return list(dict.fromkeys(lines))
+
+
+def _label(text: str) -> str:
+    """A key or an id as one printable token: a line break in it must not split the error line."""
+    if text and text.isprintable():
+        return text
+    return repr(text)
 
 
 def _path(loc: tuple[int | str, ...], data: Any) -> str:
@@ -54,14 +66,14 @@ def _path(loc: tuple[int | str, ...], data: Any) -> str:
             if isinstance(node, list) and 0 <= part < len(node):
                 item = node[part]
                 if isinstance(item, dict) and isinstance(item.get("id"), str):
-                    label = item["id"]
+                    label = _label(item["id"])
                 node = item
             else:
                 node = None
             out += f"[{label}]"
             continue
         node = node.get(part) if isinstance(node, dict) else None
-        out += f".{part}" if out else str(part)
+        out += f".{_label(str(part))}" if out else _label(str(part))
     return out
 
 

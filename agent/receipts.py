@@ -61,7 +61,7 @@ class ReceiptBook:
             first, last, batch = int(body["first_seq"]), int(body["last_seq"]), int(body["batch"])
             if not 1 <= first <= last:
                 raise ValueError("bad seq range")
-        except (VerifyError, ValueError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+        except (VerifyError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             self.refused += 1
             log.warning("event=receipt_refused error=%r", str(exc))
             return None

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import stat
 import zlib
 from collections.abc import Iterable
@@ -42,13 +43,21 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def b64url_decode(text: str) -> bytes:
-    if not isinstance(text, str) or "=" in text:
-        raise VerifyError("base64url field is not a padding-free string")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, TypeError) as exc:
-        raise VerifyError("base64url field does not decode") from exc
+    """Strict base64url (RFC 7515 section 2): its alphabet only, no padding, canonical trailing bits.
+
+    A lenient decoder would accept several spellings of one signature (unused low bits of the last
+    character, '+' for '-'): a message must have exactly one valid form.
+    """
+    if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise VerifyError("base64url field is not canonical base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(data) != text:
+        raise VerifyError("base64url field is not canonical base64url")
+    return data
 
 
 def thumbprint(public_key: Ed25519PublicKey) -> str:
@@ -185,7 +194,7 @@ class Verified:
     def json(self) -> Any:
         try:
             return json.loads(self.payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise VerifyError("signed payload is not JSON") from exc
 
 
@@ -200,8 +209,8 @@ class Verifier:
     def verify(self, message: bytes | str) -> Verified:
         try:
             jws = json.loads(message)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise VerifyError("message is not JSON") from None
+        except (UnicodeDecodeError, ValueError, RecursionError):  # JSONDecodeError is a ValueError
+            raise VerifyError("message is not JSON (or absurdly nested or long)") from None
         if not isinstance(jws, dict) or set(jws) != {"protected", "payload", "signature"}:
             raise VerifyError("message is not a flattened JWS {protected, payload, signature}")
         protected, payload, signature = jws["protected"], jws["payload"], jws["signature"]
@@ -229,7 +238,7 @@ class Verifier:
     def _header(protected: str) -> dict[str, Any]:
         try:
             header = json.loads(b64url_decode(protected))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise VerifyError("protected header is not JSON") from None
         if not isinstance(header, dict):
             raise VerifyError("protected header is not a JSON object")

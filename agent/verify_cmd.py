@@ -18,7 +18,7 @@ def split_messages(data: bytes) -> list[bytes]:
         return []
     try:
         json.loads(stripped)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # not one JSON document: one per line
         return [line for line in data.splitlines() if line.strip()]
     return [stripped]
 

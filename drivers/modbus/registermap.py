@@ -20,7 +20,7 @@ Numbering = Literal["wire", "manual"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PartSpec(_Strict):

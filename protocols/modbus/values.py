@@ -104,7 +104,7 @@ class ValueSpec:
             total += raw * part.multiplier
         if self.decimals_address is not None:
             dp = _word(image, self.decimals_address)
-            if dp > 9:
+            if not 0 <= dp <= 9:
                 raise RegisterError(f"decimals register at {self.decimals_address} holds {dp}, not 0..9")
             total /= 10**dp
         # 15 significant digits drop binary noise of the sum and scaling (0.1 * 3), nothing real.

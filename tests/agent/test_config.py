@@ -63,7 +63,7 @@ BROKEN = [
     ('bus = "line1"', 'bus = "line9"', "meters[m1].bus: no bus named 'line9'"),
     ('unit_id = 1\nprofile = "tuf2000"', 'unit_id = 248\nprofile = "tuf2000"',
      "meters[m1].unit_id: 248 is not a serial"),
-    ('id = "m2"', 'id = "m1"', "meter id 'm1' is used twice"),
+    ('id = "m2"', 'id = "m1"', "meters[m1].id: 'm1' is used twice"),
     ('[signing]\nkey = "keys/gateway.key"', "", "signing: required, missing"),
     ('broker = "mqtt://127.0.0.1:1883"', 'broker = "http://x"', "uplink.mqtt.broker: must start with mqtt://"),
     ('broker = "mqtt://127.0.0.1:1883"', 'broker = "mqtt://u:p@x"', "uplink.mqtt.broker: must not carry credentials"),
