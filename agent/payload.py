@@ -8,7 +8,8 @@ Readings message::
 
 ``seq``, ``batch``, ``sent_at``, ``ts`` and ``slot`` are JSON integers (ms since the Unix epoch, UTC
 for times); ``value`` a JSON number. Optional per reading: ``flags`` (list of names) when a quality
-flag is set. Events messages carry ``"events"`` instead of ``"readings"``.
+flag is set. Optional per message: ``"backfill": true`` when its readings are sent after their own
+upload slot (补报). Events messages carry ``"events"`` instead of ``"readings"``.
 """
 
 from __future__ import annotations
@@ -90,9 +91,15 @@ def _reading_json(r: StoredReading) -> str:
             f'"slot":{r.slot}{flags}}}')
 
 
-def readings_message(gateway: str, batch: int, sent_at: int, rows: Iterable[StoredReading]) -> bytes:
+def readings_message(
+    gateway: str, batch: int, sent_at: int, rows: Iterable[StoredReading], *, backfill: bool = False
+) -> bytes:
+    """``backfill``: every reading of this message is sent after the upload slot that should have
+    carried it (补报). It is said once per message, not per reading, so that a reading sent again
+    after a crash carries exactly the content of its first copy."""
     readings = ",".join(_reading_json(r) for r in rows)
-    head = f'{{"gateway":{_dumps(gateway)},"batch":{int(batch)},"sent_at":{int(sent_at)},"readings":['
+    flag = ',"backfill":true' if backfill else ""
+    head = f'{{"gateway":{_dumps(gateway)},"batch":{int(batch)},"sent_at":{int(sent_at)}{flag},"readings":['
     return (head + readings + "]}").encode("utf-8")
 
 
@@ -122,6 +129,8 @@ def check_message(obj: Any) -> dict[str, Any]:
     for key in ("batch", "sent_at"):
         if not _is_int(obj[key]):
             raise PayloadError(f"{key} is not an integer")
+    if "backfill" in obj and not isinstance(obj["backfill"], bool):
+        raise PayloadError("backfill is not true or false")
     if "readings" in obj:
         if not isinstance(obj["readings"], list):
             raise PayloadError("readings is not a list")

@@ -245,10 +245,9 @@ class Agent:
             where, why = store.moved_aside
             log.error("event=store_corrupt moved_to=%s error=%r", where, why)
             await self._event("store_corrupt", {"moved_to": str(where), "error": why})
-        if store.seq_jump is not None:
+        if store.seq_jump is not None:  # its event was committed with the new store itself
             _, continued = store.seq_jump
             log.warning("event=store_replaced seq_continues_at=%d", continued)
-            await self._event("store_replaced", {"seq_continues_at": continued})
         await self._event("agent_started", {"host": socket.gethostname(), "pid": os.getpid()})
         uplink_tasks = []
         if parts.link is not None:

@@ -75,6 +75,18 @@ CREATE TABLE IF NOT EXISTS szy206_reports (
 """
 
 
+def _statements(script: str) -> list[str]:
+    """A script's statements, one by one (comments may hold semicolons, so no naive split)."""
+    out: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            out.append(buffer.strip())
+            buffer = ""
+    return out
+
+
 class StoreFull(StoreError):
     """The store is at its cap and its overflow policy is to refuse new readings."""
 
@@ -113,6 +125,7 @@ class Store:
         self.overflow = overflow
         self.dropped = 0  # pending readings dropped to make room, since this process started
         self.moved_aside: tuple[Path, str] | None = None  # (where, why) when a corrupt store was replaced
+        self.seq_jump: tuple[int, int] | None = None  # (had, continued at) when the store was replaced
         self.mark = SeqMark(path.with_name(path.name + ".seqmark"))
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -130,7 +143,6 @@ class Store:
         for sid, meter, quantity, unit in self.db.execute("SELECT id, meter, quantity, unit FROM series"):
             self._series[(meter, quantity, unit)] = sid
             self._series_by_id[sid] = (meter, quantity, unit)
-        self.seq_jump: tuple[int, int] | None = None  # (had, continued at) when the store was replaced
         self.next_seq = self._open_seq()
         self.pending_from = int(self._meta("pending_from") or 1)
         self._advance_pending_from()
@@ -177,13 +189,8 @@ class Store:
             db.execute(f"PRAGMA journal_size_limit = {reserve}")
             db.execute(f"PRAGMA wal_autocheckpoint = {max(16, reserve // page // 2)}")
         if fresh:
-            db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
-            db.execute(
-                "INSERT INTO meta VALUES ('schema', ?), ('gateway', ?), ('next_seq', 1), ('next_batch', 1), "
-                "('pending_from', 1)",
-                (SCHEMA_VERSION, self.gateway),
-            )
-        db.execute(_SZY206_SCHEMA)
+            self._create()
+        db.execute(_SZY206_SCHEMA)  # stores made before the SZY206 uplink existed gain its table
         owner = self._meta("gateway")
         if owner != self.gateway:
             raise StoreError(f"store {self.path} belongs to gateway {owner!r}, not {self.gateway!r}")
@@ -191,15 +198,41 @@ class Store:
         if schema != SCHEMA_VERSION:
             raise StoreError(f"store {self.path} has schema {schema}, this meterlink needs {SCHEMA_VERSION}")
 
+    def _create(self) -> None:
+        """Schema, identity and first numbers in ONE transaction: a crash leaves a whole store or none.
+
+        A new store after a used one (the durable mark is ahead) continues above every number the
+        lost store may have used, and says so in an event committed in that same transaction.
+        """
+        db = self.db
+        first_seq = max(1, self.mark.reserved)
+        statements = _statements(_SCHEMA + _SZY206_SCHEMA + ";")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements:
+                db.execute(statement)
+            db.execute(
+                "INSERT INTO meta VALUES ('schema', ?), ('gateway', ?), ('next_seq', ?), ('next_batch', 1), "
+                "('pending_from', ?)",
+                (SCHEMA_VERSION, self.gateway, first_seq, first_seq),
+            )
+            if first_seq > 1:
+                db.execute(
+                    "INSERT INTO events (ts, kind, detail) VALUES (?, 'store_replaced', ?)",
+                    (int(time.time() * 1000), json.dumps({"seq_continues_at": first_seq})),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        if first_seq > 1:
+            self.seq_jump = (1, first_seq)
+
     def _open_seq(self) -> int:
         stored = int(self._meta("next_seq"))
         highest = self.db.execute("SELECT max(seq) FROM readings").fetchone()[0] or 0
         next_seq = max(stored, highest + 1)
-        if self.created and self.mark.reserved > next_seq:
-            # A new store after a used one: continue above every number that may have been used.
-            self.seq_jump = (next_seq, self.mark.reserved)
-            next_seq = self.mark.reserved
-            self._set_meta("next_seq", next_seq)
         self.mark.ensure(next_seq)
         return next_seq
 

@@ -7,11 +7,13 @@ Two streams share the MQTT link:
 - **backlog**: readings left over from earlier slots (an outage, a failed batch, a restart) drain
   oldest first, paced at ``backfill_rate`` readings per second, between and alongside live slots.
 
-A reading sent after the end of the upload slot that should have carried it is flagged
-``backfilled`` (补报) in the payload. A batch is marked sent when the broker's PUBACK carried a
-success code, or, with receipts enabled, when the platform's receipt for that batch arrived (see
-:mod:`receipts`); any failure leaves its readings pending for a later attempt. A few batches may be
-in flight at once (a window), so a backlog drains at the broker's pace.
+Readings sent after the end of the upload slot that should have carried them go out in messages
+marked ``"backfill": true`` (补报), apart from timely ones: the mark belongs to the message, so a
+reading sent again carries exactly the content of its first copy. A batch is marked sent when the
+broker's PUBACK carried a success code, or, with receipts enabled, when the platform's receipt for
+that batch arrived (see :mod:`receipts`); any failure leaves its readings pending for a later
+attempt. A few batches may be in flight at once (a window), so a backlog drains at the broker's
+pace.
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-
-from meterlink.drivers.base import Flag
+from dataclasses import dataclass
 
 from .clock import next_slot, now_ms
 from .outbox import Outbox
@@ -162,14 +162,15 @@ class Uploader:
                 batch_rows = await rows.next()
                 if not batch_rows:
                     break
-                batch = await self._batch_number()
                 sent_at = self.clock()
-                flagged = self._flag_backfilled(batch_rows, sent_at)
-                message = self.signer.sign(readings_message(self.gateway, batch, sent_at, flagged))
-                await self._slots.acquire()
-                task = asyncio.create_task(self._send(batch, batch_rows, message), name=f"meterlink.batch.{batch}")
-                task.add_done_callback(lambda _: self._slots.release())
-                inflight.add(task)
+                for group, backfill in self._split_late(batch_rows, sent_at):
+                    batch = await self._batch_number()
+                    message = self.signer.sign(
+                        readings_message(self.gateway, batch, sent_at, group, backfill=backfill))
+                    await self._slots.acquire()
+                    task = asyncio.create_task(self._send(batch, group, message), name=f"meterlink.batch.{batch}")
+                    task.add_done_callback(lambda _: self._slots.release())
+                    inflight.add(task)
                 if len(inflight) >= self.window:
                     done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                     confirmed += sum(t.result() for t in done)  # re-raises the first failure
@@ -184,17 +185,15 @@ class Uploader:
                     raise errors[0]
         return confirmed
 
-    def _flag_backfilled(self, rows: list[StoredReading], sent_at: int) -> list[StoredReading]:
-        """Readings sent after the upload slot that should have carried them carry ``backfilled``."""
-        interval = self.interval_ms
-        late = sent_at - interval - self.settle_ms
-        out = []
+    def _split_late(self, rows: list[StoredReading], sent_at: int) -> list[tuple[list[StoredReading], bool]]:
+        """Timely readings and late ones (after the upload slot that should have carried them), apart."""
+        late_before = sent_at - self.interval_ms - self.settle_ms
+        timely: list[StoredReading] = []
+        late: list[StoredReading] = []
         for r in rows:
-            if next_slot(r.slot, interval) < late:
-                r = replace(r, flags=r.flags | Flag.BACKFILLED)
-                self.stats.backfilled += 1
-            out.append(r)
-        return out
+            (late if next_slot(r.slot, self.interval_ms) < late_before else timely).append(r)
+        self.stats.backfilled += len(late)
+        return [(group, group is late) for group in (late, timely) if group]
 
     async def _send(self, batch: int, rows: list[StoredReading], message: bytes) -> int:
         first, last = rows[0].seq, rows[-1].seq

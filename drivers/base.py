@@ -16,7 +16,6 @@ class Flag(IntFlag):
 
     NONE = 0
     CLOCK_UNSYNCED = 1  # taken while the system clock was not synchronised (no RTC, no NTP yet)
-    BACKFILLED = 2  # sent after the upload slot that should have carried it (补报); set at send time
     SUSPECT = 4  # failed a plausibility rule: an abnormal jump, a negative totalizer (agent/quality)
     METER_RESET = 8  # a totalizer dropped: meter reset or replaced, not a negative volume
     WRAPPED = 16  # a totalizer wrapped around its register range

@@ -32,6 +32,7 @@ class Received:
     duplicates: int = 0
     conflicts: int = 0
     readings: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    backfilled: set[tuple[str, int]] = field(default_factory=set)  # arrived in "backfill": true messages
     events: list[dict[str, Any]] = field(default_factory=list)
     status: dict[str, str] = field(default_factory=dict)
     batches: list[int] = field(default_factory=list)
@@ -145,6 +146,8 @@ class Platform:
                 r.events.append(event)
             for reading in payload.get("readings", []):
                 key = (gateway, reading["seq"])
+                if payload.get("backfill"):
+                    r.backfilled.add(key)
                 seen = r.readings.get(key)
                 if seen is None:
                     r.readings[key] = reading
