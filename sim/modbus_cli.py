@@ -12,26 +12,20 @@ on stderr and exit code 2 (argparse would add a usage block).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
 import math
-import signal
 import sys
 from dataclasses import dataclass
 
 from meterlink.drivers.modbus import profiles
 
+from .cliargs import UsageError, until_signalled, whole_number
 from .meter_model import Fault, SimMeter
 from .modbus_server import ModbusSimServer
 
 log = logging.getLogger("meterlink.sim.modbus")
 
 DEFAULT_METER = "tuf2000:1"
-
-
-class UsageError(Exception):
-    """A bad argument; the message names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", default="1", help="simulated seconds per real second (default 1)")
 
 
-def _int(text: str, what: str, low: int, high: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"{what}: {text!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise UsageError(f"{what}: {value} is outside {low}..{high}")
-    return value
-
-
 def _meters(specs: list[str]) -> dict[int, str]:
     known = profiles.names()
     meters: dict[int, str] = {}
@@ -89,7 +73,7 @@ def _meters(specs: list[str]) -> dict[int, str]:
         if not sep:
             pending.append(name)
             continue
-        unit = _int(unit_text, f"--meter {spec}: unit", 1, 247)
+        unit = whole_number(unit_text, f"--meter {spec}: unit", 1, 247)
         if unit in meters:
             raise UsageError(f"--meter {spec}: unit {unit} is already taken")
         meters[unit] = name
@@ -111,7 +95,7 @@ def _faults(specs: list[str], units: dict[int, str]) -> list[tuple[int | None, F
         except ValueError:
             names = ", ".join(f.value for f in Fault)
             raise UsageError(f"--fault {spec}: unknown fault {name!r} (known: {names})") from None
-        unit = _int(unit_text, f"--fault {spec}: unit", 1, 247) if sep else None
+        unit = whole_number(unit_text, f"--fault {spec}: unit", 1, 247) if sep else None
         if unit is not None and unit not in units:
             raise UsageError(f"--fault {spec}: no meter at unit {unit}")
         out.append((unit, fault))
@@ -126,10 +110,10 @@ def check(args: argparse.Namespace) -> Plan:
     """
     if args.tcp is None and not args.pty:
         raise UsageError("nothing to serve: give --tcp PORT and/or --pty")
-    port = None if args.tcp is None else _int(args.tcp, "--tcp", 0, 65535)
+    port = None if args.tcp is None else whole_number(args.tcp, "--tcp", 0, 65535)
     meters = _meters(args.meter or [DEFAULT_METER])
     faults = _faults(args.fault or [], meters)
-    seed = _int(args.seed, "--seed", 0, 2**63 - 1)
+    seed = whole_number(args.seed, "--seed", 0, 2**63 - 1)
     try:
         speed = float(args.speed)
     except ValueError:
@@ -171,7 +155,7 @@ async def run(args: argparse.Namespace) -> int:
                 print(f"meterlink sim modbus: cannot open a pty: {exc.strerror or exc}", file=sys.stderr, flush=True)
                 return 1
             print(f"modbus rtu pty {path} units={server.units}", flush=True)
-        await _until_signalled()
+        await until_signalled()
     finally:
         await server.stop()
         for meter in meters:
@@ -180,15 +164,3 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _until_signalled() -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in signals:
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)

@@ -16,24 +16,18 @@ on stderr and exit code 2 (argparse would add a usage block).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import logging
 import math
-import signal
 import sys
 from dataclasses import dataclass
 
+from .cliargs import UsageError, until_signalled, whole_number
 from .station import FrameRecord, Station
 
 log = logging.getLogger("meterlink.sim.station")
 
 PROG = "meterlink sim station"
-
-
-class UsageError(Exception):
-    """A bad argument; the message names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,16 +56,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--query-interval", metavar="S", help="query B0H of every terminal every S seconds")
 
 
-def _int(text: str, what: str, low: int, high: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"{what}: {text!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise UsageError(f"{what}: {value} is outside {low}..{high}")
-    return value
-
-
 def check(args: argparse.Namespace) -> Plan:
     """Turn parsed arguments into a :class:`Plan`.
 
@@ -80,7 +64,7 @@ def check(args: argparse.Namespace) -> Plan:
     """
     if args.listen is None:
         raise UsageError("give --listen PORT (0 = any free port)")
-    port = _int(args.listen, "--listen", 0, 65535)
+    port = whole_number(args.listen, "--listen", 0, 65535)
     tp_len = None
     if args.tp is not None:
         if args.tp not in ("0", "5", "7"):
@@ -90,7 +74,7 @@ def check(args: argparse.Namespace) -> Plan:
     if mode_text not in ("0", "1", "2", "3", "none"):
         raise UsageError(f"--confirm-mode: {args.confirm_mode!r} is not 0, 1, 2, 3 or none")
     confirm_mode = None if mode_text == "none" else int(mode_text)
-    drop = _int(args.drop_confirms, "--drop-confirms", 0, 2**31 - 1)
+    drop = whole_number(args.drop_confirms, "--drop-confirms", 0, 2**31 - 1)
     interval = None
     if args.query_interval is not None:
         try:
@@ -132,7 +116,7 @@ async def run(args: argparse.Namespace) -> int:
             )
             return 1
         print(f"szy206 station listening on {plan.host}:{port}", flush=True)
-        await _until_signalled()
+        await until_signalled()
     finally:
         await station.stop()
         log.info(
@@ -146,15 +130,3 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _until_signalled() -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in signals:
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)

@@ -12,17 +12,14 @@ on stderr and exit code 2 (argparse would add a usage block).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
-import math
-import signal
 import sys
 from dataclasses import dataclass
 
 from meterlink.drivers.szy206.meter import MAX_PAIRS
 from meterlink.protocols.szy206 import Address, SZY206Error
 
+from .cliargs import UsageError, positive, until_signalled, whole_number
 from .szy206_meter import Fault, SimSzy206Meter
 from .szy206_meter_server import Szy206SimServer
 
@@ -31,10 +28,6 @@ log = logging.getLogger("meterlink.sim.szy206")
 PROG = "meterlink sim szy206-meter"
 DEFAULT_METER = "530381:13:1"
 MAX_STATION = 65534  # 65535 is broadcast, 0 invalid
-
-
-class UsageError(Exception):
-    """A bad argument; the message names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,26 +83,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", default="1", help="simulated seconds per real second (default 1)")
 
 
-def _int(text: str, what: str, low: int, high: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"{what}: {text!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise UsageError(f"{what}: {value} is outside {low}..{high}")
-    return value
-
-
-def _positive(text: str, what: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"{what}: {text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise UsageError(f"{what}: {text} must be a positive number")
-    return value
-
-
 def _meters(specs: list[str]) -> list[MeterPlan]:
     out: list[MeterPlan] = []
     seen: set[Address] = set()
@@ -118,8 +91,8 @@ def _meters(specs: list[str]) -> list[MeterPlan]:
         if len(parts) not in (2, 3):
             raise UsageError(f"--meter {spec}: expected DIVISION:STATION[:PAIRS]")
         division = parts[0].upper()
-        station = _int(parts[1], f"--meter {spec}: station", 1, MAX_STATION)
-        pairs = _int(parts[2], f"--meter {spec}: pairs", 1, MAX_PAIRS) if len(parts) == 3 else 1
+        station = whole_number(parts[1], f"--meter {spec}: station", 1, MAX_STATION)
+        pairs = whole_number(parts[2], f"--meter {spec}: pairs", 1, MAX_PAIRS) if len(parts) == 3 else 1
         try:
             address = Address(division=division, station=station)
         except SZY206Error:
@@ -141,7 +114,7 @@ def _faults(specs: list[str], meters: list[MeterPlan]) -> list[tuple[int | None,
         except ValueError:
             names = ", ".join(f.value for f in Fault)
             raise UsageError(f"--fault {spec}: unknown fault {name!r} (known: {names})") from None
-        station = _int(station_text, f"--fault {spec}: station", 1, MAX_STATION) if sep else None
+        station = whole_number(station_text, f"--fault {spec}: station", 1, MAX_STATION) if sep else None
         if station is not None and station not in stations:
             raise UsageError(f"--fault {spec}: no meter at station {station}")
         out.append((station, fault))
@@ -156,16 +129,16 @@ def check(args: argparse.Namespace) -> Plan:
     """
     if args.tcp is None and not args.pty:
         raise UsageError("nothing to serve: give --tcp PORT and/or --pty")
-    port = None if args.tcp is None else _int(args.tcp, "--tcp", 0, 65535)
+    port = None if args.tcp is None else whole_number(args.tcp, "--tcp", 0, 65535)
     meters = _meters(args.meter or [DEFAULT_METER])
-    interval = None if args.report_interval is None else _positive(args.report_interval, "--report-interval")
-    confirm_timeout = _positive(args.confirm_timeout, "--confirm-timeout")
-    tp_len = _int(args.tp, "--tp", 0, 7)
+    interval = None if args.report_interval is None else positive(args.report_interval, "--report-interval")
+    confirm_timeout = positive(args.confirm_timeout, "--confirm-timeout")
+    tp_len = whole_number(args.tp, "--tp", 0, 7)
     if tp_len not in (0, 5, 7):
         raise UsageError(f"--tp: {tp_len} must be 0, 5 or 7")
     faults = _faults(args.fault or [], meters)
-    seed = _int(args.seed, "--seed", 0, 2**63 - 1)
-    speed = _positive(args.speed, "--speed")
+    seed = whole_number(args.seed, "--seed", 0, 2**63 - 1)
+    speed = positive(args.speed, "--speed")
     return Plan(port, args.pty, args.host, meters, interval, confirm_timeout, tp_len, faults, seed, speed)
 
 
@@ -217,7 +190,7 @@ async def run(args: argparse.Namespace) -> int:
                 _fail(f"cannot open a pty: {exc.strerror or exc}")
                 return 1
             print(f"szy206 pty {path} stations={server.stations}", flush=True)
-        await _until_signalled()
+        await until_signalled()
     finally:
         await server.stop()
         for meter in meters:
@@ -232,15 +205,3 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _until_signalled() -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in signals:
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
