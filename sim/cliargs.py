@@ -10,6 +10,11 @@ import asyncio
 import contextlib
 import math
 import signal
+from collections.abc import Collection
+from enum import Enum
+from typing import TypeVar
+
+E = TypeVar("E", bound=Enum)
 
 
 class UsageError(Exception):
@@ -34,6 +39,27 @@ def positive(text: str, what: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise UsageError(f"{what}: {text} must be a positive number")
     return value
+
+
+def faults(specs: list[str], kinds: type[E], target: str, high: int,
+           present: Collection[int]) -> list[tuple[int | None, E]]:
+    """``--fault [TARGET:]NAME`` options: (target or None for every meter, fault), each checked.
+
+    ``target`` names what the number picks ("unit", "station"), ``present`` the numbers that exist.
+    """
+    out: list[tuple[int | None, E]] = []
+    for spec in specs:
+        number, sep, name = spec.rpartition(":")
+        try:
+            fault = kinds(name)
+        except ValueError:
+            names = ", ".join(str(k.value) for k in kinds)
+            raise UsageError(f"--fault {spec}: unknown fault {name!r} (known: {names})") from None
+        which = whole_number(number, f"--fault {spec}: {target}", 1, high) if sep else None
+        if which is not None and which not in present:
+            raise UsageError(f"--fault {spec}: no meter at {target} {which}")
+        out.append((which, fault))
+    return out
 
 
 async def until_signalled() -> None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from dataclasses import dataclass
 
 from meterlink.drivers.modbus import profiles
 
-from .cliargs import UsageError, until_signalled, whole_number
+from .cliargs import UsageError, positive, until_signalled, whole_number
+from .cliargs import faults as parse_faults
 from .meter_model import Fault, SimMeter
 from .modbus_server import ModbusSimServer
 
@@ -86,22 +86,6 @@ def _meters(specs: list[str]) -> dict[int, str]:
     return meters
 
 
-def _faults(specs: list[str], units: dict[int, str]) -> list[tuple[int | None, Fault]]:
-    out: list[tuple[int | None, Fault]] = []
-    for spec in specs:
-        unit_text, sep, name = spec.rpartition(":")
-        try:
-            fault = Fault(name)
-        except ValueError:
-            names = ", ".join(f.value for f in Fault)
-            raise UsageError(f"--fault {spec}: unknown fault {name!r} (known: {names})") from None
-        unit = whole_number(unit_text, f"--fault {spec}: unit", 1, 247) if sep else None
-        if unit is not None and unit not in units:
-            raise UsageError(f"--fault {spec}: no meter at unit {unit}")
-        out.append((unit, fault))
-    return out
-
-
 def check(args: argparse.Namespace) -> Plan:
     """Turn parsed arguments into a :class:`Plan`.
 
@@ -112,14 +96,9 @@ def check(args: argparse.Namespace) -> Plan:
         raise UsageError("nothing to serve: give --tcp PORT and/or --pty")
     port = None if args.tcp is None else whole_number(args.tcp, "--tcp", 0, 65535)
     meters = _meters(args.meter or [DEFAULT_METER])
-    faults = _faults(args.fault or [], meters)
+    faults = parse_faults(args.fault or [], Fault, "unit", 247, meters)
     seed = whole_number(args.seed, "--seed", 0, 2**63 - 1)
-    try:
-        speed = float(args.speed)
-    except ValueError:
-        raise UsageError(f"--speed: {args.speed!r} is not a number") from None
-    if not (math.isfinite(speed) and speed > 0):
-        raise UsageError(f"--speed: {args.speed} must be a positive number")
+    speed = positive(args.speed, "--speed")
     return Plan(port, args.pty, args.host, meters, faults, seed, speed)
 
 

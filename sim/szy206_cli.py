@@ -20,6 +20,7 @@ from meterlink.drivers.szy206.meter import MAX_PAIRS
 from meterlink.protocols.szy206 import Address, SZY206Error
 
 from .cliargs import UsageError, positive, until_signalled, whole_number
+from .cliargs import faults as parse_faults
 from .szy206_meter import Fault, SimSzy206Meter
 from .szy206_meter_server import Szy206SimServer
 
@@ -104,23 +105,6 @@ def _meters(specs: list[str]) -> list[MeterPlan]:
     return out
 
 
-def _faults(specs: list[str], meters: list[MeterPlan]) -> list[tuple[int | None, Fault]]:
-    stations = {m.address.station for m in meters}
-    out: list[tuple[int | None, Fault]] = []
-    for spec in specs:
-        station_text, sep, name = spec.rpartition(":")
-        try:
-            fault = Fault(name)
-        except ValueError:
-            names = ", ".join(f.value for f in Fault)
-            raise UsageError(f"--fault {spec}: unknown fault {name!r} (known: {names})") from None
-        station = whole_number(station_text, f"--fault {spec}: station", 1, MAX_STATION) if sep else None
-        if station is not None and station not in stations:
-            raise UsageError(f"--fault {spec}: no meter at station {station}")
-        out.append((station, fault))
-    return out
-
-
 def check(args: argparse.Namespace) -> Plan:
     """Turn parsed arguments into a :class:`Plan`.
 
@@ -136,7 +120,8 @@ def check(args: argparse.Namespace) -> Plan:
     tp_len = whole_number(args.tp, "--tp", 0, 7)
     if tp_len not in (0, 5, 7):
         raise UsageError(f"--tp: {tp_len} must be 0, 5 or 7")
-    faults = _faults(args.fault or [], meters)
+    faults = parse_faults(args.fault or [], Fault, "station", MAX_STATION,
+                          {m.address.station for m in meters})
     seed = whole_number(args.seed, "--seed", 0, 2**63 - 1)
     speed = positive(args.speed, "--speed")
     return Plan(port, args.pty, args.host, meters, interval, confirm_timeout, tp_len, faults, seed, speed)
