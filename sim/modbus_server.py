@@ -6,10 +6,10 @@ One :class:`ModbusSimServer` serves a set of meters keyed by unit id on any numb
   answered with exception 0B (gateway target device failed to respond), as a TCP/RTU gateway
   does, so a misconfigured unit id shows at once instead of as a timeout. A header with a protocol
   id other than 0 or an impossible length closes that connection (framing is lost on a stream).
-- RTU on a pty: the agent opens the slave device. Both ends are raw and the slave stays open
-  here for the server's whole life: otherwise the line discipline echoes requests and turns 0x0D
-  into 0D 0A until the agent opens its end. Requests are found by hunting (garbage and bad CRCs
-  are skipped and counted). Requests for other unit ids are ignored, as on a shared RS-485 bus.
+- RTU on a pty: the agent opens the slave device (a :class:`RawPty`: raw at both ends, the slave
+  held open, or the line discipline would echo requests and turn 0x0D into 0D 0A). Requests are
+  found by hunting (garbage and bad CRCs are skipped and counted). Requests for other unit ids
+  are ignored, as on a shared RS-485 bus.
 
 Wire faults decided by :meth:`SimMeter.answer` are carried out here. TCP has no CRC: ``bad_crc``
 corrupts the MBAP transaction id instead (pymodbus drops that answer), and ``stray_bytes`` does
@@ -20,22 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import os
-import tty
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from meterlink.protocols.modbus import rtu, tcp
 
+from .listeners import close_listeners
 from .meter_model import Answer, Fault, SimMeter
+from .raw_pty import RawPty
 
 log = logging.getLogger("meterlink.sim.modbus")
 
 GATEWAY_TARGET_FAILED = 0x0B
-REOPEN_DELAY_S = 0.05  # wait before reading a pty again after EIO (no one has its slave open)
-STOP_TIMEOUT_S = 2.0
 
 
 @dataclass(slots=True)
@@ -55,12 +52,8 @@ class ServerStats:
 
 @dataclass(slots=True)
 class _Pty:
-    master: int
-    slave: int
-    path: str
+    line: RawPty
     framer: rtu.RequestFramer
-    reading: bool = False
-    retry: asyncio.TimerHandle | None = None
 
 
 class ModbusSimServer:
@@ -175,46 +168,17 @@ class ModbusSimServer:
         Raises:
             OSError: no pty can be opened.
         """
-        loop = asyncio.get_running_loop()
-        master, slave = os.openpty()
-        try:
-            tty.setraw(master)
-            tty.setraw(slave)
-            os.set_blocking(master, False)
-            path = os.ttyname(slave)
-        except OSError:
-            os.close(master)
-            os.close(slave)
-            raise
-        port = _Pty(master, slave, path, rtu.RequestFramer())
+        # The callback runs from the loop, after ``port`` exists.
+        line = RawPty(lambda data: self._pty_received(port, data), self._pty_hung_up)
+        port = _Pty(line, rtu.RequestFramer())
         self._ptys.append(port)
-        self._resume(loop, port)
-        log.info("event=sim_pty_open path=%s units=%s", path, self.units)
-        return path
+        log.info("event=sim_pty_open path=%s units=%s", line.path, self.units)
+        return line.path
 
-    def _resume(self, loop: asyncio.AbstractEventLoop, port: _Pty) -> None:
-        port.retry = None
-        if not port.reading:
-            loop.add_reader(port.master, self._pty_readable, loop, port)
-            port.reading = True
+    def _pty_hung_up(self) -> None:
+        self.stats.rtu_hangups += 1
 
-    def _pty_readable(self, loop: asyncio.AbstractEventLoop, port: _Pty) -> None:
-        try:
-            data = os.read(port.master, 4096)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if exc.errno != errno.EIO:
-                log.error("event=sim_pty_read_failed path=%s error=%r", port.path, str(exc))
-            data = b""
-        if not data:
-            # EIO: the last holder of the slave closed it. The fd stays readable, so stop reading
-            # for a moment instead of spinning; the agent may reopen the port.
-            self.stats.rtu_hangups += 1
-            loop.remove_reader(port.master)
-            port.reading = False
-            port.retry = loop.call_later(REOPEN_DELAY_S, self._resume, loop, port)
-            return
+    def _pty_received(self, port: _Pty, data: bytes) -> None:
         framer = port.framer
         dropped, bad_crc = framer.dropped, framer.bad_crc
         framer.feed(data)
@@ -225,7 +189,7 @@ class ModbusSimServer:
             self.stats.rtu_bad_crc += framer.bad_crc - bad_crc
             log.info(
                 "event=sim_rtu_garbage path=%s dropped=%d bad_crc=%d",
-                port.path,
+                port.line.path,
                 framer.dropped - dropped,
                 framer.bad_crc - bad_crc,
             )
@@ -248,12 +212,7 @@ class ModbusSimServer:
         if answer.stray:
             frame = answer.stray + frame
             meter.note_fault(Fault.STRAY_BYTES)
-        try:
-            written = os.write(port.master, frame)
-        except OSError as exc:
-            written = 0
-            log.warning("event=sim_pty_write_failed path=%s error=%r", port.path, str(exc))
-        if written != len(frame):
+        if not port.line.write(frame):
             self.stats.write_failures += 1
 
     # --- shared ----------------------------------------------------------------------------------
@@ -275,30 +234,11 @@ class ModbusSimServer:
 
     async def stop(self) -> None:
         """Close every endpoint and connection; safe to call twice."""
-        for server in self._tcp_servers:
-            server.close()
-        # Closing a connection ends its handler at the next read; cancelling it instead would make
-        # asyncio's stream callback log the CancelledError as an unhandled exception.
-        for writer in list(self._tcp_writers):
-            writer.close()
-        if self._tcp_tasks:
-            _, pending = await asyncio.wait(set(self._tcp_tasks), timeout=STOP_TIMEOUT_S)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
-        for server in self._tcp_servers:
-            await server.wait_closed()
+        await close_listeners(self._tcp_servers, self._tcp_writers, self._tcp_tasks)
         self._tcp_servers.clear()
-        loop = asyncio.get_running_loop()
         for port in self._ptys:
-            if port.retry is not None:
-                port.retry.cancel()
-            if port.reading:
-                loop.remove_reader(port.master)
-            os.close(port.master)
-            os.close(port.slave)
-            log.info("event=sim_pty_closed path=%s", port.path)
+            port.line.close()
+            log.info("event=sim_pty_closed path=%s", port.line.path)
         self._ptys.clear()
 
 

@@ -59,6 +59,8 @@ from meterlink.protocols.szy206 import (
 )
 from meterlink.protocols.szy206.elements import FLOW_TYPE
 
+from .listeners import close_listeners
+
 log = logging.getLogger("meterlink.sim.station")
 
 JSON = dict[str, Any]
@@ -68,7 +70,6 @@ READ_SIZE = 4096
 RESYNC_AFTER_S = 1.0  # idle time after which a half-received candidate frame is given up
 QUERY_TIMEOUT_S = 5.0
 STORED_QUIET_S = 0.3  # B1H answers: the query ends this long after the last answer frame
-STOP_TIMEOUT_S = 2.0
 HISTORY = 10_000  # frames kept in Station.frames (a long CLI run must not grow without bound)
 
 
@@ -297,20 +298,9 @@ class Station:
                 await self._poller
             self._poller = None
         server, self._server = self._server, None
+        servers = [] if server is None else [server]
+        await close_listeners(servers, [conn.writer for conn in self._conns], self._tasks)
         if server is not None:
-            server.close()
-        # Closing a connection ends its handler at the next read; cancelling the handler instead
-        # makes asyncio's stream callback log the CancelledError as unhandled.
-        for conn in list(self._conns):
-            conn.writer.close()
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=STOP_TIMEOUT_S)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
-        if server is not None:
-            await server.wait_closed()
             log.info("event=station_stopped port=%d", self.port)
 
     # --- connections -----------------------------------------------------------------------------

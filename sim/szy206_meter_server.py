@@ -3,9 +3,8 @@
 One :class:`Szy206SimServer` holds a set of :class:`SimSzy206Meter` keyed by address and serves
 them on any number of endpoints:
 
-- pty: the agent opens the slave device. Both ends are raw and the slave stays open here for the
-  server's whole life, or the line discipline echoes frames and turns 0x0D (station 13) into
-  0D 0A until the agent opens its end (the same approach as modbus_server.py).
+- pty: the agent opens the slave device (a :class:`RawPty`: raw at both ends, the slave held
+  open, or the line discipline would turn 0x0D of station 13 into 0D 0A).
 - TCP: the meters are the server and the agent connects as a client, as to a serial server.
 
 Every endpoint is a shared line: a frame is handled only by the meter it is addressed to, frames
@@ -21,23 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import os
-import tty
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from meterlink.protocols.szy206 import AFN, NEED_DATA, Address, BufferFullError, Frame, Reassembler
 from meterlink.protocols.szy206.layout import REPORT_AFNS
 
+from .listeners import close_listeners
+from .raw_pty import RawPty
 from .szy206_meter import SimSzy206Meter
 
 log = logging.getLogger("meterlink.sim.szy206")
 
-REOPEN_DELAY_S = 0.05  # wait before reading a pty again after EIO (no one has its slave open)
 RESYNC_AFTER_S = 0.2  # give up a partial frame after this long without a byte
-STOP_TIMEOUT_S = 2.0
 Pieces = list[tuple[float, bytes]]
 
 
@@ -88,29 +84,17 @@ class _Endpoint:
 
 
 class _PtyEndpoint(_Endpoint):
-    def __init__(self, master: int, slave: int, path: str, stats: ServerStats) -> None:
-        super().__init__(f"pty {path}", stats)
-        self.master, self.slave, self.path = master, slave, path
-        self.reading = False
-        self.retry: asyncio.TimerHandle | None = None
+    def __init__(self, line: RawPty, stats: ServerStats) -> None:
+        super().__init__(f"pty {line.path}", stats)
+        self.line = line
 
     def write(self, chunk: bytes) -> None:
-        try:
-            written = os.write(self.master, chunk)
-        except OSError as exc:
-            written = 0
-            log.warning("event=sim_szy206_write_failed endpoint=%r error=%r", self.name, str(exc))
-        if written != len(chunk):
+        if not self.line.write(chunk):
             self.stats.write_failures += 1
 
     async def close(self) -> None:
         await super().close()
-        if self.retry is not None:
-            self.retry.cancel()
-        if self.reading:
-            asyncio.get_running_loop().remove_reader(self.master)
-        os.close(self.master)
-        os.close(self.slave)
+        self.line.close()
 
 
 class _TcpEndpoint(_Endpoint):
@@ -168,47 +152,16 @@ class Szy206SimServer:
         Raises:
             OSError: no pty can be opened.
         """
-        master, slave = os.openpty()
-        try:
-            tty.setraw(master)
-            tty.setraw(slave)
-            os.set_blocking(master, False)
-            path = os.ttyname(slave)
-        except OSError:
-            os.close(master)
-            os.close(slave)
-            raise
-        endpoint = _PtyEndpoint(master, slave, path, self.stats)
+        # The callback runs from the loop, after ``endpoint`` exists.
+        line = RawPty(lambda data: self._received(endpoint, data), self._pty_hung_up)
+        endpoint = _PtyEndpoint(line, self.stats)
         self._endpoints.append(endpoint)
-        self._resume(endpoint)
         self._start_reporting()
-        log.info("event=sim_szy206_pty_open path=%s stations=%s", path, self.stations)
-        return path
+        log.info("event=sim_szy206_pty_open path=%s stations=%s", line.path, self.stations)
+        return line.path
 
-    def _resume(self, endpoint: _PtyEndpoint) -> None:
-        endpoint.retry = None
-        if not endpoint.reading:
-            asyncio.get_running_loop().add_reader(endpoint.master, self._pty_readable, endpoint)
-            endpoint.reading = True
-
-    def _pty_readable(self, endpoint: _PtyEndpoint) -> None:
-        try:
-            data = os.read(endpoint.master, 4096)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if exc.errno != errno.EIO:
-                log.error("event=sim_szy206_read_failed path=%s error=%r", endpoint.path, str(exc))
-            data = b""
-        if not data:
-            # EIO: no one holds the slave. The fd stays readable, so pause instead of spinning.
-            self.stats.pty_hangups += 1
-            loop = asyncio.get_running_loop()
-            loop.remove_reader(endpoint.master)
-            endpoint.reading = False
-            endpoint.retry = loop.call_later(REOPEN_DELAY_S, self._resume, endpoint)
-            return
-        self._received(endpoint, data)
+    def _pty_hung_up(self) -> None:
+        self.stats.pty_hangups += 1
 
     async def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Listen for agents; returns the port (useful with ``port=0``).
@@ -368,24 +321,11 @@ class Szy206SimServer:
         if self._report_tasks:
             await asyncio.wait(self._report_tasks)
         self._report_tasks.clear()
-        for server in self._servers:
-            server.close()
-        # Closing a connection ends its handler at its next read; cancelling the handler instead
-        # would make asyncio's stream callback log the CancelledError.
-        for endpoint in self._endpoints:
-            if isinstance(endpoint, _TcpEndpoint):
-                endpoint.writer.close()
-        if self._tcp_tasks:
-            _, pending = await asyncio.wait(set(self._tcp_tasks), timeout=STOP_TIMEOUT_S)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
-        for server in self._servers:
-            await server.wait_closed()
+        writers = [e.writer for e in self._endpoints if isinstance(e, _TcpEndpoint)]
+        await close_listeners(self._servers, writers, self._tcp_tasks)
         self._servers.clear()
         for endpoint in list(self._endpoints):
             if isinstance(endpoint, _PtyEndpoint):
                 await endpoint.close()
                 self._endpoints.remove(endpoint)
-                log.info("event=sim_szy206_pty_closed path=%s", endpoint.path)
+                log.info("event=sim_szy206_pty_closed path=%s", endpoint.line.path)

@@ -143,9 +143,9 @@ def test_pty_keeps_serving_after_eio() -> None:
     async def body() -> None:
         server = ModbusSimServer([sim])
         path = server.start_pty()
-        port = server._ptys[0]
-        os.close(port.slave)
-        port.slave = os.open(os.devnull, os.O_RDONLY)  # closed by stop() instead
+        line = server._ptys[0].line
+        os.close(line.slave)
+        line.slave = os.open(os.devnull, os.O_RDONLY)  # closed by stop() instead
         fd = open_slave(path)
         os.close(fd)  # hang up: the master now reads EIO
         for _ in range(100):
