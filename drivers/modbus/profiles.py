@@ -1,4 +1,4 @@
-"""Built-in meter profiles, kept as JSON data files beside this module and shipped in the wheel."""
+"""Built-in meter profiles, kept as JSON data files in ``profile_data/`` and shipped in the wheel."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from importlib import resources
 
 from .registermap import Profile
 
-_PACKAGE = "meterlink.drivers.modbus"
+_PACKAGE = "meterlink.drivers.modbus.profile_data"  # a data-only package
 
 
 def names() -> list[str]:
     """The names of the built-in profiles, sorted."""
-    folder = resources.files(_PACKAGE).joinpath("profiles")
+    folder = resources.files(_PACKAGE)
     return sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json"))
 
 
@@ -26,5 +26,5 @@ def load(name: str) -> Profile:
     """
     if name not in names():
         raise KeyError(name)
-    text = resources.files(_PACKAGE).joinpath("profiles", f"{name}.json").read_text(encoding="utf-8")
+    text = resources.files(_PACKAGE).joinpath(f"{name}.json").read_text(encoding="utf-8")
     return Profile.model_validate(json.loads(text))
