@@ -8,7 +8,7 @@ from importlib import resources
 
 from .registermap import Profile
 
-_PACKAGE = "meterlink.drivers.modbus.profile_data"  # a data-only package
+_PACKAGE = "meterlink.drivers.modbus.profile_data"
 
 
 def names() -> list[str]:

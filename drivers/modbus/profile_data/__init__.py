@@ -1,0 +1,1 @@
+"""The built-in meter profiles, one JSON file each; read through ``meterlink.drivers.modbus.profiles``."""
