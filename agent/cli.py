@@ -147,11 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from . import config as cfgmod
+    from . import preflight
 
     config = cfgmod.load(args.config)
     for warning in cfgmod.warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
-    problems = cfgmod.check_files(config)
+    problems = preflight.problems(config)
     if problems:
         raise ConfigError(*problems)
     print(cfgmod.describe(config))
@@ -176,11 +177,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import config as cfgmod
-    from . import logsetup
+    from . import logsetup, preflight
     from .service import Agent
 
     config = cfgmod.load(args.config)
-    problems = cfgmod.check_files(config)
+    problems = preflight.problems(config)
     if problems:
         raise ConfigError(*problems)
     logsetup.setup(args.log_level or config.log.level)

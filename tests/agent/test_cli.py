@@ -130,4 +130,4 @@ def test_run_refuses_a_key_readable_by_others(tmp_path: Path) -> None:
     proc = ml("run", "-c", str(site))
     assert proc.returncode == 1
     err = proc.stderr.decode().strip()
-    assert err.startswith("meterlink: signing key ") and "accessible by group or others" in err
+    assert err.startswith("signing.key: signing key ") and "accessible by group or others" in err

@@ -121,6 +121,18 @@ def _mkdir(rel: str) -> Callable[[Path], None]:
     return make
 
 
+def _write(rel: str, content: str) -> Callable[[Path], None]:
+    def write(folder: Path) -> None:
+        (folder / rel).write_text(content)
+    return write
+
+
+def _chmod(rel: str, mode: int) -> Callable[[Path], None]:
+    def chmod(folder: Path) -> None:
+        (folder / rel).chmod(mode)
+    return chmod
+
+
 def _config_is_a_directory(folder: Path) -> Path:
     target = folder / "site.toml"
     target.mkdir()
@@ -272,6 +284,18 @@ CASES: list[Case] = [
     Case("password file is a directory", mqtt('username = "gw"', 'password_file = "secrets"'),
          "uplink.mqtt.password_file", "is not a file", setup=_mkdir("secrets")),
     Case("ca file missing", mqtt('ca = "platform-ca.pem"', text=rep(*MQTTS)), "uplink.mqtt.ca", "does not exist"),
+    # What check-config passes must start: the key and certificates are opened, not only found.
+    Case("signing key readable by others", BASE, "signing.key", "accessible by group or others",
+         setup=_chmod("keys/gateway.key", 0o644)),
+    Case("signing key that is not a key", BASE, "signing.key", "is not a PEM private key",
+         setup=_write("keys/gateway.key", "not a key\n")),
+    Case("ca file that is not a certificate", mqtt('ca = "keys/gateway.pub"', text=rep(*MQTTS)), "uplink.mqtt.ca",
+         "cannot be used for TLS"),
+    Case("client certificate that is not one", mqtt('client_cert = "keys/gateway.pub"',
+                                                    'client_key = "keys/gateway.key"', text=rep(*MQTTS)),
+         "uplink.mqtt.client_cert", "cannot be used for TLS"),
+    Case("receipt key that is a private key", mqtt("receipts = true", 'receipt_key = "keys/gateway.key"'),
+         "uplink.mqtt.receipt_key", "is not a PEM public key"),
     # -- uplink.mqtt -----------------------------------------------------------------------------
     Case("broker without a scheme", rep('broker = "mqtt://127.0.0.1:1883"', 'broker = "127.0.0.1:1883"'),
          "uplink.mqtt.broker", "must start with mqtt:// or mqtts://"),
