@@ -38,12 +38,14 @@ BAUDRATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200)
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # ASCII digits only: \d would also match other scripts' digits, which no frame can carry.
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
+# TOML has no path type: a path is a string, so these fields alone convert (everything else is strict).
+FilePath = Annotated[Path, Field(strict=False)]
 Seconds = Annotated[float, Field(gt=0)]
 
 
 class Strict(BaseModel):
     # NaN and infinity are typos in a config: a scale of nan would silence a meter for ever.
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False, strict=True)
 
 
 def _resolve(value: Any, info: ValidationInfo) -> Any:
@@ -190,7 +192,7 @@ MIN_CAPACITY_MB = 32
 
 
 class StoreConfig(Strict):
-    path: Path = Path("meterlink.db")
+    path: FilePath = Path("meterlink.db")
     capacity_mb: Annotated[float, Field(ge=1, le=1_000_000)] | None = None  # default: sized per meter
     overflow: Literal["drop_oldest", "refuse"] = "drop_oldest"
     retention_days: Annotated[float, Field(ge=0, le=3650)] = 35
@@ -202,7 +204,7 @@ class StoreConfig(Strict):
 
 
 class SigningConfig(Strict):
-    key: Path
+    key: FilePath
 
     @field_validator("key", mode="before")
     @classmethod
@@ -214,11 +216,11 @@ class MqttConfig(Strict):
     broker: str
     client_id: str | None = None
     protocol: Literal["5", "3.1.1"] = "5"
-    ca: Path | None = None
-    client_cert: Path | None = None
-    client_key: Path | None = None
+    ca: FilePath | None = None
+    client_cert: FilePath | None = None
+    client_key: FilePath | None = None
     username: str | None = None
-    password_file: Path | None = None
+    password_file: FilePath | None = None
     password_env: str | None = None
     topic_prefix: Annotated[str, Field(pattern=r"^[^#+\s]+$")] = "meterlink"
     upload_interval: Annotated[int, Field(ge=1, le=86400)] = 60
@@ -232,7 +234,7 @@ class MqttConfig(Strict):
     # Application-level receipts: a batch counts as delivered only when the platform's receipt
     # arrives on <prefix>/<gateway>/receipts (signed with receipt_key, or trusted by broker ACL).
     receipts: bool = False
-    receipt_key: Path | None = None
+    receipt_key: FilePath | None = None
     receipt_timeout: Annotated[float, Field(gt=0, le=86400)] = 300
 
     @field_validator("ca", "client_cert", "client_key", "password_file", "receipt_key", mode="before")

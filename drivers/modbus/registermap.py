@@ -8,7 +8,7 @@ so there is no default.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -19,16 +19,21 @@ from meterlink.protocols.modbus.values import Part, ValueSpec
 Numbering = Literal["wire", "manual"]
 
 
+# An enum's value arrives as a string (TOML, JSON): these two fields convert, everything else is strict.
+TypeName = Annotated[DataType, Field(strict=False)]
+OrderName = Annotated[WordOrder, Field(strict=False)]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class PartSpec(_Strict):
     """Another register field added to a value: the fraction or the high part of a totalizer."""
 
     address: int = Field(ge=0, le=0xFFFF)
-    type: DataType = DataType.FLOAT32
-    word_order: WordOrder | None = None  # default: the value's own word order
+    type: TypeName = DataType.FLOAT32
+    word_order: OrderName | None = None  # default: the value's own word order
     multiplier: float = 1.0
 
 
@@ -38,8 +43,8 @@ class RegisterSpec(_Strict):
     quantity: str = Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")
     unit: str = Field(default="", max_length=16)
     address: int = Field(ge=0, le=0xFFFF)
-    type: DataType
-    word_order: WordOrder = WordOrder.ABCD
+    type: TypeName
+    word_order: OrderName = WordOrder.ABCD
     scale: float = 1.0
     offset: float = 0.0
     fraction: PartSpec | None = None
@@ -122,8 +127,8 @@ class WorkedExample(_Strict):
     """A register pair with its known value from a manual or a reference driver (checked by tests)."""
 
     address: int
-    type: DataType
-    word_order: WordOrder
+    type: TypeName
+    word_order: OrderName
     words: list[int]
     value: float
     tolerance: float = 0.0

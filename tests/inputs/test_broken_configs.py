@@ -165,7 +165,15 @@ CASES: list[Case] = [
     Case("int for a string (device)", rep('device = "/dev/null"', "device = 0"), "buses.line1.device", STR),
     Case("bool for a string (profile)", rep('profile = "tuf2000"', "profile = true"), "meters[m1].profile", STR),
     Case("float with a fraction for an int", rep("poll_interval = 60", "poll_interval = 60.5"),
-         "gateway.poll_interval", "fractional part"),
+         "gateway.poll_interval", INT),
+    # TOML values carry their type, so nothing is coerced: "3" or true where a count belongs is a
+    # mistake to show, not a value to guess.
+    Case("bool for an int (retries = true)", tcp("retries = true"), "buses.tcp1.retries", INT),
+    Case("float for an int (unit_id = 1.0)", rep("unit_id = 1", "unit_id = 1.0"), "meters[m1].unit_id", INT),
+    Case("digits in a string for an int", tcp('retries = "3"'), "buses.tcp1.retries", INT),
+    Case("number in a string for a float", tcp('timeout = "1.5"'), "buses.tcp1.timeout", NUM),
+    Case("string true for a bool", m1('enabled = "true"'), "meters[m1].enabled", "valid boolean"),
+    Case("1 for a bool", m1("enabled = 1"), "meters[m1].enabled", "valid boolean"),
     Case("number for a table (meter scale)", m1("scale = 2"), "meters[m1].scale", "valid dictionary"),
     Case("word for a bool (enabled)", m1('enabled = "maybe"'), "meters[m1].enabled", "valid boolean"),
     Case("int for a string literal (mqtt protocol 5)", mqtt("protocol = 5"), "uplink.mqtt.protocol", "'5' or '3.1.1'"),
