@@ -76,26 +76,58 @@ def public_jwk(public_key: Ed25519PublicKey) -> dict[str, str]:
 
 
 def generate_keypair(out_dir: Path, *, force: bool = False) -> tuple[Path, Path]:
-    """Write ``gateway.key`` (PKCS#8 PEM, mode 0600) and ``gateway.pub`` (SubjectPublicKeyInfo PEM)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``gateway.key`` (PKCS#8 PEM, mode 0600) and ``gateway.pub`` (SubjectPublicKeyInfo PEM).
+
+    Raises:
+        KeyFileError: one line naming the path, when the folder or a file cannot be written.
+    """
+    _make_folder(out_dir)
     key_path, pub_path = out_dir / "gateway.key", out_dir / "gateway.pub"
-    if key_path.exists() and not force:
-        raise KeyFileError(f"{key_path} already exists; keep it, or pass --force to replace the gateway's identity")
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    tmp = key_path.with_suffix(".key.tmp")
-    # Created 0600 from the start: the private key is never readable by others, not even briefly.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, key_path)
-    pub_path.write_bytes(pub)
+    try:
+        if key_path.exists() and not force:
+            raise KeyFileError(
+                f"{key_path} already exists; keep it, or pass --force to replace the gateway's identity"
+            )
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        pub = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        _write_private(key_path, pem)
+        pub_path.write_bytes(pub)
+    except OSError as exc:
+        raise KeyFileError(f"{exc.filename or out_dir}: {exc.strerror or exc}") from None
     return key_path, pub_path
+
+
+def _make_folder(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise KeyFileError(f"{out_dir}: exists and is not a folder") from None
+    except OSError as exc:
+        raise KeyFileError(f"{out_dir}: cannot create the folder ({exc.strerror or exc})") from None
+
+
+def _write_private(key_path: Path, pem: bytes) -> None:
+    """Write the key through a fresh 0600 file, then rename it over ``key_path``."""
+    tmp = key_path.with_suffix(".key.tmp")
+    # A leftover tmp would keep its own mode, and a symlink there would be followed: remove it and
+    # create anew (O_EXCL, O_NOFOLLOW), so no one else can ever read the key, not even briefly.
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)  # exactly 0600 whatever the umask took away
+            f.write(pem)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, key_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _user() -> str:

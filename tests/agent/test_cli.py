@@ -35,6 +35,35 @@ def test_keygen(tmp_path: Path) -> None:
     assert again.returncode == 1 and b"already exists" in again.stderr and b"Traceback" not in again.stderr
 
 
+def test_keygen_into_a_folder_it_cannot_make_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "somefile").write_text("")
+    for out in ("/proc/x", "/dev/null", str(tmp_path / "somefile" / "x")):
+        proc = ml("keygen", "--out", out)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1, (out, err)
+        assert len(err.strip().splitlines()) == 1 and out in err, (out, err)
+        assert "unexpected error" not in err and "Traceback" not in err, (out, err)
+
+
+def test_keygen_key_is_0600_whatever_was_left_at_its_tmp_path(tmp_path: Path) -> None:
+    # A leftover gateway.key.tmp keeps its own mode if reused; a symlink there would be followed.
+    folder = tmp_path / "k"
+    folder.mkdir()
+    leftover = folder / "gateway.key.tmp"
+    leftover.write_text("")
+    leftover.chmod(0o666)
+    proc = ml("keygen", "--out", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_IMODE((folder / "gateway.key").stat().st_mode) == 0o600
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    leftover.symlink_to(victim)
+    proc = ml("keygen", "--force", "--out", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    assert victim.read_text() == "untouched" and not (folder / "gateway.key").is_symlink()
+    assert stat.S_IMODE((folder / "gateway.key").stat().st_mode) == 0o600
+
+
 def test_verify_prints_payloads_and_rejects_tampering(tmp_path: Path, keys: tuple[Path, Path]) -> None:
     key_path, pub_path = keys
     key = signing.load_private_key(key_path)
