@@ -32,6 +32,7 @@ from meterlink.drivers.modbus.registermap import RegisterMap, RegisterSpec
 from meterlink.protocols.modbus.values import ValueSpec
 
 from .errors import ConfigError
+from .osuser import effective_user
 
 # Baud rates a UART on an RTU or a Raspberry Pi actually offers; anything else is a typo.
 BAUDRATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200)
@@ -451,7 +452,7 @@ def check_files(config: Config) -> list[str]:
             elif not path.is_file():
                 problems.append(f"{key}: {path} is not a file")
             elif not os.access(path, os.R_OK):
-                problems.append(f"{key}: {path} is not readable by this user")
+                problems.append(f"{key}: {path} is not readable by user {effective_user()}")
         except OSError as exc:
             problems.append(f"{key}: {path}: {exc.strerror}")
     env = m.password_env if m is not None else None
@@ -460,7 +461,7 @@ def check_files(config: Config) -> list[str]:
     store_dir = config.store.path.parent
     try:
         if store_dir.exists() and not os.access(store_dir, os.W_OK):
-            problems.append(f"store.path: folder {store_dir} is not writable by this user")
+            problems.append(f"store.path: folder {store_dir} is not writable by user {effective_user()}")
     except OSError as exc:
         problems.append(f"store.path: {store_dir}: {exc.strerror}")
     return problems

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import ConfigError
+from .osuser import effective_user
 
 
 def read_toml(file: Path) -> dict[str, Any]:
@@ -20,7 +21,7 @@ def read_toml(file: Path) -> dict[str, Any]:
     except IsADirectoryError:
         raise ConfigError(f"{file}: is a directory, not a config file") from None
     except PermissionError:
-        raise ConfigError(f"{file}: not readable by this user") from None
+        raise ConfigError(f"{file}: not readable by user {effective_user()}") from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
     try:

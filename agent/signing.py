@@ -19,7 +19,6 @@ import base64
 import hashlib
 import json
 import os
-import pwd
 import re
 import stat
 import zlib
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .errors import KeyFileError, MeterlinkError
+from .osuser import effective_user
 
 ACCEPTED_ALGS = frozenset({"EdDSA", "Ed25519"})
 DEFLATED = "json+deflate"  # the cty of a compressed payload
@@ -130,13 +130,6 @@ def _write_private(key_path: Path, pem: bytes) -> None:
         raise
 
 
-def _user() -> str:
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        return f"uid {os.geteuid()}"
-
-
 def load_private_key(path: Path, *, check_mode: bool = True) -> Ed25519PrivateKey:
     """Load the gateway key, refusing one that group or others may read.
 
@@ -149,7 +142,7 @@ def load_private_key(path: Path, *, check_mode: bool = True) -> Ed25519PrivateKe
     except FileNotFoundError:
         raise KeyFileError(f"signing key {path} does not exist (create one with: meterlink keygen --out DIR)") from None
     except PermissionError:
-        raise KeyFileError(f"signing key {path} is not readable by user {_user()}") from None
+        raise KeyFileError(f"signing key {path} is not readable by user {effective_user()}") from None
     except OSError as exc:
         raise KeyFileError(f"signing key {path}: {exc.strerror}") from None
     if check_mode and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):

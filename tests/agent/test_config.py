@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import subprocess
 import sys
 from pathlib import Path
@@ -124,6 +126,16 @@ def test_missing_key_file_is_reported_by_check_config(tmp_path: Path, capsys: py
     assert main(["check-config", str(path)]) == 1
     err = capsys.readouterr().err
     assert err.strip() == f"signing.key: {tmp_path.resolve()}/keys/other.key does not exist"
+
+
+def test_an_unreadable_file_names_the_file_and_the_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = cfgmod.load(write_site(tmp_path))
+    key = config.signing.key
+    real_access = os.access
+    # The tests may run as root, who reads anything: pretend the key alone is unreadable.
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != key and real_access(path, mode))
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    assert cfgmod.check_files(config) == [f"signing.key: {key} is not readable by user {user}"]
 
 
 def test_password_from_file_and_env_never_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
