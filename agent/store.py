@@ -91,6 +91,32 @@ class StoreFull(StoreError):
     """The store is at its cap and its overflow policy is to refuse new readings."""
 
 
+class _Corrupt(sqlite3.DatabaseError):
+    """The file opened but its content fails SQLite's own check."""
+
+
+# SQLITE_CORRUPT and SQLITE_NOTADB: the only failures that make a store worth moving aside.
+_CORRUPTION_CODES = {11, 26}
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, _Corrupt) or (code is not None and code & 0xFF in _CORRUPTION_CODES)
+
+
+def _cannot_open(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """One line a technician can act on."""
+    try:
+        if path.is_dir():
+            return f"store {path} is a directory, not a store file"
+        for file in (path.parent, path, path.with_name(path.name + "-wal")):
+            if file.exists() and not os.access(file, os.W_OK):
+                return f"store {path}: {file} is not writable by this user (uid {os.geteuid()})"
+    except OSError:
+        pass
+    return f"store {path}: {exc}"
+
+
 OVERFLOW_POLICIES = ("drop_oldest", "refuse")
 WAL_RESERVE = 4 * 1024 * 1024  # the cap keeps this much room for the -wal file
 DROP_CHUNK = 5_000  # readings dropped or purged per step when making room
@@ -131,13 +157,17 @@ class Store:
         try:
             self._open()
         except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                # Permissions, a directory in the way, a busy or read-only file: the store may hold
+                # pending readings, so it is never moved aside for these; the technician fixes it.
+                raise StoreError(_cannot_open(path, exc)) from None
             # A corrupt file (a bad SD card, a torn copy): keep it for inspection, start afresh; the
             # durable mark keeps seq above every number the lost store may have used.
             self.moved_aside = (self._move_aside(), str(exc))
             try:
                 self._open()
             except sqlite3.DatabaseError as again:
-                raise StoreError(f"store {path}: {again}") from again
+                raise StoreError(_cannot_open(path, again)) from None
         self._series: dict[tuple[str, str, str], int] = {}
         self._series_by_id: dict[int, tuple[str, str, str]] = {}
         for sid, meter, quantity, unit in self.db.execute("SELECT id, meter, quantity, unit FROM series"):
@@ -154,7 +184,7 @@ class Store:
         try:
             self._prepare()
             if self.db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-                raise sqlite3.DatabaseError("quick_check failed")
+                raise _Corrupt("quick_check failed")
         except sqlite3.DatabaseError:
             self.db.close()
             raise

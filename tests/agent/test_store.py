@@ -220,6 +220,34 @@ def test_a_corrupt_store_is_moved_aside_and_numbering_goes_on(tmp_path: Path) ->
     assert first > 50
 
 
+def test_a_store_that_cannot_be_opened_is_not_taken_for_corrupt(tmp_path: Path) -> None:
+    """A lock held by another process is not corruption: the store and its pending readings stay."""
+    import sqlite3
+
+    s = Store(tmp_path / "s.db", "gw")
+    s.append(cycle(5))
+    s.close()
+    other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    other.execute("PRAGMA locking_mode=EXCLUSIVE")
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreError, match=r"s\.db"):
+            Store(tmp_path / "s.db", "gw")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if "corrupt" in p.name) == []
+    s = Store(tmp_path / "s.db", "gw")
+    assert [r.seq for r in s.pending(10)] == [1, 2, 3, 4, 5]
+
+
+def test_a_directory_in_the_store_s_place_is_named_not_moved(tmp_path: Path) -> None:
+    (tmp_path / "s.db").mkdir()
+    with pytest.raises(StoreError, match="is a directory"):
+        Store(tmp_path / "s.db", "gw")
+    assert (tmp_path / "s.db").is_dir()
+
+
 def test_default_capacity_holds_400_days_hourly_and_35_days_5_minute_per_meter(tmp_path: Path) -> None:
     """Two meters, five quantities each, within the default cap for two meters: nothing dropped."""
     from meterlink.agent.config import MB_PER_METER, MIN_CAPACITY_MB
