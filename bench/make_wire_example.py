@@ -28,6 +28,7 @@ import math
 import tempfile
 from pathlib import Path
 from typing import Any, cast
+from unittest import mock
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -138,24 +139,30 @@ async def worked_example() -> dict[str, str]:
 
 
 async def events_example() -> bytes:
-    """The gateway's store is lost; the agent starts on a new one (what Agent.run records)."""
+    """The gateway's store is lost; the agent starts on a new one.
+
+    The ``store_replaced`` event is the one the real :class:`Store` writes when it is created after
+    a used one (the durable seq mark is ahead); only its clock is fixed, so the output is the same
+    on every run. ``agent_started`` is added as ``Agent.run`` adds it, with a fixed host and pid.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         site = Site(Path(tmp), METERS[:1], compress=False)
         for _ in range(3):
             await site.poll_cycle()
             site.upload(500)
         site.store.close()
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm"):  # the store file is gone; its .seqmark beside it is not
             (Path(tmp) / f"meterlink.db{suffix}").unlink(missing_ok=True)
-        store = Store(Path(tmp) / "meterlink.db", GATEWAY)
-        assert store.seq_jump is not None
-        had, now = store.seq_jump
-        started = site.slot + 41_652  # the agent is back 41.652 s after the slot it missed
-        store.add_event("store_replaced", started, {"seq_from": had, "seq_to": now})
+        opened = site.slot + 41_652  # the agent is back 41.652 s after the slot it missed
+        with mock.patch("time.time", return_value=(opened + 0.5) / 1000):
+            store = Store(Path(tmp) / "meterlink.db", GATEWAY)
+        assert store.seq_jump is not None, "the new store did not continue above the durable mark"
+        started = opened + 35  # Agent.run adds agent_started once the parts are built
         store.add_event("agent_started", started, {"host": "rtu-0007", "pid": 612})
         events = store.pending_events(100)
+        assert [e.kind for e in events] == ["store_replaced", "agent_started"] and events[0].ts == opened
         batch = store.reserve_batches(1000)  # the uploader's first block on the new store
-        message = events_message(GATEWAY, batch, started + 388, events)
+        message = events_message(GATEWAY, batch, started + 353, events)
         store.close()
     return bytes(message)
 

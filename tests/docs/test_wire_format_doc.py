@@ -8,6 +8,7 @@ If the wire format changes, ``bench/make_wire_example.py --update-doc`` rewrites
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import json
@@ -188,8 +189,102 @@ def test_the_events_example_is_what_the_code_writes() -> None:
               for e in shown["events"]]
     written = events_message(shown["gateway"], shown["batch"], shown["sent_at"], events)
     assert written == json.dumps(shown, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    kinds = {e["kind"] for e in shown["events"]}
-    assert kinds <= {"agent_started", "store_replaced", "meter_offline", "meter_online"}
+    documented = documented_events()
+    for event in shown["events"]:
+        assert event["kind"] in documented
+        assert set(event) - {"seq", "ts", "kind"} == documented[event["kind"]], event
+
+
+# -- the events table of section 3.2 against the code that creates events --------------------------
+
+AGENT = ROOT / "agent"
+EVENT_SINKS = {"add_event", "_event", "events"}  # Store.add_event, Agent._event, the pollers' and SZY206's sink
+EVENTS_SQL = re.compile(r"INSERT INTO events \(ts, kind, detail\) VALUES \(\?, (?:'(\w+)'|\?), \?\)")
+
+
+def documented_events() -> dict[str, set[str]]:
+    """Section 3.2's table: kind -> member names (each written `name`, values only inside parentheses)."""
+    section = DOC_TEXT[DOC_TEXT.index("### 3.2 Events"):DOC_TEXT.index("### 3.3")]
+    table = section[section.index("| `kind` | Other members | When |"):]
+    found: dict[str, set[str]] = {}
+    for line in table.split("\n")[2:]:
+        if not line.startswith("|"):
+            break
+        kind, members = (cell.strip() for cell in line.strip("|").split("|")[:2])
+        names = re.sub(r"\([^()]*\)", "", members)
+        found[kind.strip("`")] = set(re.findall(r"`([a-z_][a-z0-9_]*)`", names))
+    return found
+
+
+def _keys(node: ast.expr, scope: dict[str, ast.expr], where: str) -> set[str]:
+    """The keys of a dict literal, following ``**name`` to a dict literal assigned in the same function."""
+    if isinstance(node, ast.Name) and node.id in scope:
+        return _keys(scope[node.id], scope, where)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "dumps":
+        return _keys(node.args[0], scope, where)  # json.dumps({...}) in the store's own INSERTs
+    assert isinstance(node, ast.Dict), f"{where}: event detail is not a dict literal: {ast.unparse(node)}"
+    keys: set[str] = set()
+    for key, value in zip(node.keys, node.values, strict=True):
+        if key is None:
+            keys |= _keys(value, scope, where)
+        else:
+            assert isinstance(key, ast.Constant) and isinstance(key.value, str), where
+            keys.add(key.value)
+    return keys
+
+
+def events_in_code() -> dict[str, set[str]]:
+    """Every event kind the agent creates, with the members it writes, read from the source.
+
+    Events are made by a call to an event sink (``store.add_event``, ``Agent._event``, the pollers'
+    and the SZY206 terminal's ``events``), by ``quality.Finding`` (passed on by the poller), or by an
+    ``INSERT INTO events`` of the store itself. A call whose kind is not a literal string fails the
+    test, except the poller passing a finding on, so a new way of making events cannot slip past.
+    """
+    found: dict[str, set[str]] = {}
+
+    def record(kind: str, keys: set[str], where: str) -> None:
+        assert found.setdefault(kind, keys) == keys, f"{where}: {kind} written with members {keys} and {found[kind]}"
+
+    for path in sorted(AGENT.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+        for function in functions:
+            scope = {t.id: n.value for n in ast.walk(function) if isinstance(n, ast.Assign)
+                     for t in n.targets if isinstance(t, ast.Name)}
+            for call in (n for n in ast.walk(function) if isinstance(n, ast.Call)):
+                where = f"{path.relative_to(ROOT)}:{call.lineno}"
+                name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+                first = call.args[0] if call.args else None
+                sql = first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else ""
+                if "INSERT INTO events" in sql:
+                    match = EVENTS_SQL.search(sql)
+                    assert match, f"{where}: an events INSERT of unknown form"
+                    if match[1] is None:
+                        assert function.name == "add_event", f"{where}: events INSERT with a kind parameter"
+                        continue
+                    (params,) = call.args[1:2]
+                    assert isinstance(params, ast.Tuple), where
+                    record(match[1], _keys(params.elts[-1], scope, where), where)
+                elif name in EVENT_SINKS and call.args and not (name == "events" and len(call.args) != 2):
+                    if ast.unparse(first) == "finding.kind":
+                        continue  # the poller passes quality findings on: collected below as Finding(...)
+                    assert isinstance(first, ast.Constant) and isinstance(first.value, str), \
+                        f"{where}: event kind is not a literal string: {ast.unparse(call)}"
+                    detail = call.args[2:3] if name == "add_event" else call.args[1:2]  # add_event(kind, ts, detail)
+                    record(first.value, _keys(detail[0], scope, where) if detail else set(), where)
+                elif name == "Finding":
+                    assert isinstance(first, ast.Constant) and isinstance(first.value, str), where
+                    record(first.value, _keys(call.args[1], scope, where), where)
+    return found
+
+
+def test_the_events_table_lists_every_event_the_agent_writes_with_its_members() -> None:
+    code = events_in_code()
+    # The extractor must see each way events are made; if one of these disappears, fix the extractor.
+    assert {"store_replaced", "readings_dropped", "agent_started", "meter_offline", "totalizer_reset",
+            "szy206_connected"} <= set(code), sorted(code)
+    assert documented_events() == code
 
 
 def test_the_flagged_reading_is_what_the_code_writes() -> None:
