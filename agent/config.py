@@ -289,13 +289,23 @@ class MqttConfig(Strict):
     def password(self) -> SecretStr | None:
         """Read the password now (a file can be rotated between restarts)."""
         if self.password_file is not None:
-            return SecretStr(self.password_file.read_text(encoding="utf-8").rstrip("\r\n"))
+            return SecretStr(_read_password(self.password_file))
         if self.password_env is not None:
             value = os.environ.get(self.password_env)
             if value is None:
                 raise ConfigError(f"uplink.mqtt.password_env: environment variable {self.password_env} is not set")
             return SecretStr(value)
         return None
+
+
+def _read_password(path: Path) -> str:
+    """The file's text without its line ending; one ConfigError line when it cannot be used."""
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ConfigError(f"uplink.mqtt.password_file: {path} is not UTF-8 text") from None
+    except OSError as exc:  # removed or made unreadable since check-config
+        raise ConfigError(f"uplink.mqtt.password_file: {path}: {exc.strerror or exc}") from None
 
 
 class Szy206UplinkConfig(Strict):

@@ -13,7 +13,7 @@ from typing import Any
 
 from . import config as cfgmod
 from . import signing
-from .errors import KeyFileError
+from .errors import ConfigError, KeyFileError
 
 
 def problems(config: cfgmod.Config) -> list[str]:
@@ -33,6 +33,11 @@ def problems(config: cfgmod.Config) -> list[str]:
             signing.load_public_key(m.receipt_key)
         except KeyFileError as exc:
             found.append(f"uplink.mqtt.receipt_key: {exc}")
+    if m.password_file is not None:
+        try:
+            m.password()  # read as run will read it: a file that is not UTF-8 fails here, not at start
+        except ConfigError as exc:
+            found += exc.lines
     if m.ca is not None:
         found += _tls_problem("uplink.mqtt.ca", m.ca, lambda: ssl.create_default_context(cafile=str(m.ca)))
     if m.client_cert is not None and m.client_key is not None:

@@ -151,6 +151,19 @@ def test_password_from_file_and_env_never_printed(tmp_path: Path, monkeypatch: p
     assert config.uplink.mqtt.password().get_secret_value() == "from-env"  # type: ignore[union-attr]
 
 
+def test_a_password_file_that_is_not_utf8_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "pw").write_bytes(b"\xff\xfe")
+    text = BASE.replace('[uplink.mqtt]', '[uplink.mqtt]\nusername = "gw"\npassword_file = "pw"')
+    path = write_site(tmp_path, text)
+    expected = f"uplink.mqtt.password_file: {tmp_path.resolve()}/pw is not UTF-8 text"
+    with pytest.raises(ConfigError) as info:
+        cfgmod.load(path).uplink.mqtt.password()  # type: ignore[union-attr]
+    assert info.value.lines == [expected]
+    for command in (["check-config", str(path)], ["run", "-c", str(path)]):
+        assert main(command) == 1
+        assert capsys.readouterr().err.strip() == expected
+
+
 def test_the_command_never_prints_a_traceback(tmp_path: Path) -> None:
     path = write_site(tmp_path, "this is = = not toml")
     proc = subprocess.run([sys.executable, "-m", "meterlink", "check-config", str(path)], capture_output=True,

@@ -127,6 +127,12 @@ def _write(rel: str, content: str) -> Callable[[Path], None]:
     return write
 
 
+def _write_bytes(rel: str, content: bytes) -> Callable[[Path], None]:
+    def write(folder: Path) -> None:
+        (folder / rel).write_bytes(content)
+    return write
+
+
 def _chmod(rel: str, mode: int) -> Callable[[Path], None]:
     def chmod(folder: Path) -> None:
         (folder / rel).chmod(mode)
@@ -291,6 +297,9 @@ CASES: list[Case] = [
          "uplink.mqtt.password_file", "does not exist"),
     Case("password file is a directory", mqtt('username = "gw"', 'password_file = "secrets"'),
          "uplink.mqtt.password_file", "is not a file", setup=_mkdir("secrets")),
+    # run reads the password as UTF-8: check-config must refuse what run would crash on.
+    Case("password file not UTF-8", mqtt('username = "gw"', 'password_file = "mqtt.password"'),
+         "uplink.mqtt.password_file", "is not UTF-8 text", setup=_write_bytes("mqtt.password", b"\xff\xfe")),
     Case("ca file missing", mqtt('ca = "platform-ca.pem"', text=rep(*MQTTS)), "uplink.mqtt.ca", "does not exist"),
     # What check-config passes must start: the key and certificates are opened, not only found.
     Case("signing key readable by others", BASE, "signing.key", "accessible by group or others",
