@@ -397,3 +397,17 @@ def test_the_quoted_sizes_are_near_what_the_generator_measures() -> None:
         for compress, quoted in ((False, float(none)), (True, float(deflate))):
             measured, _ = asyncio.run(generator.sizes(int(batch), compress=compress))
             assert measured == pytest.approx(quoted, rel=0.10), (batch, compress, measured)
+
+
+def test_the_readme_quotes_the_size_table_of_the_doc() -> None:
+    """README's bytes-per-reading figures are the doc's row for 100 readings per message, rounded."""
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    quoted = re.search(
+        r"about (\d+) bytes per reading on the wire at (\d+) readings per message, instead of about (\d+)", readme
+    )
+    assert quoted, "README no longer quotes the compressed size per reading"
+    rows = {int(b): (float(n), float(d)) for b, n, d in
+            re.findall(r"^\| (\d+) \| ([\d.]+) \| ([\d.]+) \|$", DOC_TEXT, flags=re.MULTILINE)}
+    none, deflate = rows[int(quoted[2])]
+    assert (int(quoted[1]), int(quoted[3])) == (round(deflate), round(none))
+    assert "docs/wire-format.md` section 3.4" in readme
