@@ -88,7 +88,8 @@ def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="simulated meters, the agent and a verifying platform, in one command")
     p.add_argument("--broker", help="use this broker (mqtt://HOST:PORT) instead of starting a private mosquitto")
-    p.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    # Parsed by the demo, so a bad value is one line and exit 1 like its other options.
+    p.add_argument("--duration", metavar="SECONDS", help="seconds to run (default: until Ctrl-C)")
     p.add_argument("--dir", type=Path, help="keep config, keys and store here (default: a temporary folder)")
     p.add_argument("--szy206-station", metavar="HOST:PORT",
                    help="also report as an SZY206 site terminal to this central station, every 5 s")

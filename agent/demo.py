@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import secrets
 import shutil
 import signal
@@ -123,9 +124,21 @@ def _ensure_keys(folder: Path) -> Path:
     return folder / "gateway.pub"
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    if args.duration is not None and args.duration <= 0:
+def _duration(text: str | None) -> float | None:
+    """``--duration`` in seconds: a finite number above 0 (float() alone lets nan and inf through)."""
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
         raise MeterlinkError("--duration must be a positive number of seconds")
+    return seconds
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    args.duration = _duration(args.duration)
     if args.broker is not None:
         url = urlsplit(args.broker)
         if url.scheme != "mqtt" or not url.hostname:

@@ -117,3 +117,13 @@ def test_demo_reports_to_a_central_station(tmp_path: Path) -> None:
     assert m and int(m.group(1)) >= 2
     reports = [line for line in frames.splitlines() if '"afn": "C0"' in line and '"dir": "in"' in line]
     assert len(reports) >= 2
+
+
+def test_demo_refuses_a_duration_that_is_not_a_finite_positive_number(tmp_path: Path) -> None:
+    # Checked before anything starts, like --broker and --szy206-station: one line, exit 1.
+    for value in ("nan", "inf", "-1", "0", "abc"):
+        proc = subprocess.run([*METERLINK, "demo", "--duration", value, "--dir", str(tmp_path / "d")],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 1, (value, proc.stderr)
+        assert proc.stderr.strip().splitlines() == ["meterlink: --duration must be a positive number of seconds"]
+    assert not (tmp_path / "d").exists()
