@@ -231,8 +231,7 @@ class Agent:
         assert self.parts is not None
         await self.parts.outbox.call(self.parts.store.add_event, kind, now_ms(), detail)
         if self.parts.uploader is not None:
-            self.parts.uploader.events_waiting = True
-            self.parts.uploader.wake.set()
+            self.parts.uploader.wake.set()  # events go out now, not at the next upload slot
 
     async def run(self, *, final_flush: bool = False) -> None:
         """Run until :meth:`stop`; then stop polling, finish the publish in flight, close.

@@ -150,6 +150,7 @@ class Store:
         self.capacity_bytes = capacity_bytes
         self.overflow = overflow
         self.dropped = 0  # pending readings dropped to make room, since this process started
+        self.events_added = 0  # events written since opening: the uploader sends when this moves
         self.moved_aside: tuple[Path, str] | None = None  # (where, why) when a corrupt store was replaced
         self.seq_jump: tuple[int, int] | None = None  # (had, continued at) when the store was replaced
         self.mark = SeqMark(path.with_name(path.name + ".seqmark"))
@@ -340,6 +341,7 @@ class Store:
                                                       "reason": "store full"})),
             )
             self.db.execute("COMMIT")
+            self.events_added += 1
         except BaseException:
             self._rollback()
             raise
@@ -388,6 +390,7 @@ class Store:
             (ts, kind, json.dumps(detail or {}, separators=(",", ":"), ensure_ascii=False)),
         )
         assert cur.lastrowid is not None
+        self.events_added += 1
         return cur.lastrowid
 
     def reserve_batches(self, count: int) -> int:

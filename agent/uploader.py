@@ -83,7 +83,8 @@ class Uploader:
         self._batch_next = 0
         self._batch_end = 0
         self.wake = asyncio.Event()
-        self.events_waiting = True  # checked once at start; then set by whoever adds an event
+        self.events_waiting = True  # at start, and after a failed attempt: look in the store
+        self._events_seen = 0  # the store's events_added when last looked: it moves with every event
         # Readings with seq >= live_from were captured since the last upload slot; below it, backlog.
         self.live_from = outbox.store.next_seq
         self._backlog_wake = asyncio.Event()
@@ -209,10 +210,11 @@ class Uploader:
         return len(rows)
 
     async def _drain_events(self) -> None:
-        if not self.events_waiting:
+        store = self.outbox.store
+        if not self.events_waiting and store.events_added == self._events_seen:
             return  # spares a store round trip per upload: events are rare
         self.events_waiting = False
-        store = self.outbox.store
+        self._events_seen = store.events_added
         while not self.stopping:
             try:
                 events = await self.outbox.call(store.pending_events, 100)
