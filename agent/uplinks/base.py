@@ -1,6 +1,19 @@
-"""What an uplink promises: ``deliver`` returns only when the far side confirmed, else it raises."""
+"""What an uplink promises: ``deliver`` returns only when the far side confirmed, else it raises.
+
+Also how every uplink stays connected: :func:`keep_connected`.
+"""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_random_exponential
+
+# A connection that ends sooner than this after it was made counts as a failed attempt: a far side
+# that accepts and hangs up at once, or a second gateway with our MQTT client id, is not hammered.
+STABLE_AFTER_S = 10.0
 
 
 class UplinkError(Exception):
@@ -26,3 +39,39 @@ class TimedOut(UplinkError):
 
 class ConnectFailed(UplinkError):
     """One connection attempt failed (refused, DNS, TLS verification, bad credentials)."""
+
+
+async def keep_connected(
+    connect: Callable[[], Awaitable[Any]],
+    serve: Callable[[Any], Awaitable[None]],
+    *,
+    backoff_max: float,
+    on_retry: Callable[[Any], None],
+    closing: Callable[[], bool],
+) -> None:
+    """``connect`` then ``serve`` (until the link is lost), forever, until ``closing()``.
+
+    Failed attempts, and connections lost within :data:`STABLE_AFTER_S`, are retried after a full-jitter
+    exponential backoff up to ``backoff_max`` seconds (tenacity); ``on_retry`` logs each, before the wait.
+    A connection that stayed up longer resets the backoff: the next attempt is immediate.
+    """
+
+    async def session() -> None:
+        link = await connect()
+        since = time.monotonic()
+        await serve(link)
+        lasted = time.monotonic() - since
+        if not closing() and lasted < STABLE_AFTER_S:
+            raise ConnectFailed(f"connection lost {lasted:.1f} s after it was made")
+
+    while not closing():
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(ConnectFailed),
+            wait=wait_random_exponential(multiplier=0.5, max=backoff_max),
+            stop=stop_never,
+            before_sleep=on_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await session()

@@ -29,9 +29,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import SecretStr
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_random_exponential
 
-from .base import ConnectFailed, NotConnected, Rejected, TimedOut, UplinkError
+from .base import ConnectFailed, NotConnected, Rejected, TimedOut, UplinkError, keep_connected
 
 log = logging.getLogger("meterlink.mqtt")
 
@@ -107,21 +106,14 @@ class MqttLink:
         """Connect, stay connected, reconnect after every loss, until cancelled."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        while not self._closing:
-            retrying = AsyncRetrying(
-                retry=retry_if_exception_type(ConnectFailed),
-                wait=wait_random_exponential(multiplier=0.5, max=self.settings.backoff_max),
-                stop=stop_never,
-                before_sleep=self._log_retry,
-                reraise=True,
-            )
-            async for attempt in retrying:
-                with attempt:
-                    await self._connect_once()
-            reason = await self._wait_lost()
-            if not self._closing:
-                log.warning("event=mqtt_disconnected broker=%s:%d reason=%r", self.settings.host,
-                            self.settings.port, reason)
+        await keep_connected(self._connect_once, self._serve, backoff_max=self.settings.backoff_max,
+                             on_retry=self._log_retry, closing=lambda: self._closing)
+
+    async def _serve(self, _: None) -> None:
+        reason = await self._wait_lost()
+        if not self._closing:
+            log.warning("event=mqtt_disconnected broker=%s:%d reason=%r", self.settings.host,
+                        self.settings.port, reason)
 
     def _log_retry(self, state: Any) -> None:
         exc = state.outcome.exception() if state.outcome else None

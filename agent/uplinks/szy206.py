@@ -22,8 +22,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_random_exponential
-
 from meterlink.protocols.szy206 import (
     AFN,
     NEED_DATA,
@@ -43,7 +41,7 @@ from ..clock import next_slot, now_ms, offset_ms, set_offset
 from ..config import Szy206UplinkConfig
 from ..latest import LatestValues
 from ..outbox import Outbox
-from .base import ConnectFailed
+from .base import ConnectFailed, keep_connected
 
 log = logging.getLogger("meterlink.szy206")
 
@@ -154,18 +152,8 @@ class SiteTerminal:
     # -- the link ---------------------------------------------------------------------------------
 
     async def _link_loop(self) -> None:
-        while not self._closing:
-            retrying = AsyncRetrying(
-                retry=retry_if_exception_type(ConnectFailed),
-                wait=wait_random_exponential(multiplier=0.5, max=self.backoff_max),
-                stop=stop_never,
-                before_sleep=self._log_retry,
-                reraise=True,
-            )
-            async for attempt in retrying:
-                with attempt:
-                    reader = await self._connect()
-            await self._serve(reader)
+        await keep_connected(self._connect, self._serve, backoff_max=self.backoff_max, on_retry=self._log_retry,
+                             closing=lambda: self._closing)
 
     def _log_retry(self, state: Any) -> None:
         exc = state.outcome.exception() if state.outcome else None

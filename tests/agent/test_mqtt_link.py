@@ -85,7 +85,13 @@ def test_broker_loss_fails_the_publish_and_the_link_comes_back(broker: LocalBrok
             for _ in range(50):  # the loss is noticed on the next read; until then a publish may time out
                 await link.publish("t/gw/readings", b"x", timeout=0.5)
                 await asyncio.sleep(0.05)
-        assert not link.connected.is_set() or True
+        for _ in range(100):
+            if not link.connected.is_set():
+                break
+            await asyncio.sleep(0.05)
+        assert not link.connected.is_set()
+        with pytest.raises(NotConnected):  # while it is down, nothing is handed to paho to queue
+            await link.publish("t/gw/readings", b"held back")
         broker.start()
         await asyncio.wait_for(link.connected.wait(), 15)
         await link.publish("t/gw/readings", b"back")
@@ -112,3 +118,30 @@ def test_a_publish_without_puback_times_out(broker: LocalBroker) -> None:
         await link.close()
         task.cancel()
     run(main())
+
+
+def test_two_gateways_with_one_client_id_back_off_instead_of_kicking_each_other(
+        broker: LocalBroker, caplog: pytest.LogCaptureFixture) -> None:
+    """The broker drops the older of two sessions with one client id (a cloned SD card): each link
+    sees its connection lost moments after making it, and must back off as from a failed attempt."""
+    async def main() -> None:
+        twins = [MqttLink(MqttSettings(broker.host, broker.port, "cloned-card", "t/gw/status",
+                                       backoff_max=0.2, connect_timeout=3)) for _ in range(2)]
+        tasks = [asyncio.create_task(link.run()) for link in twins]
+        for _ in range(200):
+            lost = [r for r in caplog.records if "connection lost" in r.getMessage() and "after it was made" in
+                    r.getMessage()]
+            if len(lost) >= 4:
+                break
+            await asyncio.sleep(0.05)
+        for link in twins:
+            await link.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    with caplog.at_level("WARNING", logger="meterlink.mqtt"):
+        run(main())
+    retries = [r.getMessage() for r in caplog.records if "event=mqtt_connect_failed" in r.getMessage()]
+    assert sum("after it was made" in m for m in retries) >= 4, retries
+    assert any("attempt=2 " in m for m in retries), retries  # the backoff grew: it was not reset
