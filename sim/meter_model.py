@@ -43,6 +43,7 @@ class Fault(StrEnum):
     SHORT_ANSWER = "short_answer"  # the answer is cut short
     STRAY_BYTES = "stray_bytes"  # RTU: line noise before the answer
     LATE_REPLY = "late_reply"  # answer with the reply to an earlier request
+    SLOW_ANSWER = "slow_answer"  # answer correctly, but after slow_answer_s: past a client's timeout
 
 
 class ModbusError(Exception):
@@ -77,8 +78,10 @@ class Answer:
     bad_crc: bool = False
     short: bool = False
     stray: bytes = b""
+    delay: float = 0.0  # seconds before the answer leaves (slow_answer)
 
 
+SLOW_ANSWER_S = 1.5  # slow_answer: later than the usual 1 s timeout of a poller
 ADDRESS_MARGIN = 4  # registers readable just outside the map (many meters pad their blocks)
 NOISE = 0.03  # relative flow noise
 NOISE_KNOT_S = 30.0  # noise is interpolated between knots this far apart (simulated seconds)
@@ -175,6 +178,7 @@ class SimMeter:
         self._history: deque[tuple[int, int, int, bytes]] = deque(maxlen=LATE_HISTORY)
         self.requests = 0
         self.faults_applied: Counter[Fault] = Counter()
+        self.slow_answer_s = SLOW_ANSWER_S
 
     def __repr__(self) -> str:
         return f"SimMeter({self.profile.name!r}, unit={self.unit})"
@@ -347,7 +351,12 @@ class SimMeter:
         if Fault.STRAY_BYTES in faults:
             # Bus-turnaround noise reads as 0x00/0xFF; random bytes could pass as a frame's start.
             stray = bytes(self._rng.choice((0x00, 0xFF)) for _ in range(self._rng.randint(1, 4)))
-        return Answer(pdu, bad_crc=Fault.BAD_CRC in faults, short=Fault.SHORT_ANSWER in faults, stray=stray)
+        delay = 0.0
+        if Fault.SLOW_ANSWER in faults:
+            self.note_fault(Fault.SLOW_ANSWER)
+            delay = self.slow_answer_s
+        return Answer(pdu, bad_crc=Fault.BAD_CRC in faults, short=Fault.SHORT_ANSWER in faults, stray=stray,
+                      delay=delay)
 
 
 def _encode(spec: ValueSpec, value: float, decimals: int) -> dict[int, int]:

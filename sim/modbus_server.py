@@ -112,8 +112,10 @@ class ModbusSimServer:
             while True:
                 header = tcp.decode_mbap(await reader.readexactly(tcp.MBAP_SIZE))
                 pdu = await reader.readexactly(header.pdu_size)
-                frame = self._tcp_answer(header, pdu)
-                if frame:
+                frame, delay = self._tcp_answer(header, pdu)
+                if frame and delay:
+                    asyncio.get_running_loop().call_later(delay, _write_if_open, writer, frame)
+                elif frame:
                     writer.write(frame)
                     await writer.drain()
         except rtu.FrameError as exc:
@@ -130,23 +132,24 @@ class ModbusSimServer:
                 self._tcp_tasks.discard(task)
             log.info("event=sim_tcp_closed peer=%s", peer)
 
-    def _tcp_answer(self, header: tcp.MbapHeader, pdu: bytes) -> bytes:
+    def _tcp_answer(self, header: tcp.MbapHeader, pdu: bytes) -> tuple[bytes, float]:
+        """The frame to send (empty: stay silent) and how long to hold it back."""
         function = pdu[0] if pdu else 0
         meter = self.meters.get(header.unit)
         if meter is None:
             self.stats.tcp_unknown_unit += 1
             log.info("event=sim_unknown_unit transport=tcp unit=%d", header.unit)
             reply = rtu.exception_pdu(max(1, function & 0x7F), GATEWAY_TARGET_FAILED)
-            return tcp.encode_mbap(header.transaction_id, header.unit, reply)
+            return tcp.encode_mbap(header.transaction_id, header.unit, reply), 0.0
         try:
             request = rtu.parse_request_pdu(header.unit, pdu)
         except rtu.FrameError:
             meter.requests += 1
             reply = rtu.exception_pdu(max(1, function & 0x7F), 1)  # illegal function
-            return tcp.encode_mbap(header.transaction_id, header.unit, reply)
+            return tcp.encode_mbap(header.transaction_id, header.unit, reply), 0.0
         answer = self._answer(meter, request, "tcp")
         if answer.pdu is None:
-            return b""
+            return b"", 0.0
         tid = header.transaction_id
         if answer.bad_crc:
             # No CRC on TCP: a garbled header is the nearest thing; pymodbus drops the answer.
@@ -156,7 +159,7 @@ class ModbusSimServer:
         if answer.short:
             frame = _truncate(frame)
             meter.note_fault(Fault.SHORT_ANSWER)
-        return frame
+        return frame, answer.delay
 
     # --- Modbus RTU on a pty ---------------------------------------------------------------------
 
@@ -212,6 +215,12 @@ class ModbusSimServer:
         if answer.stray:
             frame = answer.stray + frame
             meter.note_fault(Fault.STRAY_BYTES)
+        if answer.delay:
+            asyncio.get_running_loop().call_later(answer.delay, self._pty_write, port, frame)
+        else:
+            self._pty_write(port, frame)
+
+    def _pty_write(self, port: _Pty, frame: bytes) -> None:
         if not port.line.write(frame):
             self.stats.write_failures += 1
 
@@ -240,6 +249,11 @@ class ModbusSimServer:
             port.line.close()
             log.info("event=sim_pty_closed path=%s", port.line.path)
         self._ptys.clear()
+
+
+def _write_if_open(writer: asyncio.StreamWriter, frame: bytes) -> None:
+    if not writer.is_closing():
+        writer.write(frame)
 
 
 def _truncate(frame: bytes) -> bytes:

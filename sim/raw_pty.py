@@ -74,6 +74,8 @@ class RawPty:
 
     def write(self, data: bytes) -> bool:
         """Write ``data`` whole; False (logged) when the line would not take it."""
+        if self._closed:
+            return False  # a held-back answer due after the server stopped
         try:
             written = os.write(self.master, data)
         except OSError as exc:

@@ -7,7 +7,11 @@ pymodbus is pinned to one minor version and used only here. Facts of that versio
   no valid answer is told apart from silence through the ``trace_packet`` hook;
 - automatic reconnection is off (``reconnect_delay=0``): the bus reconnects on the next request, so a
   meter that comes back is polled at its next slot, not after pymodbus's growing back-off;
-- a cancelled request surfaces as ``ModbusIOException``, so cancellation is re-raised here.
+- a cancelled request surfaces as ``ModbusIOException``, so cancellation is re-raised here;
+- a reply that arrives while no request is outstanding is dropped. RTU answers carry no transaction
+  id, so after a failed request on a serial bus the line is left quiet for a moment (QUIET_AFTER_FAILURE_S)
+  before the next one: a slow meter's late answer lands then and is dropped, instead of being taken
+  for the answer to the next request (of the same size, nothing else could tell them apart).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from meterlink.drivers.params import SerialParams, TcpParams
 from meterlink.protocols.modbus.plan import ReadRequest
 
 log = logging.getLogger("meterlink.modbus")
+
+QUIET_AFTER_FAILURE_S = 0.5  # at most; never longer than the bus's own timeout
 
 # pymodbus logs every timeout and dropped frame at WARNING/ERROR on its own logger; the bus counts
 # and logs those per meter itself, in one line, so pymodbus is kept quiet.
@@ -77,6 +83,7 @@ class ModbusBus:
         self._rx_bytes = 0
         self._client: AsyncModbusSerialClient | AsyncModbusTcpClient | None = None
         self._next_connect = 0.0
+        self._quiet_until = 0.0  # serial: no request before this (monotonic), after a failed one
 
     @property
     def tries(self) -> int:
@@ -145,6 +152,9 @@ class ModbusBus:
 
     async def _read_locked(self, unit_id: int, request: ReadRequest) -> list[int]:
         client = await self._ensure_connected()
+        quiet = self._quiet_until - time.monotonic()
+        if quiet > 0:
+            await asyncio.sleep(quiet)
         self.counters.requests += 1
         self._rx_bytes = 0
         call = client.read_holding_registers if request.function == 3 else client.read_input_registers
@@ -171,12 +181,18 @@ class ModbusBus:
             # A late answer to an earlier request, or a truncated one: never decode it.
             self.counters.bad_frames += 1
             self._count_unit(unit_id)
+            self._keep_quiet()
             raise BadFrame(f"asked for {request.count} registers, got {len(registers)}")
         self.counters.ok += 1
         return registers
 
+    def _keep_quiet(self) -> None:
+        if isinstance(self.params, SerialParams):
+            self._quiet_until = time.monotonic() + min(self.timeout, QUIET_AFTER_FAILURE_S)
+
     def _fail(self, unit_id: int, exc: Exception) -> list[int]:
         self._count_unit(unit_id)
+        self._keep_quiet()
         self.counters.last_error = str(exc)
         if self._rx_bytes:
             self.counters.bad_frames += 1

@@ -331,3 +331,34 @@ def test_late_reply_is_never_decoded_as_the_current_request(transport: str) -> N
             assert sim.faults_applied[Fault.LATE_REPLY] == 1 + len(reads) * 3
 
     run(body)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_slow_answer_is_never_taken_for_the_next_request(transport: str) -> None:
+    """slow_answer: the reply comes after the poller gave up on it. RTU answers carry no transaction
+    id, and the two requests here have one function and one count, so only timing can tell the late
+    answer from the next one: it must land while the bus keeps quiet after the failure, and be dropped."""
+    clock = FakeClock()
+    sim = SimMeter("tuf2000", 1, clock=clock)
+    sim.slow_answer_s = FAULT_TIMEOUT * 1.5  # after the timeout, inside the quiet time that follows it
+    reads = [ReadRequest(3, 8, 4), ReadRequest(3, 24, 4)]
+    assert sim.registers(3, 8, 4) != sim.registers(3, 24, 4)
+
+    async def body() -> None:
+        async with serving([sim], transport, timeout=FAULT_TIMEOUT) as (_, driver):
+            sim.set_fault(Fault.SLOW_ANSWER)
+            failed = 0
+            for request in reads * 3:
+                try:
+                    registers = await driver.bus.read(1, request)
+                except (MeterTimeout, BadFrame):
+                    failed += 1
+                    continue
+                assert registers == sim.registers(3, request.address, request.count)
+            assert failed == len(reads) * 3
+            sim.set_fault(Fault.SLOW_ANSWER, False)
+            await asyncio.sleep(sim.slow_answer_s)  # the last late answer arrives, and is dropped
+            for request in reads:
+                assert await driver.bus.read(1, request) == sim.registers(3, request.address, request.count)
+
+    run(body)
