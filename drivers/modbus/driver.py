@@ -43,7 +43,8 @@ class ModbusDriver:
         """Read every value of ``meter``; raise a DriverError if any request fails.
 
         A meter that times out on one request is not asked its remaining requests this cycle: a
-        dead meter costs its bus at most timeout x tries per cycle.
+        dead meter costs its bus at most timeout x tries per cycle (on a serial bus, plus the short
+        quiet time that follows a failure, see bus.py).
         """
         image: dict[int, int] = {}
         for request in meter.requests:
