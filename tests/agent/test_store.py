@@ -249,20 +249,20 @@ def test_a_directory_in_the_store_s_place_is_named_not_moved(tmp_path: Path) -> 
 
 
 def test_default_capacity_holds_400_days_hourly_and_35_days_5_minute_per_meter(tmp_path: Path) -> None:
-    """Two meters, five quantities each, within the default cap for two meters: nothing dropped."""
-    from meterlink.agent.config import MB_PER_METER, MIN_CAPACITY_MB
+    """One meter's share of the default cap, without the floor: five quantities for 400 days hourly
+    and 35 days every 5 minutes, nothing dropped. (The floor only adds room for sites of few meters.)"""
+    from meterlink.agent.config import MB_PER_METER
 
-    cap = max(MIN_CAPACITY_MB, MB_PER_METER * 2) * 1024 * 1024
+    cap = MB_PER_METER * 1024 * 1024
     s = Store(tmp_path / "s.db", "gw", capacity_bytes=cap)
     quantities = ("flow_rate", "volume_total", "velocity", "volume_net", "error_bits")
-    for meter in ("m1", "m2"):
-        hourly = [Reading(meter, q, 1234.567 + h, "m3", T0 + h * 3_600_000, T0 + h * 3_600_000)
-                  for h in range(400 * 24) for q in quantities]
-        five_min = [Reading(meter, q, 45.678 + k, "m3/h", T0 + k * 300_000, T0 + k * 300_000)
-                    for k in range(35 * 288) for q in quantities]
-        for rows in (hourly, five_min):
-            for i in range(0, len(rows), 5000):
-                s.append(rows[i : i + 5000])
+    hourly = [Reading("m1", q, 1234.567 + h, "m3", T0 + h * 3_600_000, T0 + h * 3_600_000)
+              for h in range(400 * 24) for q in quantities]
+    five_min = [Reading("m1", q, 45.678 + k, "m3/h", T0 + k * 300_000, T0 + k * 300_000)
+                for k in range(35 * 288) for q in quantities]
+    for rows in (hourly, five_min):
+        for i in range(0, len(rows), 5000):
+            s.append(rows[i : i + 5000])
     assert s.dropped == 0
-    assert s.stats().pending == 2 * 5 * (400 * 24 + 35 * 288)
+    assert s.stats().pending == 5 * (400 * 24 + 35 * 288)
     assert s.file_bytes() <= cap
