@@ -32,6 +32,7 @@ from typing import Any
 from meterlink.drivers.base import Reading
 
 from .errors import StoreError
+from .osuser import effective_user
 from .payload import StoredEvent, StoredReading
 from .seqmark import SeqMark
 
@@ -111,7 +112,7 @@ def _cannot_open(path: Path, exc: sqlite3.DatabaseError) -> str:
             return f"store {path} is a directory, not a store file"
         for file in (path.parent, path, path.with_name(path.name + "-wal")):
             if file.exists() and not os.access(file, os.W_OK):
-                return f"store {path}: {file} is not writable by this user (uid {os.geteuid()})"
+                return f"store {path}: {file} is not writable by user {effective_user()}"
     except OSError:
         pass
     return f"store {path}: {exc}"

@@ -266,3 +266,20 @@ def test_default_capacity_holds_400_days_hourly_and_35_days_5_minute_per_meter(t
     assert s.dropped == 0
     assert s.stats().pending == 5 * (400 * 24 + 35 * 288)
     assert s.file_bytes() <= cap
+
+
+def test_a_store_it_may_not_write_is_named_with_the_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The line a technician sees when the store belongs to another user (faked: tests may run as root)."""
+    import os
+    import sqlite3
+
+    from meterlink.agent import store as store_module
+    from meterlink.agent.osuser import effective_user
+
+    Store(tmp_path / "s.db", "gw").close()
+    real_access = os.access
+    monkeypatch.setattr(store_module.os, "access",
+                        lambda p, mode: False if Path(p).name == "s.db" else real_access(p, mode))
+    readonly = sqlite3.OperationalError("attempt to write a readonly database")
+    line = store_module._cannot_open(tmp_path / "s.db", readonly)
+    assert line == f"store {tmp_path / 's.db'}: {tmp_path / 's.db'} is not writable by user {effective_user()}"
