@@ -7,8 +7,8 @@ as a process, because what a technician sees is its exit code and its stderr.
 All processes start at once from a module fixture (each is ~0.5 s of interpreter start-up), and
 every case then checks its own result, so the file takes a few seconds rather than a minute.
 
-Cases with ``bug=...`` pin a product bug (a comment above each says where): they assert the right
-behaviour and fail until it is fixed.
+Cases with ``bug=...`` name a product bug this file found (a comment above each says where it was):
+they assert the right behaviour, so they fail if it comes back.
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ CASES: list[Case] = [
          "buses.tcp 1.[key]", PATTERN),
     # -- meters ----------------------------------------------------------------------------------
     Case("duplicate meter ids on different buses", rep('id = "m2"', 'id = "m1"'), "meters[m1].id", "twice",
-         # BUG (agent/config.py Config._cross_references): the line is "meter id 'm1' is used twice", the
+         # Was a bug (agent/config.py Config._cross_references): the line is "meter id 'm1' is used twice", the
          # only cross-reference error that names no key (compare "meters[m3].unit_id: 1 is already used
          # by m1"); every check-config line is documented as `path.to.key: reason`.
          bug="duplicate meter id: the line names no key"),
@@ -261,14 +261,14 @@ CASES: list[Case] = [
          "meters[m2]", "quantity 'flow_rate' appears twice"),
     Case("an empty inline map", rep('profile = "emf_generic"', 'numbering = "wire"\nregisters = []'),
          "meters[m2].registers", "at least 1 item",
-         # BUG (agent/config.py MeterConfig._profile_or_map): RegisterMap's errors are flattened onto the
+         # Was a bug (agent/config.py MeterConfig._profile_or_map): RegisterMap's errors are flattened onto the
          # meter, so the line is "meters[m2]: List should have at least 1 item after validation, not 0",
          # which does not say which list (registers).
          bug="empty registers list: the line does not name registers"),
     # A NaN or infinite scale/offset makes every reading of that value fail at run time
     # ("flow_rate decodes to nan"): a meter that never reports, which is what config errors prevent.
-    # BUG (agent/config.py via drivers/modbus/registermap.py RegisterSpec: scale/offset/multiplier
-    # accept nan and inf): these cases fail until finite values are required.
+    # Was a bug (agent/config.py via drivers/modbus/registermap.py RegisterSpec: scale/offset/multiplier
+    # accepted nan and inf): these cases fail if finite values stop being required.
     Case("scale nan", inline(reg("flow_rate", 0, "float32", "scale = nan")), "meters[m2].registers[#1].scale",
          "finite", bug="RegisterSpec.scale accepts nan"),
     Case("per-meter scale nan", m1("scale = { flow_rate = nan }"), "meters[m1].scale.flow_rate", "finite",
@@ -283,10 +283,10 @@ CASES: list[Case] = [
     Case("signing key in an unknown user's home", rep('key = "keys/gateway.key"',
                                                       'key = "~no-such-user-ml/gateway.key"'),
          "signing.key", "no-such-user-ml",
-         # BUG (agent/config.py _resolve): Path.expanduser() raises RuntimeError for an unknown user;
+         # Was a bug (agent/config.py _resolve): Path.expanduser() raises RuntimeError for an unknown user;
          # load() turns it into "config: Could not determine home directory." which names no key.
          bug="~user path gives a line without the key"),
-    # BUG (agent/config.py check_files): Path.exists() re-raises OSError ENAMETOOLONG (pathlib ignores
+    # Was a bug (agent/config.py check_files): Path.exists() re-raises OSError ENAMETOOLONG (pathlib ignores
     # only ENOENT/ENOTDIR/EBADF/ELOOP), so a path component over 255 bytes ends in "meterlink:
     # unexpected error: OSError: [Errno 36] File name too long" and exit 70.
     Case("signing key name too long", rep('key = "keys/gateway.key"', 'key = "keys/' + "k" * 300 + '.key"'),
@@ -338,7 +338,7 @@ CASES: list[Case] = [
     Case("szy206 division of 7 digits", szy206().replace('"430100"', '"4301000"'), "uplink.szy206.division", PATTERN),
     Case("szy206 division in non-ASCII digits", szy206().replace('"430100"', '"\u0664\u0663\u0660\u0661\u0660\u0660"'),
          "uplink.szy206.division", PATTERN,
-         # BUG (agent/config.py Szy206UplinkConfig.division): pattern ^\d{6}$ is checked by pydantic's
+         # Was a bug (agent/config.py Szy206UplinkConfig.division): pattern ^\d{6}$ is checked by pydantic's
          # Rust regex, where \d is any Unicode digit, so "٤٣٠١٠٠" passes; only ASCII digits are BCD.
          bug="division accepts Unicode digits"),
     Case("szy206 station 0", szy206().replace("station = 7", "station = 0"), "uplink.szy206.station", GE),
@@ -359,12 +359,12 @@ CASES: list[Case] = [
     Case("TOML: bad table header", rep("[store]", "[store"), "{file}", "invalid TOML"),
     Case("TOML: a byte order mark", "\ufeff" + BASE, "{file}", "invalid TOML"),
     Case("TOML: a 5000-digit integer", rep("poll_interval = 60", "poll_interval = " + "9" * 5000), "{file}", "",
-         # BUG (agent/config_errors.py read_toml): tomllib raises ValueError (int max str digits) which
+         # Was a bug (agent/config_errors.py read_toml): tomllib raises ValueError (int max str digits) which
          # read_toml does not catch: "meterlink: unexpected error: ValueError: Exceeds the limit..." exit 70.
          bug="a huge integer literal escapes read_toml as ValueError"),
     Case("TOML: arrays nested 3000 deep", rep("poll_interval = 60", "poll_interval = " + "[" * 3000 + "]" * 3000),
          "{file}", "",
-         # BUG (agent/config_errors.py read_toml): tomllib recurses and raises RecursionError, not
+         # Was a bug (agent/config_errors.py read_toml): tomllib recurses and raises RecursionError, not
          # TOMLDecodeError: "meterlink: unexpected error: RecursionError: ..." exit 70.
          bug="deep nesting escapes read_toml as RecursionError"),
     Case("not UTF-8 (Latin-1 text)", rep('id = "gw-test"', 'id = "gw-t\u00e9st"').encode("latin-1"), "{file}",
@@ -414,7 +414,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
 
 def test_no_broken_config_crashes(outcomes: dict[str, Outcome], capsys: pytest.CaptureFixture[str]) -> None:
     """The figure to quote. Fails while any case ends in a traceback or the exit-70 "unexpected error"
-    fallback (today: the two TOML read_toml bugs and the two check_files ENAMETOOLONG bugs below)."""
+    fallback."""
     crashed = {name: r.stderr.strip().splitlines()[-1:] for name, r in outcomes.items()
                if r.code not in (0, 1) or "Traceback" in r.stderr}
     with capsys.disabled():

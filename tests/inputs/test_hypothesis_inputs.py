@@ -12,7 +12,7 @@
   VerifyError / PayloadError), and every single-byte mutation of the base64url members of a small
   valid message, exhaustively.
 
-Tests that pin a product bug say ``BUG`` in their docstring and fail until it is fixed.
+Tests that pin a product bug this file found say ``Was a bug`` in their docstring; they fail if it comes back.
 """
 
 from __future__ import annotations
@@ -280,10 +280,10 @@ def test_the_writer_round_trips_the_base_config(site: Path) -> None:
     (BASE.replace('id = "m1"', 'id = "m\\n1"'), "String should match pattern"),
 ], ids=["empty key", "key with a newline", "meter id with a newline"])
 def test_a_key_or_id_that_breaks_the_line_still_gives_one_named_line(site: Path, text: str, says: str) -> None:
-    """BUG (agent/config_errors.py _path): key names and meter ids go into the path unescaped, so
-    ``"gate\\nway" = 1`` prints "gate" and "way: unknown key ..." on two lines, a meter id "m\\n1"
-    splits its line the same way, and an empty key ``"" = 1`` prints "unknown key (...)" with no path
-    at all. Fails until paths quote or escape such names."""
+    """Was a bug (agent/config_errors.py _path): key names and meter ids went into the path unescaped,
+    so ``"gate\\nway" = 1`` printed "gate" and "way: unknown key ..." on two lines, a meter id "m\\n1"
+    split its line the same way, and an empty key ``"" = 1`` printed "unknown key (...)" with no path
+    at all. Paths now quote or escape such names."""
     site.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as info:
         cfgmod.load(site)
@@ -362,10 +362,10 @@ def test_value_spec_decode_raises_only_register_error(spec: ValueSpec, image: di
 
 @pytest.mark.parametrize("dp", [-1, -400, 70000])
 def test_a_decimals_register_outside_0_to_9_is_a_register_error(dp: int) -> None:
-    """BUG (protocols/modbus/values.py ValueSpec.decode): the decimals register is not checked to be
-    a 16-bit word like every other register (Part.read does that): a negative word passes the
-    ``dp > 9`` test, so -1 silently multiplies the value by 10, and -400 makes ``10**dp`` 0.0 and
-    raises ZeroDivisionError instead of RegisterError. Fails (for -1 and -400) until fixed."""
+    """Was a bug (protocols/modbus/values.py ValueSpec.decode): the decimals register was not checked
+    to be a 16-bit word like every other register (Part.read does that): a negative word passed the
+    ``dp > 9`` test, so -1 silently multiplied the value by 10, and -400 made ``10**dp`` 0.0 and
+    raised ZeroDivisionError instead of RegisterError."""
     spec = ValueSpec("level", "m", 3, (Part(0, DataType.UINT16),), decimals_address=1)
     with pytest.raises(RegisterError):
         spec.decode({0: 1234, 1: dp})
@@ -654,13 +654,10 @@ def test_every_single_byte_mutation_of_a_member_is_rejected(member: str) -> None
     """Exhaustive: every position of the member in the raw message, every other byte value (255 per
     position; ~20,000 messages per member). Must raise only VerifyError/PayloadError, and reject.
 
-    BUG for "signature" (agent/signing.py b64url_decode): base64.urlsafe_b64decode is not strict, so
-    (a) the last character of the 86-character signature carries 4 unused bits, and the 15 other
-    characters that differ only there decode to the same 64 bytes; (b) "+" and "/" are accepted in
-    place of "-" and "_". The mutated message verifies: a JWS is malleable (two different messages,
-    one signature), which RFC 7515's base64url (no padding, no other characters) rules out. protected
-    and payload are safe because the signing input is their text. Fails for "signature" until
-    b64url_decode refuses non-canonical input (characters outside [A-Za-z0-9_-], non-zero unused bits).
+    For "signature" this needs a strict base64url decoder (agent/signing.py b64url_decode): a lenient
+    one accepts the 15 other last characters that differ only in the 4 unused bits, and "+" or "/"
+    for "-" or "_", so one signature would have several spellings (a malleable JWS, which RFC 7515's
+    base64url rules out). protected and payload are safe anyway: the signing input is their text.
     """
     message = VALID[0]  # uncompressed, about 250 bytes of base64url
     accepted = []
@@ -700,19 +697,17 @@ HOSTILE = {
 
 @pytest.mark.parametrize("message", list(HOSTILE.values()), ids=list(HOSTILE))
 def test_hostile_json_is_rejected_not_raised(message: bytes) -> None:
-    """BUG (agent/signing.py Verifier.verify and Verifier._header): json.loads raises ValueError
+    """Was a bug (agent/signing.py Verifier.verify and Verifier._header): json.loads raises ValueError
     ("Exceeds the limit (4300 digits) for integer string conversion") for a long integer and
-    RecursionError for deep nesting; verify() catches only JSONDecodeError/UnicodeDecodeError, so
-    these escape before any signature check: anyone who can publish on the topic can make
-    sim/platform.py's on_message (which catches VerifyError/PayloadError only) raise. Fails until
-    verify() turns them into VerifyError."""
+    RecursionError for deep nesting; these escaped verify() before any signature check, so anyone
+    who could publish on the topic could make a receiver raise. verify() turns them into VerifyError."""
     assert verify_and_check(message) is False
 
 
 def test_meterlink_verify_rejects_a_hostile_message_and_goes_on(tmp_path: Path) -> None:
-    """BUG (same cause, agent/verify_cmd.py): `meterlink verify` stops at the hostile message with
-    "meterlink: unexpected error: ValueError: ..." and exit 70 instead of "message 1: REJECTED: ..."
-    and going on to verify the next message. Fails until Verifier.verify is fixed."""
+    """Was a bug (same cause, agent/verify_cmd.py): `meterlink verify` stopped at the hostile message
+    with "meterlink: unexpected error: ValueError: ..." and exit 70 instead of "message 1: REJECTED:
+    ..." and going on to verify the next message."""
     _, pub = signing.generate_keypair(tmp_path / "keys")
     key = signing.load_private_key(tmp_path / "keys" / "gateway.key")
     good = signing.Signer(key).sign(READINGS)
