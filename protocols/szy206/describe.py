@@ -154,7 +154,8 @@ _KINDS_AFNS = (AFN.SET_QUERY_KINDS, AFN.SET_REPORT_KINDS, AFN.READ_QUERY_KINDS, 
 def _handler(frame: Frame) -> Callable[[Frame], JSON | None] | None:
     """Which reader fits this frame, if any."""
     afn, up, size = frame.afn, frame.up, len(frame.data)
-    if afn in REPORT_AFNS or afn == AFN.QUERY_REALTIME:
+    if afn in REPORT_AFNS or afn == AFN.QUERY_REALTIME or (afn == AFN.QUERY_STORED and up):
+        # A B1H answer carries one stored slot laid out as a C0H report.
         if up:
             return _realtime if size else None
         return _confirm if afn in _CONFIRMED_AFNS else None
@@ -167,7 +168,7 @@ def _handler(frame: Frame) -> Callable[[Frame], JSON | None] | None:
     if afn in _KINDS_AFNS:
         return _kinds if size else None
     if afn == AFN.QUERY_STORED:
-        return None if up else _stored_query
+        return _stored_query
     if afn in PICTURE_AFNS:
         return _picture if up else (_picture_number if size == 1 else None)
     if afn in (AFN.SET_ADDRESS, AFN.READ_ADDRESS):

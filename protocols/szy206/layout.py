@@ -10,9 +10,9 @@ PW: by default a frame carries PW when it is a downlink parameter-set or control
 
 Tp: callers that know the device's edition pass ``tp_len`` (0, 5 or 7). Otherwise it is inferred
 from the data-length rule of the AFN, direction and C type code: the D length must be
-``fixed + k * item`` for one of the AFN's alternatives (a C0H flow report is 10*N + 4, a confirm
-0 or 1, a link frame 1, a B0H query 0, ...). The rule tries Tp lengths 5, 7, 0 in that order and
-keeps the first whose D length fits and, for 5 and 7, whose trailing bytes read as a valid time
+``fixed + k * item`` for one of the AFN's alternatives (a C0H flow report or a B1H answer is
+10*N + 4, a confirm 0 or 1, a link frame 1, a B0H query 0, ...). The rule tries Tp lengths 5, 7, 0
+in that order and keeps the first whose D length fits and, for 5 and 7, whose trailing bytes read as a valid time
 (BCD digits, second < 60, minute < 60, hour < 24, day 1-31, month 1-12). With item sizes 3, 4
 and 10 at most one Tp length can fit, so the order only matters for 2-byte items (5 wins, this
 being an SZY206-2016 codec). AFNs without a rule, and lengths no alternative fits, get no Tp:
@@ -107,8 +107,9 @@ _DOWN_RULES: dict[int, Rule] = {
     0xB1: ((12, 0),),
 } | {afn: _NONE for afn in PARAMETER_QUERY_AFNS if afn != 0x61}
 
-# Real-time data areas (C0H, 81H, 82H reports and the B0H answer): items of the C type code + 4.
-_ELEMENT_AFNS = frozenset({0xC0, 0x81, 0x82, 0xB0})
+# Real-time data areas (C0H, 81H, 82H reports, the B0H answer, and the B1H answer, which carries
+# one stored slot as a C0H report would): items of the C type code + 4.
+_ELEMENT_AFNS = frozenset({0xC0, 0x81, 0x82, 0xB0, 0xB1})
 _ELEMENT_RULES: dict[int, Rule] = {code: ((4, size),) for code, size in ITEM_SIZES.items()}
 
 

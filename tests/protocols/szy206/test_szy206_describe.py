@@ -13,17 +13,21 @@ from meterlink.protocols.szy206 import (
     Address,
     ChecksumError,
     Clock,
+    Direction,
     EndByteError,
+    Frame,
     LengthError,
     SZY206Error,
     TimeLabel,
     build_flow_report,
     build_picture_frames,
     build_set_clock,
+    build_stored_query,
     crc8,
     decode_report,
     describe,
     encode,
+    encode_flow_data,
     make_pw,
 )
 
@@ -111,3 +115,31 @@ def test_any_decodable_frame_has_a_json_view(user: bytes) -> None:
         return
     assert set(view) == KEYS
     json.dumps(view, allow_nan=False)
+
+
+# A site terminal's answer to a B1H stored-data query (agent/uplinks/szy206.py): a type-3 data area
+# for one past slot and that slot's Tp, as in a C0H report.
+B1_ANSWER = "681A68B34301000700B1691405000049870700000000010032511229003916"
+
+
+def test_stored_data_answer_reads_like_a_flow_report() -> None:
+    view = decode_report(B1_ANSWER)
+    assert view["afn"] == "B1" and view["direction"] == "up"
+    assert view["data"] == {"meters": [{"flow": 51.469, "volume": 78749}], "alarm": 0, "status": 1}
+    assert view["tp"] == {"second": 32, "minute": 51, "hour": 12, "day": 29, "delay_min": 0}
+
+
+def test_stored_data_answer_with_a_seven_byte_label() -> None:
+    tp = TimeLabel(second=1, minute=2, hour=3, day=4, month=5, year=26, delay_min=0)
+    frame = Frame(direction=Direction.UP, function=3, address=SITE, afn=0xB1,
+                  data=encode_flow_data([(1.5, 7), (None, 9)], 0, 1), tp=tp)
+    view = decode_report(encode(frame))
+    assert view["data"]["meters"] == [{"flow": 1.5, "volume": 7}, {"flow": None, "volume": 9}]
+    assert view["tp"] is not None and view["tp"]["month"] == 5
+
+
+def test_stored_data_query_still_reads_as_a_query() -> None:
+    start = Clock(second=0, minute=0, hour=8, day=1, month=5, year=26, weekday=5)
+    end = Clock(second=0, minute=0, hour=9, day=1, month=5, year=26, weekday=5)
+    view = describe(build_stored_query(SITE, start, end))
+    assert view["direction"] == "down" and view["data"]["start"]["hour"] == 8 and view["data"]["end"]["hour"] == 9
