@@ -96,13 +96,30 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_demo)
 
 
+def _decode_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--file", type=Path, help="read the frame as raw bytes from this file instead")
+    p.add_argument("--tp", type=int, choices=[0, 5, 7], help="time label length (default: inferred)")
+
+
 def _add_decode(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("decode", help="decode a protocol frame to JSON (commissioning, support)")
     p.add_argument("protocol", choices=["szy206"], help="the frame's protocol")
-    p.add_argument("hex", nargs="*", help="the frame in hex, with or without spaces")
-    p.add_argument("--file", type=Path, help="read the frame as raw bytes from this file instead")
-    p.add_argument("--tp", type=int, choices=[0, 5, 7], help="time label length (default: inferred)")
+    # A "*" positional is used up before a following option, so `szy206 --tp 5 HEX` would leave
+    # HEX unparsed: take the rest as is and let cmd_decode read it with options anywhere.
+    p.add_argument("hex", nargs=argparse.REMAINDER, metavar="HEX",
+                   help="the frame in hex, with or without spaces (--file and --tp may follow)")
+    _decode_options(p)
     p.set_defaults(handler=cmd_decode)
+
+
+def _decode_rest(args: argparse.Namespace) -> None:
+    """Read the words after the protocol: hex digits with --file/--tp anywhere among them."""
+    p = argparse.ArgumentParser(prog=f"meterlink decode {args.protocol}", description="decode a protocol frame to JSON",
+                                argument_default=argparse.SUPPRESS)  # only what is given here
+    p.add_argument("hex", nargs="*", metavar="HEX", help="the frame in hex, with or without spaces")
+    _decode_options(p)
+    words, args.hex = args.hex, []
+    vars(args).update(vars(p.parse_intermixed_args(words)))  # options given here override earlier ones
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,6 +222,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     from meterlink.protocols.szy206.describe import decode_report
     from meterlink.protocols.szy206.errors import SZY206Error
 
+    _decode_rest(args)
     if args.file is not None and args.hex:
         raise MeterlinkError("give the frame as hex or as --file, not both")
     if args.file is not None:

@@ -48,3 +48,26 @@ def test_broken_frames_say_which_fault(frame: str, says: str) -> None:
     assert proc.returncode == 1 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["decode", "szy206", "--tp", "5", C0_TP5],
+    ["decode", "--tp", "5", "szy206", C0_TP5],
+    ["decode", "szy206", C0_TP5, "--tp", "5"],
+    ["decode", "szy206", C0_TP5[:20], "--tp", "5", C0_TP5[20:]],
+])
+def test_tp_may_come_before_or_after_the_frame(argv: list[str]) -> None:
+    proc = subprocess.run([*METERLINK, *argv], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert json.loads(proc.stdout) == json.loads(decode(C0_TP5).stdout)
+
+
+def test_a_forced_tp_length_is_used() -> None:
+    # Forced to 0, the label stays in the data, which then does not read as a flow report.
+    view = json.loads(decode("--tp", "0", C0_TP5).stdout)
+    assert view["tp"] is None and "meters" not in view["data"]
+
+
+def test_a_bad_tp_value_is_a_command_line_error() -> None:
+    proc = decode(C0_TP5, "--tp", "6")
+    assert proc.returncode == 2 and proc.stdout == "" and "--tp" in proc.stderr
