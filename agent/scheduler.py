@@ -7,12 +7,18 @@ store together and committed in one transaction.
 
 If a cycle overruns a meter's next slot, that slot is skipped and counted: polling late would
 label a reading with a slot it was not taken in.
+
+The agent's clock can jump (a trusted station's offset, a system clock step). Such a jump is told
+from time passing by comparing the agent clock with the monotonic clock; the slots are then
+re-aligned to the new clock, so a jump back does not stall polling and a jump forward is not
+counted as missed slots.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +57,16 @@ class ScheduledMeter:
     quality: QualityCheck | None = None
 
 
+def _monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+def _off_schedule(m: ScheduledMeter, now: int, jump: int) -> bool:
+    """Whether a clock jump put ``m`` off its schedule: its slot is now more than an interval away
+    (the clock went back), or the clock went forward by more than an interval."""
+    return m.due - now > m.interval_ms or jump > m.interval_ms
+
+
 class BusPoller:
     def __init__(
         self,
@@ -71,40 +87,75 @@ class BusPoller:
         self.clock = clock
         self.cycles = 0
         self.last_cycle_end = clock()  # the watchdog's measure of a live poller
+        self._seen = (self.last_cycle_end, _monotonic_ms())  # agent clock vs monotonic, last look
 
     async def run(self) -> None:
         now = self.clock()
         for m in self.meters:
             m.due = next_slot(now, m.interval_ms)
         while True:
-            wake = min(m.due for m in self.meters)
-            delay = (wake - self.clock()) / 1000
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await self._wait()
             await self.cycle()
+
+    async def _wait(self) -> None:
+        """Sleep until the first meter is due, at most one interval at a time: a clock jump made
+        during the sleep is then followed within an interval, not after the sleep it cut short."""
+        step = min(m.interval_ms for m in self.meters)
+        while True:
+            now = self.clock()
+            self._follow_clock(now, self._clock_jump(now))
+            delay = min(m.due for m in self.meters) - now
+            if delay <= 0:
+                return
+            await asyncio.sleep(min(delay, step) / 1000)
 
     async def cycle(self) -> list[Reading]:
         """Poll every meter that is due, store their readings in one transaction."""
         now = self.clock()
+        self._follow_clock(now, self._clock_jump(now))
         due = [m for m in self.meters if m.due <= now]
         flags = Flag.NONE if self.clock_check.synced() else Flag.CLOCK_UNSYNCED
         readings: list[Reading] = []
         for m in due:
             readings.extend(await self._poll(m, flags))
         after = self.clock()
+        jump = self._clock_jump(after)
         for m in due:
-            following = next_slot(max(after, m.due), m.interval_ms)
-            skipped = (following - m.due) // m.interval_ms - 1
-            if skipped > 0:
-                m.state.missed_slots += skipped
-                log.warning("event=slots_missed bus=%s meter=%s missed=%d reason=cycle_overran",
-                            self.name, m.meter.id, skipped)
-            m.due = following
+            if not _off_schedule(m, after, jump):  # those are re-aligned below, not counted missed
+                self._schedule_next(m, after)
+        self._follow_clock(after, jump)
         if readings:
             await self.sink(readings)
         self.cycles += 1
         self.last_cycle_end = self.clock()
         return readings
+
+    def _schedule_next(self, m: ScheduledMeter, after: int) -> None:
+        following = next_slot(max(after, m.due), m.interval_ms)
+        skipped = (following - m.due) // m.interval_ms - 1
+        if skipped > 0:
+            m.state.missed_slots += skipped
+            log.warning("event=slots_missed bus=%s meter=%s missed=%d reason=cycle_overran",
+                        self.name, m.meter.id, skipped)
+        m.due = following
+
+    def _clock_jump(self, now: int) -> int:
+        """How far the agent clock moved since the last look beyond the time that passed (ms)."""
+        mono = _monotonic_ms()
+        seen_now, seen_mono = self._seen
+        self._seen = (now, mono)
+        return (now - seen_now) - (mono - seen_mono)
+
+    def _follow_clock(self, now: int, jump: int) -> None:
+        """Re-align to the current clock every meter a clock jump has put off its schedule."""
+        moved = [m for m in self.meters if _off_schedule(m, now, jump)]
+        for m in moved:
+            m.due = next_slot(now, m.interval_ms)
+        if moved:
+            # The same instant on the new clock: the watchdog must not read the jump as a stall.
+            self.last_cycle_end += jump
+            log.warning("event=clock_jump bus=%s by_ms=%d meters=%s",
+                        self.name, jump, ",".join(str(m.meter.id) for m in moved))
 
     async def _poll(self, m: ScheduledMeter, flags: int) -> list[Reading]:
         state = m.state

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import pytest
+
+from meterlink.agent import clock
 from meterlink.agent.clock import ClockCheck, current_slot, next_slot
 from meterlink.agent.scheduler import BusPoller, ScheduledMeter
 from meterlink.drivers.base import Flag, Reading
@@ -119,3 +123,91 @@ def test_a_poller_cancelled_mid_request_stops() -> None:
         await sim.stop()
 
     asyncio.run(main())
+
+
+HOUR_MS = 3_600_000
+
+
+class SlotDriver:
+    """Answers every read at once with one reading labelled with its slot; ``during`` runs inside a read."""
+
+    def __init__(self, during: Callable[[int], None] = lambda n: None) -> None:
+        self.reads = 0
+        self.during = during
+
+    async def read(self, meter: Any, slot_ms: int, flags: int = 0) -> list[Reading]:
+        self.reads += 1
+        self.during(self.reads)
+        return [Reading(meter.id, "flow", 1.0, "m3/h", clock.now_ms(), slot_ms, flags)]
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def offset() -> Iterator[None]:
+    yield
+    clock.set_offset(0)
+
+
+def run_poller(driver: SlotDriver, seconds: float, jump_at: float | None = None,
+               jump_ms: int = 0) -> tuple[BusPoller, list[Reading]]:
+    """Poll one meter every 500 ms for ``seconds``; shift the agent clock by ``jump_ms`` at ``jump_at`` s."""
+
+    async def main() -> tuple[BusPoller, list[Reading]]:
+        captured: list[Reading] = []
+
+        async def sink(readings: Sequence[Reading]) -> None:
+            captured.extend(readings)
+
+        async def on_event(kind: str, detail: dict[str, Any]) -> None:
+            pass
+
+        poller = BusPoller("A", driver, [ScheduledMeter(meter("m", 1), 500)], sink, on_event,
+                           ClockCheck("assume_synced"))
+        task = asyncio.create_task(poller.run())
+        if jump_at is not None:
+            await asyncio.sleep(jump_at)
+            clock.set_offset(jump_ms)
+            seconds_left = seconds - jump_at
+        else:
+            seconds_left = seconds
+        await asyncio.sleep(seconds_left)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return poller, captured
+
+    return asyncio.run(main())
+
+
+def jump_lines(caplog: pytest.LogCaptureFixture, event: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"event={event} ")]
+
+
+@pytest.mark.parametrize("jump_ms", [-HOUR_MS, HOUR_MS])
+def test_a_clock_jump_during_the_wait_realigns_the_slots(
+        jump_ms: int, offset: None, caplog: pytest.LogCaptureFixture) -> None:
+    """A trusted station shifts the agent clock by an hour while the poller sleeps: polling goes on in
+    slots of the new clock, within an interval, and the jump is logged once, not as missed slots."""
+    caplog.set_level(logging.INFO, logger="meterlink.poll")
+    poller, captured = run_poller(SlotDriver(), 2.5, jump_at=1.1, jump_ms=jump_ms)
+    after = [r.slot for r in captured if abs(r.slot - r.ts) < HOUR_MS / 2 and abs(r.ts - clock.now_ms()) < 3000]
+    assert len(after) >= 2, captured  # about 1.4 s of 500 ms slots on the new clock
+    assert all(s % 500 == 0 for s in after) and all(b - a == 500 for a, b in itertools.pairwise(after))
+    assert poller.meters[0].state.missed_slots == 0
+    assert not jump_lines(caplog, "slots_missed")
+    [line] = jump_lines(caplog, "clock_jump")
+    assert "bus=A" in line and abs(int(line.split("by_ms=")[1].split()[0]) - jump_ms) < 200, line
+
+
+def test_a_clock_jump_during_a_poll_is_not_taken_for_an_overrun(
+        offset: None, caplog: pytest.LogCaptureFixture) -> None:
+    """The offset moves forward an hour while a meter answers (the SZY206 uplink sets it at any time)."""
+    caplog.set_level(logging.INFO, logger="meterlink.poll")
+    driver = SlotDriver(during=lambda n: clock.set_offset(HOUR_MS) if n == 2 else None)
+    poller, captured = run_poller(driver, 2.0)
+    assert poller.meters[0].state.missed_slots == 0
+    assert not jump_lines(caplog, "slots_missed")
+    assert len(jump_lines(caplog, "clock_jump")) == 1
+    later = [r.slot for r in captured[2:]]
+    assert later and all(s > captured[1].slot + HOUR_MS - 1000 for s in later), captured
