@@ -15,6 +15,7 @@ not read as its AFN says, only ``hex``. A PW, when present, is shown as ``data["
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable
 from typing import Any
 
@@ -214,18 +215,23 @@ def describe(frame: Frame, *, length: int | None = None) -> JSON:
     }
 
 
+def _from_hex(text: str) -> bytes:
+    digits = "".join(text.split())
+    try:
+        return bytes.fromhex(digits)
+    except ValueError:
+        # A digit too few or too many is a likelier slip than a stray letter: say which it was.
+        if len(digits) % 2 and all(c in string.hexdigits for c in digits):
+            raise SZY206Error(f"odd number of hex digits ({len(digits)})") from None
+        raise SZY206Error("input is not hexadecimal text") from None
+
+
 def decode_report(data: bytes | bytearray | str, *, tp_len: int | None = None, pw: bool | None = None) -> JSON:
     """Decode one frame (bytes, or hex text with any whitespace) and describe it.
 
     Raises the codec's errors unchanged, so the caller can print ``type(exc).reason`` - e.g.
     "wrong check (CRC)", "wrong length", "missing end byte 16H" - and the message.
     """
-    if isinstance(data, str):
-        try:
-            raw = bytes.fromhex("".join(data.split()))
-        except ValueError:
-            raise SZY206Error("input is not hexadecimal text") from None
-    else:
-        raw = bytes(data)
+    raw = _from_hex(data) if isinstance(data, str) else bytes(data)
     frame = decode(raw, tp_len=tp_len, pw=pw)
     return describe(frame, length=raw[1])

@@ -42,6 +42,7 @@ def test_hex_with_spaces_and_raw_bytes_from_a_file(tmp_path: Path) -> None:
     ("681B" + C0_TP5[4:], "wrong length"),
     (C0_TP5[:-6], "wrong length"),
     ("zz", "input is not hexadecimal"),
+    (C0_TP5[:-1], "odd number of hex digits (61)"),
 ])
 def test_broken_frames_say_which_fault(frame: str, says: str) -> None:
     proc = decode(frame)

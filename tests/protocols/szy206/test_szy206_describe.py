@@ -102,8 +102,15 @@ def test_decode_report_says_which_check_failed(text: str, error: type[SZY206Erro
 
 
 def test_decode_report_refuses_non_hex_text() -> None:
-    with pytest.raises(SZY206Error):
+    with pytest.raises(SZY206Error, match="not hexadecimal"):
         decode_report("68zz")
+
+
+def test_odd_hex_digits_are_counted_not_called_non_hex() -> None:
+    with pytest.raises(SZY206Error, match=r"^odd number of hex digits \(61\)$"):
+        decode_report(VECTOR_1[:-1])
+    with pytest.raises(SZY206Error, match=r"\(5\)"):
+        decode_report("68 1A 6")
 
 
 @given(st.binary(min_size=7, max_size=255))
