@@ -8,6 +8,7 @@ from pathlib import Path
 
 from meterlink.drivers.base import DriverError
 from meterlink.drivers.modbus import profiles
+from meterlink.drivers.params import describe
 
 from . import config as cfgmod
 from .clock import now_ms
@@ -32,8 +33,7 @@ async def read_once(config_path: Path, only: list[str] | None) -> int:
         if not meters:
             continue
         driver, built = build_bus(bus_name, bus_cfg, meters)
-        where = driver.bus.describe() if hasattr(driver, "bus") else f"{bus_cfg.protocol} {bus_params(bus_cfg)}"
-        print(f"bus {bus_name} ({where})")
+        print(f"bus {bus_name} ({describe(bus_params(bus_cfg))})")
         try:
             for mc, meter in built:
                 if hasattr(meter, "requests"):

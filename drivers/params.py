@@ -19,3 +19,10 @@ class SerialParams:
 class TcpParams:
     host: str
     port: int = 502
+
+
+def describe(params: SerialParams | TcpParams) -> str:
+    """A bus's place as a technician reads it: ``/dev/ttyUSB0 9600 8N1`` or ``10.0.0.5:502``."""
+    if isinstance(params, SerialParams):
+        return f"{params.device} {params.baudrate} {params.bytesize}{params.parity}{params.stopbits}"
+    return f"{params.host}:{params.port}"

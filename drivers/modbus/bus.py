@@ -26,7 +26,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.framer import FramerType
 
 from meterlink.drivers.base import BadFrame, ExceptionResponse, MeterTimeout, TransportError
-from meterlink.drivers.params import SerialParams, TcpParams
+from meterlink.drivers.params import SerialParams, TcpParams, describe
 from meterlink.protocols.modbus.plan import ReadRequest
 
 log = logging.getLogger("meterlink.modbus")
@@ -133,10 +133,7 @@ class ModbusBus:
         return self._client
 
     def describe(self) -> str:
-        if isinstance(self.params, SerialParams):
-            p = self.params
-            return f"{p.device} {p.baudrate} {p.bytesize}{p.parity}{p.stopbits}"
-        return f"{self.params.host}:{self.params.port}"
+        return describe(self.params)
 
     async def read(self, unit_id: int, request: ReadRequest) -> list[int]:
         """Read one block of registers from one unit. Caller holds no lock; this takes the bus lock.

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from meterlink.drivers.base import BadFrame, MeterTimeout, TransportError
-from meterlink.drivers.params import SerialParams, TcpParams
+from meterlink.drivers.params import SerialParams, TcpParams, describe
 from meterlink.protocols.szy206 import (
     AFN,
     Address,
@@ -186,10 +186,7 @@ class Szy206Link:
         self._meters[meter.address] = meter
 
     def describe(self) -> str:
-        if isinstance(self.params, SerialParams):
-            p = self.params
-            return f"{p.device} {p.baudrate} {p.bytesize}{p.parity}{p.stopbits}"
-        return f"{self.params.host}:{self.params.port}"
+        return describe(self.params)
 
     # --- opening and closing ---------------------------------------------------------------------
 

@@ -151,6 +151,46 @@ broker = "mqtt://127.0.0.1:1"
     assert not (tmp_path / "meterlink.db").exists()  # read stores nothing
 
 
+def test_read_names_every_bus_by_its_endpoint(tmp_path: Path) -> None:
+    """An SZY206 bus is shown like a Modbus one (host:port), not as the params' repr."""
+    from support.configs import write_site
+
+    site = write_site(tmp_path, """
+[gateway]
+id = "gw"
+[buses.tcp]
+type = "tcp"
+host = "127.0.0.1"
+port = 1
+timeout = 0.2
+retries = 0
+[buses.szy]
+type = "tcp"
+protocol = "szy206"
+host = "127.0.0.1"
+port = 1
+timeout = 0.2
+retries = 0
+[[meters]]
+id = "flow"
+bus = "tcp"
+unit_id = 1
+profile = "tuf2000"
+[[meters]]
+id = "well"
+bus = "szy"
+address = "530381:13"
+[signing]
+key = "keys/gateway.key"
+[uplink.mqtt]
+broker = "mqtt://127.0.0.1:1"
+""")
+    proc = ml("read", "-c", str(site))
+    out = proc.stdout.decode()
+    assert proc.returncode == 1, proc.stderr  # nothing listens on port 1
+    assert "bus tcp (127.0.0.1:1)" in out and "bus szy (127.0.0.1:1)" in out, out
+
+
 def test_run_refuses_a_key_readable_by_others(tmp_path: Path) -> None:
     from support.configs import write_site
 
