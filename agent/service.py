@@ -271,7 +271,9 @@ class Agent:
         tasks = [*uplink_tasks, upload_task, purge_task, *poll_tasks]
         stop_wait = asyncio.create_task(self.stop_requested.wait())
         done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        crashed = [t for t in done if t is not stop_wait and not t.cancelled() and t.exception()]
+        # Every task runs until stopped: one that ended by itself, even without an error, is a crash
+        # (a non-zero exit, so systemd restarts the agent), never a quiet stop.
+        crashed = [t for t in done if t is not stop_wait]
         self.notifier.stopping()
         for t in [*poll_tasks, purge_task, watchdog_task]:
             t.cancel()
@@ -287,7 +289,9 @@ class Agent:
         stop_wait.cancel()
         log.info("event=agent_stopped next_seq=%d", store.next_seq)
         if crashed:
-            raise crashed[0].exception()  # type: ignore[misc]
+            task = crashed[0]
+            error = None if task.cancelled() else task.exception()
+            raise error or RuntimeError(f"task {task.get_name()} ended on its own")
 
     async def _stop_uplinks(self, parts: Parts, upload_task: asyncio.Task[Any], final_flush: bool) -> None:
         """Let the publish in flight finish (bounded by its timeout), then say goodbye."""

@@ -92,6 +92,7 @@ class SiteTerminal:
         self._in_flight = asyncio.Lock()
         self._backfill_wake = asyncio.Event()
         self._closing = False
+        self._deliveries: set[asyncio.Task[None]] = set()
         self.on_confirmed: Callable[[int, bool], None] | None = None  # (slot, backfilled): the demo's lines
 
     # -- report slots (run whether connected or not) --------------------------------------------
@@ -105,6 +106,7 @@ class SiteTerminal:
         try:
             await asyncio.gather(*tasks)
         finally:
+            tasks += self._deliveries
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -123,8 +125,15 @@ class SiteTerminal:
                 log.error("event=szy206_slot_not_kept slot=%d error=%r", slot, str(exc))
                 fresh = True
             if fresh and self.connected.is_set():
-                await self._deliver(slot, data, live=True)
-                self._backfill_wake.set()
+                # In its own task: resends or a backfill ahead of it can take longer than a slot, and
+                # the next boundary must still be closed on time (or its slot would never be kept).
+                task = asyncio.create_task(self._deliver_live(slot, data), name="meterlink.szy206.report")
+                self._deliveries.add(task)
+                task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver_live(self, slot: int, data: bytes) -> None:
+        await self._deliver(slot, data, live=True)
+        self._backfill_wake.set()
 
     def report_data(self, slot: int | None = None) -> bytes:
         """The C0H data area: pairs in position order, then alarm and status words."""
@@ -142,12 +151,11 @@ class SiteTerminal:
         return encode_flow_data(pairs, alarm, STATUS_SELF_REPORT)
 
     def _value(self, meter: str, quantity: str, slot: int | None) -> float | None:
-        latest = self.latest.get(meter, quantity)
-        if latest is None:
-            return None
-        if slot is not None and not slot - self.interval_ms < latest.slot <= slot:
-            return None  # stale (the meter is silent) or from a later slot
-        return latest.value
+        if slot is None:  # a real-time query: the newest value
+            latest = self.latest.get(meter, quantity)
+        else:  # a report slot: what was polled for it, never a later poll's value nor a stale one
+            latest = self.latest.at(meter, quantity, slot, self.interval_ms)
+        return None if latest is None else latest.value
 
     # -- the link ---------------------------------------------------------------------------------
 
@@ -196,7 +204,9 @@ class SiteTerminal:
         self.connected.clear()
         for fut in self._waiting.values():
             if not fut.done():
-                fut.cancel()
+                # An error, not a cancellation: a CancelledError here would end the task waiting for
+                # a confirm (the report slot loop), as if the terminal itself were being stopped.
+                fut.set_exception(ConnectionError(why))
         self._waiting.clear()
         if self._writer is not None:
             self._writer.close()

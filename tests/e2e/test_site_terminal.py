@@ -73,11 +73,13 @@ ADDRESS = Address(division="430100", station=7)
 
 
 async def with_site(tmp_path: Path, station: Station, body: Callable[[Agent, Station], Awaitable[None]],
-                    extra: str = "") -> Agent:
+                    extra: str = "", report_interval: int = 1) -> Agent:
     sim = ModbusSimServer({1: SimMeter("tuf2000", 1, seed=1), 2: SimMeter("emf_generic", 2, seed=2)})
     modbus_port = await sim.start_tcp()
     station_port = await station.start()
-    path = write_site(tmp_path / "site", SITE.format(modbus_port=modbus_port, station_port=station_port, extra=extra))
+    site = SITE.format(modbus_port=modbus_port, station_port=station_port, extra=extra)
+    site = site.replace("report_interval = 1\n", f"report_interval = {report_interval}\n")
+    path = write_site(tmp_path / "site", site)
     agent = Agent(cfgmod.load(path), backoff_max=0.5)
     task = asyncio.create_task(agent.run())
     try:
@@ -184,3 +186,48 @@ def test_queries_real_time_stored_and_clock(tmp_path: Path) -> None:
     assert len(b1) >= 3 and all(f.afn == 0xB1 for f in b1)  # type: ignore[attr-defined]
     assert results["clock"] is not None
     assert 295_000 <= results["offset"] <= 305_000  # type: ignore[operator]  # trusted: the agent's clock moved
+
+
+def test_a_station_lost_while_a_report_awaits_its_confirm_is_only_a_lost_link(tmp_path: Path) -> None:
+    """The station goes away during a confirm wait: the slot is kept, the agent runs on, and the
+    reports resume when the station is back (the agent must not stop, let alone with exit 0)."""
+    async def body(agent: Agent, station: Station) -> None:
+        await station.wait_for(lambda s: len(s.reports) >= 1, 8)
+        station.drop_confirms = 100
+        await station.wait_for(lambda s: s.confirms_dropped >= 1, 5)
+        await station.stop()  # inside the 0.4 s the report waits for its confirm
+        await asyncio.sleep(1.5)
+        station.drop_confirms = 0
+        before = len(station.reports)
+        await station.start()
+        await station.wait_for(lambda s: len(s.reports) >= before + 3, 10)
+
+    asyncio.run(with_site(tmp_path, Station(), body))
+
+
+def test_reports_carry_the_values_polled_for_their_slot_when_polls_are_faster(tmp_path: Path) -> None:
+    """Polls every second, reports every 6 s: by the time a slot is closed (1.5 s after it), newer polls have come in;
+    the report still carries the slot's own values, not AA with a meter-fault alarm."""
+    async def body(agent: Agent, station: Station) -> None:
+        await station.wait_for(lambda s: len(s.reports) >= 3, 25)
+
+    station = Station()
+    asyncio.run(with_site(tmp_path, station, body, report_interval=6))
+    later = [r for _, r, _ in station.reports][1:]  # the first slot may close before the first poll
+    assert later and all(r.alarm == 0 for r in later), [r.alarm for r in later]
+    assert all(m.flow is not None and m.volume is not None for r in later for m in r.meters)
+
+
+def test_slots_are_kept_while_a_report_is_being_resent(tmp_path: Path) -> None:
+    """Four tries of 0.4 s outlast a 1 s slot: the boundaries in between are still closed and kept."""
+    async def body(agent: Agent, station: Station) -> None:
+        await station.wait_for(lambda s: len(s.reports) >= 1, 8)
+        station.drop_confirms = 4
+        await station.wait_for(lambda s: s.confirms_dropped >= 4, 10)
+        await asyncio.sleep(2)
+
+    agent = asyncio.run(with_site(tmp_path, Station(), body))
+    assert agent.parts is not None
+    store = Store(agent.parts.store.path, "gw-szy")
+    slots = [slot for slot, _ in store.reports_between(0, 2**62)]
+    assert slots == list(range(slots[0], slots[-1] + 1000, 1000)), slots
