@@ -7,8 +7,12 @@ Shape (every value is a JSON type)::
      "afn": "C0", "data": {...}, "tp": {"second", "minute", "hour", "day", "delay_min"
                                          [, "month", "year"]} | null}
 
-``data`` of a flow report is ``{"meters": [{"flow": 5.9, "volume": 106182}, ...], "alarm": int,
-"status": int}`` with null for an absent (AAH) value and "invalid" for an invalid one. Other AFNs
+``data`` of a flow report (C0H, 81H, 82H, and the B0H and B1H answers) is ``{"meters": [{"flow": 5.9,
+"volume": 106182}, ...], "alarm": int, "status": int}``. Values are numbers or null: null for an
+absent (AAH) value and for an invalid (FFH) one, which the meter's ``"invalid"`` list also names
+(``{"flow": null, "volume": 106182, "invalid": ["flow"]}``). A flow whose SL/T 427 unit bits are
+unambiguous adds ``"flow_unit": "m3/h"`` or ``"m3/s"``. Other element types give ``"values"``, with
+``"invalid"`` listing the positions of the invalid ones. Other AFNs
 get the fields messages.py and settings.py can read plus ``hex`` (the raw data); when the data does
 not read as its AFN says, only ``hex``. A PW, when present, is shown as ``data["pw"]`` (hex).
 """
@@ -25,6 +29,7 @@ from .elements import (
     INVALID,
     AlarmBit,
     Count,
+    Meter,
     Value,
     bit_names,
     decode_flow_data,
@@ -42,8 +47,34 @@ _CONFIRMED_AFNS = REPORT_AFNS | {AFN.PICTURE_REPORT, AFN.VOLTAGE_REPORT}
 _LINK_NAMES = {LinkKind.LOGIN: "login", LinkKind.LOGOUT: "logout", LinkKind.KEEPALIVE: "keep-alive"}
 
 
-def _value(value: Value | Count) -> float | int | str | None:
-    return "invalid" if value is INVALID else value
+def _number(value: Value | Count) -> float | int | None:
+    return None if value is INVALID else value
+
+
+# Flow BYTE5 high nibbles whose SL/T 427 unit bits are certain. 0 and F are also the SZY206-2016
+# plus and minus signs, which name no unit, so they get no "flow_unit".
+_FLOW_UNIT_NIBBLES = {0x3: "m3/h", 0xC: "m3/s"}
+
+
+def _meter(meter: Meter, raw_flow: bytes) -> JSON:
+    """One flow/volume pair: numbers or null, with the invalid ones (FFH) named apart."""
+    out: JSON = {"flow": _number(meter.flow), "volume": _number(meter.volume)}
+    unit = _FLOW_UNIT_NIBBLES.get(raw_flow[4] >> 4)
+    if unit is not None and out["flow"] is not None:
+        out["flow_unit"] = unit
+    invalid = [name for name, value in (("flow", meter.flow), ("volume", meter.volume)) if value is INVALID]
+    if invalid:
+        out["invalid"] = invalid
+    return out
+
+
+def _flow_data(data: bytes) -> JSON:
+    meters, alarm, status = decode_flow_data(data)
+    return {
+        "meters": [_meter(m, data[10 * k : 10 * k + 5]) for k, m in enumerate(meters)],
+        "alarm": alarm,
+        "status": status,
+    }
 
 
 def _tp(tp: TimeLabel | None) -> JSON | None:
@@ -73,23 +104,15 @@ def _address(address: Address) -> JSON:
 
 def _realtime(frame: Frame) -> JSON | None:
     if frame.function == FLOW_TYPE:
-        meters, alarm, status = decode_flow_data(frame.data)
-        return {
-            "meters": [{"flow": _value(m.flow), "volume": _value(m.volume)} for m in meters],
-            "alarm": alarm,
-            "status": status,
-        }
+        return _flow_data(frame.data)
     if frame.function in ELEMENTS:
         values, alarm, status = decode_values(frame.function, frame.data)
         element = ELEMENTS[frame.function]
-        return {
-            "element": element.name,
-            "unit": element.unit,
-            "values": [_value(v) for v in values],
-            "alarm": alarm,
-            "status": status,
-            "hex": frame.data.hex().upper(),
-        }
+        out: JSON = {"element": element.name, "unit": element.unit, "values": [_number(v) for v in values]}
+        invalid = [i for i, v in enumerate(values) if v is INVALID]
+        if invalid:
+            out["invalid"] = invalid  # positions in "values"
+        return out | {"alarm": alarm, "status": status, "hex": frame.data.hex().upper()}
     return None
 
 

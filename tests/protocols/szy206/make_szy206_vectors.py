@@ -37,6 +37,7 @@ from meterlink.protocols.szy206 import (
     build_stored_query,
     decode_report,
     encode,
+    encode_flow_data,
     make_pw,
 )
 from meterlink.protocols.szy206.frame import Direction
@@ -83,6 +84,12 @@ def vectors() -> list[tuple[str, Frame, dict[str, Any]]]:
                 Clock(second=0, minute=0, hour=0, day=1, month=11, year=26),
                 Clock(second=59, minute=59, hour=23, day=28, month=11, year=26),
             ),
+            {},
+        ),
+        (
+            "b1_answer_tp5",  # a site terminal's answer: one stored slot laid out as a C0H report
+            Frame(direction=Direction.UP, function=3, address=site, afn=AFN.QUERY_STORED,
+                  data=encode_flow_data([(5.9, 106182)], 0, 0x0001), tp=tp5),
             {},
         ),
         ("11_set_clock_pw_tp5", build_set_clock(site, clock, pw=make_pw(3, 456), tp=tp5), {}),

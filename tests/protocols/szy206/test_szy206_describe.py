@@ -15,12 +15,14 @@ from meterlink.protocols.szy206 import (
     Clock,
     Direction,
     EndByteError,
+    FlowUnit,
     Frame,
     LengthError,
     SZY206Error,
     TimeLabel,
     build_flow_report,
     build_picture_frames,
+    build_readings,
     build_set_clock,
     build_stored_query,
     crc8,
@@ -54,12 +56,39 @@ def test_flow_report_view_has_exactly_the_documented_shape() -> None:
     assert json.loads(json.dumps(view, allow_nan=False)) == view
 
 
-def test_absent_and_invalid_values() -> None:
-    frame = build_flow_report(SITE, [(None, INVALID), (INVALID, None)])
+def test_absent_and_invalid_values_are_null_and_invalid_ones_are_named() -> None:
+    frame = build_flow_report(SITE, [(None, INVALID), (INVALID, None), (INVALID, INVALID), (None, None)])
     assert describe(frame)["data"]["meters"] == [
-        {"flow": None, "volume": "invalid"},
-        {"flow": "invalid", "volume": None},
+        {"flow": None, "volume": None, "invalid": ["volume"]},
+        {"flow": None, "volume": None, "invalid": ["flow"]},
+        {"flow": None, "volume": None, "invalid": ["flow", "volume"]},
+        {"flow": None, "volume": None},
     ]
+
+
+def test_invalid_element_values_are_null_and_their_positions_named() -> None:
+    view = describe(build_readings(SITE, 2, [1.5, INVALID, None]))
+    assert view["data"]["values"] == [1.5, None, None] and view["data"]["invalid"] == [1]
+    assert "invalid" not in describe(build_readings(SITE, 2, [1.5, None]))["data"]
+
+
+@pytest.mark.parametrize(("unit", "flow", "shown"), [
+    (FlowUnit.M3_PER_H, 5.9, "m3/h"),
+    (FlowUnit.M3_PER_H, -5.9, None),  # nibble F: also the SZY206 minus sign, which names no unit
+    (FlowUnit.M3_PER_S, -5.9, "m3/s"),
+    (FlowUnit.M3_PER_S, 5.9, None),  # nibble 0: also the SZY206 plus sign
+    (None, 5.9, None),
+    (None, -5.9, None),
+])
+def test_sl427_flow_unit_bits_are_shown(unit: FlowUnit | None, flow: float, shown: str | None) -> None:
+    meter = describe(build_flow_report(SITE, [(flow, 7)], unit=unit))["data"]["meters"][0]
+    assert meter["flow"] == flow and meter.get("flow_unit") == shown
+
+
+def test_every_data_value_is_a_json_number_or_null() -> None:
+    frame = build_flow_report(SITE, [(INVALID, INVALID), (1.0, 2)], unit=FlowUnit.M3_PER_H)
+    for meter in describe(frame)["data"]["meters"]:
+        assert all(meter[key] is None or isinstance(meter[key], int | float) for key in ("flow", "volume"))
 
 
 def test_seven_byte_label_adds_month_and_year() -> None:
