@@ -45,6 +45,8 @@ from .base import ConnectFailed, keep_connected
 
 log = logging.getLogger("meterlink.szy206")
 
+NEAREST_MS = 15 * 86_400_000  # a month-less station time is read as the moment within half a month of ours
+
 EventSink = Callable[[str, dict[str, Any]], Awaitable[None]]
 FLOW_TYPE = 3
 STATUS_SELF_REPORT = 1  # status word D1-D0: self-report with confirm
@@ -292,7 +294,11 @@ class SiteTerminal:
             confirm = parse_confirm(frame)
             self._resolve("confirm", frame)
             if confirm.tp is not None:
-                station = label_to_ms(confirm.tp, now_ms=self.clock(), utc_offset_h=self.cfg.utc_offset_hours)
+                # A 5-byte label has no month: take the moment nearest to ours (the default, made for
+                # reports that are at most a few minutes early, would read a station 11 min fast as
+                # a month slow).
+                station = label_to_ms(confirm.tp, now_ms=self.clock(), utc_offset_h=self.cfg.utc_offset_hours,
+                                      ahead_ms=NEAREST_MS)
                 self._station_time(station, "confirm")
         elif frame.afn == AFN.QUERY_REALTIME:
             await self._answer_realtime(frame)
@@ -422,7 +428,8 @@ class SiteTerminal:
         self._closing = True
         if self._writer is not None and self.connected.is_set():
             try:
-                await asyncio.wait_for(self._send(build_link(self.address, LinkKind.LOGOUT)), 1.0)
+                logout = build_link(self.address, LinkKind.LOGOUT, tp=self._tp(self.clock()))
+                await asyncio.wait_for(self._send(logout), 1.0)
             except (ConnectionError, TimeoutError):
                 pass
         self._lose("closed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from meterlink.agent import config as cfgmod
 from meterlink.agent.service import Agent
 from meterlink.agent.store import Store
 from meterlink.protocols.szy206.fields import Address
+from meterlink.protocols.szy206.messages import LinkKind
 from meterlink.protocols.szy206.times import label_to_ms
 from meterlink.sim.meter_model import SimMeter
 from meterlink.sim.modbus_server import ModbusSimServer
@@ -231,3 +233,20 @@ def test_slots_are_kept_while_a_report_is_being_resent(tmp_path: Path) -> None:
     store = Store(agent.parts.store.path, "gw-szy")
     slots = [slot for slot, _ in store.reports_between(0, 2**62)]
     assert slots == list(range(slots[0], slots[-1] + 1000, 1000)), slots
+
+
+@pytest.mark.parametrize("ahead_s", [3600, -3600])
+def test_a_trusted_station_an_hour_off_moves_the_clock_by_an_hour(tmp_path: Path, ahead_s: int) -> None:
+    """A 5-byte time label has no month: a station an hour fast must read as an hour fast (not as
+    a month slow), and the terminal logs out with a time label too."""
+    async def body(agent: Agent, station: Station) -> None:
+        await station.wait_for(lambda s: len(s.reports) >= 2, 8)
+        offsets.append(agent_clock.offset_ms())
+
+    offsets: list[int] = []
+    station = Station(clock=lambda: time.time() + ahead_s)
+    asyncio.run(with_site(tmp_path, station, body, extra="trust_station_time = true"))
+    assert abs(offsets[0] - ahead_s * 1000) < 5_000, offsets
+    logouts = [r.frame for r in station.frames
+               if r.direction == "in" and r.frame.afn == 0x02 and r.frame.data == bytes([LinkKind.LOGOUT])]
+    assert logouts and all(f.tp is not None for f in logouts)
