@@ -21,8 +21,8 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 import tomllib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -159,6 +159,19 @@ def run_demo(args: argparse.Namespace) -> int:
     return asyncio.run(_demo(folder.resolve(), args))
 
 
+def site_time(ms: int, utc_offset_h: float) -> str:
+    """A slot as the station shows it: in the site's zone (not this machine's), e.g. ``12:45:45 (UTC+8)``."""
+    at = datetime.fromtimestamp(ms / 1000, UTC) + timedelta(hours=utc_offset_h)
+    return f"{at:%H:%M:%S} ({_zone_name(utc_offset_h)})"
+
+
+def _zone_name(utc_offset_h: float) -> str:
+    if not utc_offset_h:
+        return "UTC"
+    hours, minutes = divmod(round(abs(utc_offset_h) * 60), 60)
+    return f"UTC{'+' if utc_offset_h > 0 else '-'}{hours}" + (f":{minutes:02d}" if minutes else "")
+
+
 def say(text: str) -> None:
     print(text, flush=True)
 
@@ -250,8 +263,9 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
         agent.build()
         assert agent.parts is not None
         if agent.parts.terminal is not None:
+            zone = agent.parts.terminal.cfg.utc_offset_hours
             agent.parts.terminal.on_confirmed = lambda slot, backfill: say(
-                f"szy206 report of {time.strftime('%H:%M:%S', time.localtime(slot / 1000))} confirmed by the station"
+                f"szy206 report of {site_time(slot, zone)} confirmed by the station"
                 + (" (backfilled)" if backfill else ""))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,11 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
 import pytest
 from support.procs import METERLINK, wait_until
+
+from meterlink.agent.demo import site_time
 
 pytestmark = pytest.mark.slow
 
@@ -105,18 +108,30 @@ def test_demo_reports_to_a_central_station(tmp_path: Path) -> None:
     try:
         assert station.stdout is not None
         port = int(station.stdout.readline().rsplit(":", 1)[1])
+        # The machine's zone is not the site's: the demo must still print the site's time, as the station does.
         proc = subprocess.run([*METERLINK, "demo", "--duration", "14", "--szy206-station", f"127.0.0.1:{port}"],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, env={**os.environ, "TZ": "UTC"})
     finally:
         station.terminate()
         frames = station.communicate(timeout=10)[0]
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    confirmed = [line for line in proc.stdout.splitlines() if "confirmed by the station" in line]
-    assert len(confirmed) >= 2
+    confirmed = re.findall(r"szy206 report of (\d\d:\d\d:\d\d) \(UTC\+8\) confirmed by the station", proc.stdout)
+    assert len(confirmed) >= 2, proc.stdout
+    site_now = datetime.now(UTC) + timedelta(hours=8)  # the demo's site: utc_offset_hours defaults to 8
+    seconds = [abs((site_now - site_now.replace(hour=h, minute=m, second=s)).total_seconds()) % 86_400
+               for h, m, s in (map(int, c.split(":")) for c in confirmed)]
+    assert all(min(d, 86_400 - d) < 120 for d in seconds), (confirmed, site_now)
     m = re.search(r"szy206: (\d+) reports confirmed by the station", proc.stdout)
     assert m and int(m.group(1)) >= 2
     reports = [line for line in frames.splitlines() if '"afn": "C0"' in line and '"dir": "in"' in line]
     assert len(reports) >= 2
+
+
+def test_site_time_is_shown_in_the_site_zone() -> None:
+    at = 1_764_391_545_000  # 04:45:45 UTC
+    assert site_time(at, 8) == "12:45:45 (UTC+8)"
+    assert site_time(at, 0) == "04:45:45 (UTC)"
+    assert site_time(at, -3.5) == "01:15:45 (UTC-3:30)"
 
 
 def test_demo_refuses_a_duration_that_is_not_a_finite_positive_number(tmp_path: Path) -> None:
