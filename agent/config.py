@@ -331,6 +331,14 @@ class Szy206UplinkConfig(Strict):
     def tp_len(self) -> int:
         return {"szy206": 5, "sl427": 7, "none": 0}[self.time_label]
 
+    @model_validator(mode="after")
+    def _backfill_needs_a_time_label(self) -> Szy206UplinkConfig:
+        if self.backfill and self.time_label == "none":
+            # Without a time label a backfilled report looks exactly like a live one to the station.
+            raise ValueError('backfill needs a time label to say which slot a late report is for: set '
+                             'time_label, or backfill = false')
+        return self
+
 
 class UplinkConfig(Strict):
     mqtt: MqttConfig | None = None

@@ -150,7 +150,8 @@ class Agent:
         cfg = self.config
         key = signing.load_private_key(cfg.signing.key, check_mode=self.check_key_mode)
         store = Store(cfg.store.path, cfg.gateway.id, retention_ms=int(cfg.store.retention_days * 86_400_000),
-                      capacity_bytes=cfg.store_capacity_bytes(), overflow=cfg.store.overflow)
+                      capacity_bytes=cfg.store_capacity_bytes(), overflow=cfg.store.overflow,
+                      uploaded=cfg.uplink.mqtt is not None)
         outbox = Outbox(store)
         latest = LatestValues()
         link = uploader = terminal = None

@@ -142,6 +142,7 @@ class Store:
         retention_ms: int = 35 * 86_400_000,
         capacity_bytes: int | None = None,
         overflow: str = "drop_oldest",
+        uploaded: bool = True,
     ) -> None:
         if overflow not in OVERFLOW_POLICIES:
             raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}")
@@ -150,6 +151,9 @@ class Store:
         self.retention_ms = retention_ms
         self.capacity_bytes = capacity_bytes
         self.overflow = overflow
+        # False on a site with no MQTT uplink: no reading will ever be marked sent, so retention
+        # purges readings by age alone (else the store would fill to its cap and start dropping).
+        self.uploaded = uploaded
         self.dropped = 0  # pending readings dropped to make room, since this process started
         self.events_added = 0  # events written since opening: the uploader sends when this moves
         self.moved_aside: tuple[Path, str] | None = None  # (where, why) when a corrupt store was replaced
@@ -534,7 +538,8 @@ class Store:
     # -- housekeeping ----------------------------------------------------------------------------
 
     def purge(self, now_ms: int, chunk: int = 20_000) -> int:
-        """Delete delivered readings older than the retention period; give the pages back."""
+        """Delete delivered readings (all, when nothing uploads them) older than the retention period;
+        give the pages back."""
         cutoff = now_ms - self.retention_ms
         # seq follows time, so the expired rows are at the head: bound the scan by the first young one.
         row = self.db.execute("SELECT seq FROM readings WHERE ts >= ? ORDER BY seq LIMIT 1", (cutoff,)).fetchone()
@@ -543,7 +548,8 @@ class Store:
         while True:
             cur = self.db.execute(
                 "DELETE FROM readings WHERE seq IN (SELECT seq FROM readings WHERE seq < ? AND ts < ? "
-                "AND sent IS NOT NULL ORDER BY seq LIMIT ?)",
+                + ("AND sent IS NOT NULL " if self.uploaded else "")
+                + "ORDER BY seq LIMIT ?)",
                 (bound, cutoff, chunk),
             )
             deleted += cur.rowcount

@@ -98,6 +98,16 @@ def test_purge_keeps_pending_and_recent_readings_and_gives_space_back(tmp_path: 
     assert s.file_bytes() < before * 0.9
 
 
+def test_with_nothing_to_upload_them_readings_are_purged_by_age_alone(tmp_path: Path) -> None:
+    """A site reporting only as an SZY206 terminal: no reading is ever marked sent, and the store
+    must still stay at the retention period instead of filling up to its cap."""
+    s = Store(tmp_path / "s.db", "gw-1", retention_ms=35 * DAY, uploaded=False)
+    for day in range(40):
+        s.append(cycle(100, ts=T0 + day * DAY))
+    assert s.purge(T0 + 40 * DAY) == 100 * 5
+    assert s.readings(1, 10**9)[0].seq == 100 * 5 + 1
+
+
 def test_a_store_of_another_gateway_is_refused(tmp_path: Path) -> None:
     Store(tmp_path / "s.db", "gw-1").close()
     with pytest.raises(StoreError, match="belongs to gateway 'gw-1'"):

@@ -342,6 +342,8 @@ CASES: list[Case] = [
          # Rust regex, where \d is any Unicode digit, so "٤٣٠١٠٠" passes; only ASCII digits are BCD.
          bug="division accepts Unicode digits"),
     Case("szy206 station 0", szy206().replace("station = 7", "station = 0"), "uplink.szy206.station", GE),
+    Case("szy206 backfill without a time label", szy206('time_label = "none"'), "uplink.szy206",
+         "backfill needs a time label"),
     Case("szy206 time_label in upper case", szy206('time_label = "SZY206"'), "uplink.szy206.time_label",
          "'szy206', 'sl427' or 'none'"),
     Case("szy206 uplink, the only one, with no positions",
