@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_random_exponential
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
 
 # A connection that ends sooner than this after it was made counts as a failed attempt: a far side
 # that accepts and hangs up at once, or a second gateway with our MQTT client id, is not hammered.
@@ -68,10 +68,16 @@ async def keep_connected(
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(ConnectFailed),
             wait=wait_random_exponential(multiplier=0.5, max=backoff_max),
-            stop=stop_never,
+            # Retry until closed. Checked after every failed attempt too: a cancellation can be lost
+            # in asyncio.wait_for (Python 3.11) and would otherwise leave the retries going for ever.
+            stop=lambda _: closing(),
             before_sleep=on_retry,
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                await session()
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await session()
+        except ConnectFailed:
+            if not closing():
+                raise

@@ -57,3 +57,10 @@ def test_a_link_that_stayed_up_reconnects_at_once(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(base, "STABLE_AFTER_S", 0.0)  # every session counts as long-lived
     seen = sessions(sessions_to_stop=5)
     assert seen["serves"] == 5 and seen["attempts"] == []
+
+
+def test_closing_ends_the_retries_even_while_every_attempt_fails() -> None:
+    """close() while the far side keeps refusing: keep_connected returns by itself, no cancellation
+    needed (one can be lost in asyncio.wait_for on Python 3.11)."""
+    seen = sessions(retries_to_stop=3, refuse_first=100)
+    assert seen["attempts"] == [1, 2, 3] and seen["connects"] == 4
