@@ -383,8 +383,6 @@ def test_meterlink_verify_prints_the_payload_of_each_example(
 
 def test_the_quoted_sizes_are_near_what_the_generator_measures() -> None:
     """The bytes-per-reading table, within 10 %: a change of format shows, a change of simulated values not."""
-    if not GENERATOR.exists():
-        pytest.skip("bench/make_wire_example.py is not in this tree")
     spec = importlib.util.spec_from_file_location("make_wire_example_for_doc_test", GENERATOR)
     assert spec is not None and spec.loader is not None
     generator = importlib.util.module_from_spec(spec)
