@@ -30,6 +30,7 @@ from .receipts import ReceiptBook
 from .scheduler import BusPoller, ScheduledMeter
 from .store import Store
 from .systemd import Notifier
+from .tasks import cancel_and_wait
 from .uplinks.mqtt import MqttLink, MqttSettings, make_tls_context
 from .uplinks.szy206 import SiteTerminal
 from .uploader import Uploader
@@ -276,14 +277,10 @@ class Agent:
         # (a non-zero exit, so systemd restarts the agent), never a quiet stop.
         crashed = [t for t in done if t is not stop_wait]
         self.notifier.stopping()
-        for t in [*poll_tasks, purge_task, watchdog_task]:
-            t.cancel()
-        await asyncio.gather(*poll_tasks, purge_task, watchdog_task, return_exceptions=True)
+        await cancel_and_wait([*poll_tasks, purge_task, watchdog_task])
         await parts.capture.flush()  # what was polled is captured before anything closes
         await self._stop_uplinks(parts, upload_task, final_flush)
-        for t in uplink_tasks:
-            t.cancel()
-        await asyncio.gather(*uplink_tasks, return_exceptions=True)
+        await cancel_and_wait(uplink_tasks)
         for driver in parts.buses:
             await driver.close()
         await parts.outbox.close()
@@ -300,10 +297,9 @@ class Agent:
         if uploader is not None and link is not None:
             uploader.stopping = True
             uploader.wake.set()
-            try:
-                await asyncio.wait_for(upload_task, uploader.publish_timeout + 1)
-            except (TimeoutError, asyncio.CancelledError):
-                pass
+            if link.connected.is_set():  # without a connection nothing is in flight: no wait
+                await asyncio.wait([upload_task], timeout=uploader.publish_timeout + 1)
+            await cancel_and_wait([upload_task])
             if final_flush and link.connected.is_set():
                 uploader.stopping = False
                 try:
@@ -312,7 +308,7 @@ class Agent:
                     pass
             await link.close()
         else:
-            upload_task.cancel()
+            await cancel_and_wait([upload_task])
         if parts.terminal is not None:
             await parts.terminal.close()
 

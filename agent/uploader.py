@@ -28,6 +28,7 @@ from .outbox import Outbox
 from .payload import StoredReading, events_message, readings_message
 from .receipts import ReceiptBook
 from .signing import Signer
+from .tasks import cancel_and_wait
 from .uplinks.base import UplinkError
 from .uplinks.mqtt import MqttLink
 
@@ -103,8 +104,7 @@ class Uploader:
                 self._backlog_wake.set()
                 await self._sleep_until_next_slot()
         finally:
-            backlog.cancel()
-            await asyncio.gather(backlog, return_exceptions=True)
+            await cancel_and_wait([backlog])
 
     async def _sleep_until_next_slot(self) -> None:
         now = self.clock()

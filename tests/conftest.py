@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/support importable as `support`
 
+from meterlink.agent import clock as agent_clock
 from meterlink.agent import signing
 from meterlink.sim.broker import LocalBroker
 
@@ -29,3 +30,10 @@ def broker(tmp_path: Path) -> Iterator[LocalBroker]:
 def keys(tmp_path: Path) -> tuple[Path, Path]:
     """A fresh gateway key pair: (private key path, public key path)."""
     return signing.generate_keypair(tmp_path / "keys")
+
+
+@pytest.fixture(autouse=True)
+def _agent_clock_offset_reset() -> Iterator[None]:
+    """The offset a trusted station sets lives in the process: one test's must not move the next's."""
+    yield
+    agent_clock.set_offset(0)

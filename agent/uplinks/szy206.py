@@ -41,6 +41,7 @@ from ..clock import next_slot, now_ms, offset_ms, set_offset
 from ..config import Szy206UplinkConfig
 from ..latest import LatestValues
 from ..outbox import Outbox
+from ..tasks import cancel_and_wait
 from .base import ConnectFailed, keep_connected
 
 log = logging.getLogger("meterlink.szy206")
@@ -108,10 +109,7 @@ class SiteTerminal:
         try:
             await asyncio.gather(*tasks)
         finally:
-            tasks += self._deliveries
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait([*tasks, *self._deliveries])
 
     async def _slot_loop(self) -> None:
         # Close a slot a little after its boundary, when the polls of that slot are in.
@@ -191,9 +189,7 @@ class SiteTerminal:
         try:
             reason = await self._lost
         finally:
-            for t in (read_task, *work):
-                t.cancel()
-            await asyncio.gather(read_task, *work, return_exceptions=True)
+            await cancel_and_wait([read_task, *work])
             self._drop("link closed")
         if not self._closing:
             log.warning("event=szy206_disconnected station=%s:%d reason=%r", self.cfg.host, self.cfg.port, reason)
