@@ -57,7 +57,7 @@ def _add_read(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("status", help="what the store holds: pending readings, oldest, next seq")
+    p = sub.add_parser("status", help="what the store holds and what waits for delivery on each uplink")
     p.add_argument("-c", "--config", required=True, type=Path)
     p.set_defaults(handler=cmd_status)
 

@@ -57,7 +57,7 @@ async def read_once(config_path: Path, only: list[str] | None) -> int:
 
 
 def show_status(config_path: Path) -> int:
-    """Read-only look at the store, safe while the agent runs."""
+    """Read-only look at the store, safe while the agent runs: per uplink, what waits for delivery."""
     config = cfgmod.load(config_path)
     path = config.store.path
     if not path.exists():
@@ -69,22 +69,39 @@ def show_status(config_path: Path) -> int:
         pending, oldest = db.execute(
             "SELECT count(*), min(ts) FROM readings WHERE seq >= ? AND sent IS NULL", (low,)
         ).fetchone()
-        rows = db.execute("SELECT count(*) FROM readings").fetchone()[0]
+        rows, first_ts = db.execute("SELECT count(*), min(ts) FROM readings").fetchone()
         last_sent = meta.get("last_sent")
         events = db.execute("SELECT count(*) FROM events WHERE sent IS NULL").fetchone()[0]
+        reports = None
+        if config.uplink.szy206 is not None:
+            has_table = db.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'szy206_reports'").fetchone()[0]
+            reports = (0, 0, None, None) if not has_table else db.execute(
+                "SELECT count(confirmed), count(*) - count(confirmed),"
+                " min(CASE WHEN confirmed IS NULL THEN slot END), max(confirmed) FROM szy206_reports"
+            ).fetchone()
     except sqlite3.DatabaseError as exc:
         raise MeterlinkError(f"store {path}: {exc}") from None
     finally:
         db.close()
+
     def when(ms: int | None) -> str:
         return "-" if ms is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
     print(f"store          {path}")
     print(f"gateway        {meta.get('gateway')}")
     print(f"next seq       {meta.get('next_seq')}")
-    print(f"readings held  {rows}")
-    print(f"pending        {pending} (oldest {when(oldest)})")
-    print(f"last confirmed {when(last_sent)}")
-    print(f"events pending {events}")
+    print(f"readings held  {rows} (oldest {when(first_ts)})")
+    if config.uplink.mqtt is not None:
+        print(f"mqtt pending   {pending} readings (oldest {when(oldest)})")
+        print(f"mqtt confirmed last at {when(last_sent)}")
+        print(f"events pending {events}")
+    else:
+        # Without MQTT nothing marks readings delivered: they are kept for retention, then purged.
+        print(f"readings kept  {config.store.retention_days:g} days (no [uplink.mqtt]: none wait for delivery)")
+    if reports is not None:
+        confirmed, waiting, first_waiting, last_confirmed = reports
+        print(f"szy206 reports {waiting} waiting (oldest slot {when(first_waiting)}), "
+              f"{confirmed} confirmed (last at {when(last_confirmed)})")
     return 0
 
 

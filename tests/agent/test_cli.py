@@ -200,3 +200,69 @@ def test_run_refuses_a_key_readable_by_others(tmp_path: Path) -> None:
     assert proc.returncode == 1
     err = proc.stderr.decode().strip()
     assert err.startswith("signing.key: signing key ") and "accessible by group or others" in err
+
+
+STATUS_SITE = """
+[gateway]
+id = "gw-status"
+
+[buses.tcp1]
+type = "tcp"
+host = "127.0.0.1"
+port = 5020
+
+[[meters]]
+id = "m1"
+bus = "tcp1"
+unit_id = 1
+profile = "emf_generic"
+szy206_position = 1
+
+[store]
+path = "state/meterlink.db"
+
+[signing]
+key = "keys/gateway.key"
+
+{uplinks}
+"""
+MQTT_UPLINK = '[uplink.mqtt]\nbroker = "mqtt://127.0.0.1:1"\n'
+SZY206_UPLINK = '[uplink.szy206]\nhost = "127.0.0.1"\nport = 5005\ndivision = "430100"\nstation = 7\n'
+
+
+def status_of(tmp_path: Path, uplinks: str) -> list[str]:
+    from support.configs import write_site
+
+    from meterlink.agent.store import Store
+    from meterlink.drivers.base import Reading
+
+    path = write_site(tmp_path / "site", STATUS_SITE.format(uplinks=uplinks))
+    (tmp_path / "site" / "state").mkdir()
+    store = Store(tmp_path / "site" / "state" / "meterlink.db", "gw-status")
+    t0 = 1_764_374_400_000  # 2025-11-29 00:00:00 UTC
+    store.append([Reading("m1", "flow_rate", float(i), "m3/h", t0 + i * 60_000, t0 + i * 60_000) for i in range(5)])
+    store.mark_sent(1, 2, t0 + 90_000)
+    for i in range(3):
+        store.add_report(t0 + i * 3_600_000, b"\x00", t0)
+    store.confirm_report(t0, t0 + 1_000)
+    store.close()
+    proc = ml("status", "-c", str(path))
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.decode().splitlines()
+
+
+def test_status_says_what_waits_on_each_uplink(tmp_path: Path) -> None:
+    lines = status_of(tmp_path / "both", MQTT_UPLINK + SZY206_UPLINK)
+    assert "next seq       6" in lines
+    assert "readings held  5 (oldest 2025-11-29 00:00:00 UTC)" in lines
+    assert "mqtt pending   3 readings (oldest 2025-11-29 00:02:00 UTC)" in lines
+    assert "mqtt confirmed last at 2025-11-29 00:01:30 UTC" in lines
+    assert ("szy206 reports 2 waiting (oldest slot 2025-11-29 01:00:00 UTC), "
+            "1 confirmed (last at 2025-11-29 00:00:01 UTC)") in lines
+
+
+def test_status_on_a_site_without_mqtt_calls_no_reading_pending(tmp_path: Path) -> None:
+    lines = status_of(tmp_path, SZY206_UPLINK)
+    assert not any(line.startswith("mqtt") for line in lines), lines
+    assert "readings kept  35 days (no [uplink.mqtt]: none wait for delivery)" in lines
+    assert any(line.startswith("szy206 reports 2 waiting") for line in lines), lines
