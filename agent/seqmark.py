@@ -1,12 +1,15 @@
-"""A durable high-water mark for ``seq``, kept beside the store but outside it.
+"""Durable high-water marks for the store's counters, kept beside the store but outside it.
 
-The store keeps the exact next ``seq``. If the store is lost (a corrupt SD card, a file moved
-aside), numbering must not start again at 1: a receiver would see old numbers with new content.
-So before the store hands out numbers beyond the mark, the mark moves ahead by a block and is
-written with fsync. After a loss the store continues at the mark; the gap the platform then sees
-covers the readings that were lost with the store and, at most, one block of numbers never used.
+The store keeps the exact next reading ``seq``, message ``batch`` and event ``seq``. If the store
+is lost (a corrupt SD card, a file moved aside), numbering must not start again at 1: a receiver
+would see old numbers with new content, and a replayed old message would look like a new one. So
+before the store hands out numbers beyond a mark, the mark moves ahead by a block and the file is
+written with fsync. After a loss the new store continues at the marks; the gap the platform then
+sees covers what was lost with the store and, at most, one block of numbers never used.
 
-The file holds one decimal integer: every seq below it may have been used.
+The file is one line of ``name=number`` pairs, e.g. ``seq=20001 batch=1001 event=1001``: every
+number below a mark may have been used. A file of one bare number (older meterlink) is the ``seq``
+mark alone.
 """
 
 from __future__ import annotations
@@ -14,33 +17,59 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-BLOCK = 10_000
+# Numbers reserved per write of the file: one fsync per block, at most a block skipped after a loss.
+BLOCKS = {"seq": 10_000, "batch": 1_000, "event": 1_000}
 
 
 class SeqMark:
-    def __init__(self, path: Path, block: int = BLOCK) -> None:
+    def __init__(self, path: Path, block: int | None = None) -> None:
         self.path = path
-        self.block = block
-        self.reserved = self._read()
+        self.blocks = dict(BLOCKS)
+        if block is not None:
+            self.blocks["seq"] = block
+        self.marks = self._read()
 
-    def _read(self) -> int:
+    @property
+    def reserved(self) -> int:
+        """The reading ``seq`` mark."""
+        return self.marks["seq"]
+
+    def _read(self) -> dict[str, int]:
+        marks = dict.fromkeys(BLOCKS, 0)
         try:
             text = self.path.read_text(encoding="ascii").strip()
-        except FileNotFoundError:
-            return 0
         except (OSError, UnicodeDecodeError):
-            return 0
-        return int(text) if text.isdigit() else 0
+            return marks  # missing or unreadable: no store was ever numbered here that we can know of
+        if text.isdigit():
+            marks["seq"] = int(text)
+            return marks
+        for pair in text.split():
+            name, _, number = pair.partition("=")
+            if name in marks and number.isdigit():
+                marks[name] = int(number)
+        return marks
 
-    def ensure(self, upto: int) -> None:
-        """Make sure every seq below ``upto`` is covered by the durable mark."""
-        if upto <= self.reserved:
+    def ensure(self, upto: int, counter: str = "seq") -> None:
+        """Make sure every number below ``upto`` of ``counter`` is covered by the durable mark."""
+        if upto > self.marks[counter]:  # else nothing to do: the hot path of every commit
+            self.ensure_all({counter: upto})
+
+    def ensure_all(self, upto: dict[str, int]) -> None:
+        """:meth:`ensure` for several counters with at most one write of the file."""
+        behind = {name: n for name, n in upto.items() if n > self.marks[name]}
+        if not behind:
             return
-        target = upto + self.block
+        marks = dict(self.marks)
+        for name, n in behind.items():
+            marks[name] = n + self.blocks[name]
+        self._write(marks)
+        self.marks = marks
+
+    def _write(self, marks: dict[str, int]) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.write(fd, f"{target}\n".encode("ascii"))
+            os.write(fd, (" ".join(f"{name}={n}" for name, n in marks.items()) + "\n").encode("ascii"))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -50,4 +79,3 @@ class SeqMark:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        self.reserved = target

@@ -6,7 +6,8 @@ image is the database file together with its ``-wal``. One transaction per poll 
 ``seq`` is assigned here, per gateway, from 1, by exactly 1 per reading, never reused. SQLite's
 plain ``INTEGER PRIMARY KEY`` would reuse the highest numbers once they are deleted, so the next
 number lives in ``meta`` and is committed with the readings that use it, and a durable mark outside
-the store (:mod:`seqmark`) survives the loss of the store itself.
+the store (:mod:`seqmark`) survives the loss of the store itself. Message ``batch`` numbers and event
+``seq`` numbers are marked the same way, so none of the three counters starts again after a loss.
 
 A reading is *pending* until :meth:`Store.mark_sent` records the far side's acknowledgement.
 Pending readings are found from a low-water mark (``pending_from``: no seq below it is pending)
@@ -241,17 +242,22 @@ class Store:
         lost store may have used, and says so in an event committed in that same transaction.
         """
         db = self.db
-        first_seq = max(1, self.mark.reserved)
+        marks = dict(self.mark.marks)
+        first_seq = max(1, marks["seq"])
         statements = _statements(_SCHEMA + _SZY206_SCHEMA + ";")
+        if first_seq > 1:
+            self.mark.ensure(max(1, marks["event"]) + 1, "event")  # covers the store_replaced event below
         db.execute("BEGIN IMMEDIATE")
         try:
             for statement in statements:
                 db.execute(statement)
             db.execute(
-                "INSERT INTO meta VALUES ('schema', ?), ('gateway', ?), ('next_seq', ?), ('next_batch', 1), "
+                "INSERT INTO meta VALUES ('schema', ?), ('gateway', ?), ('next_seq', ?), ('next_batch', ?), "
                 "('pending_from', ?)",
-                (SCHEMA_VERSION, self.gateway, first_seq, first_seq),
+                (SCHEMA_VERSION, self.gateway, first_seq, max(1, marks["batch"]), first_seq),
             )
+            if marks["event"] > 1:  # AUTOINCREMENT continues above the highest number in sqlite_sequence
+                db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (marks["event"] - 1,))
             if first_seq > 1:
                 db.execute(
                     "INSERT INTO events (ts, kind, detail) VALUES (?, 'store_replaced', ?)",
@@ -266,11 +272,18 @@ class Store:
             self.seq_jump = (1, first_seq)
 
     def _open_seq(self) -> int:
+        """The next reading seq; every counter's durable mark is brought up to the store's."""
         stored = int(self._meta("next_seq"))
         highest = self.db.execute("SELECT max(seq) FROM readings").fetchone()[0] or 0
         next_seq = max(stored, highest + 1)
-        self.mark.ensure(next_seq)
+        self.mark.ensure_all({"seq": next_seq, "batch": int(self._meta("next_batch")),
+                              "event": self._last_event_seq() + 1})
         return next_seq
+
+    def _last_event_seq(self) -> int:
+        """The highest event seq ever given out by this store (AUTOINCREMENT keeps it, deletes or not)."""
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        return int(row[0]) if row else 0
 
     def _meta(self, key: str) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -337,6 +350,7 @@ class Store:
         if not rows:
             return False
         first, last = rows[0][0], rows[-1][0]
+        self._mark_next_event()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.db.execute("DELETE FROM readings WHERE seq BETWEEN ? AND ? AND sent IS NULL", (first, last))
@@ -390,6 +404,7 @@ class Store:
             self._series_by_id[sid] = (meter, quantity, unit)
 
     def add_event(self, kind: str, ts: int, detail: dict[str, Any] | None = None) -> int:
+        self._mark_next_event()
         cur = self.db.execute(
             "INSERT INTO events (ts, kind, detail) VALUES (?, ?, ?)",
             (ts, kind, json.dumps(detail or {}, separators=(",", ":"), ensure_ascii=False)),
@@ -398,12 +413,17 @@ class Store:
         self.events_added += 1
         return cur.lastrowid
 
+    def _mark_next_event(self) -> None:
+        """Before an event takes its number, the durable mark covers it (a read only, within a block)."""
+        self.mark.ensure(self._last_event_seq() + 2, "event")
+
     def reserve_batches(self, count: int) -> int:
         """Reserve ``count`` batch numbers never used before, also across restarts; returns the first.
 
         Numbers are reserved in blocks so a busy drain does not commit once per message; a restart
         skips what was reserved and not used (batch numbers must increase, not be contiguous).
         """
+        self.mark.ensure(int(self._meta("next_batch")) + count, "batch")
         cur = self.db.execute(
             "UPDATE meta SET value = value + ? WHERE key = 'next_batch' RETURNING value - ?", (count, count)
         )

@@ -126,6 +126,40 @@ def test_a_lost_store_does_not_restart_numbering(tmp_path: Path) -> None:
     assert s.seq_jump is not None and s.seq_jump[1] == first
 
 
+def lose(tmp_path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"s.db{suffix}").unlink(missing_ok=True)
+
+
+def test_a_lost_store_restarts_no_counter_at_all(tmp_path: Path) -> None:
+    """Batch and event numbers continue above the lost store's too: a platform that deduplicates
+    events by seq, or spots replays by batch, needs no exception for a replaced store."""
+    s = Store(tmp_path / "s.db", "gw-1")
+    s.append(cycle(10))
+    batches = [s.reserve_batches(600) for _ in range(3)]  # past the first block of the batch mark
+    events = [s.add_event("meter_online", T0, {"n": i}) for i in range(1500)]  # past the first event block
+    s.close()
+    lose(tmp_path)
+    s = Store(tmp_path / "s.db", "gw-1")
+    assert s.reserve_batches(1) > batches[-1] + 599
+    replaced = s.pending_events(10)
+    assert [e.kind for e in replaced] == ["store_replaced"]
+    assert replaced[0].seq > events[-1]
+    assert s.add_event("agent_started", T0) > replaced[0].seq
+    s.close()
+    lose(tmp_path)  # lost twice: the marks moved on with the second store
+    s = Store(tmp_path / "s.db", "gw-1")
+    assert s.pending_events(10)[0].seq > replaced[0].seq + 1
+
+
+def test_an_older_single_number_mark_is_read_as_the_seq_mark(tmp_path: Path) -> None:
+    (tmp_path / "s.db.seqmark").write_text("5000\n")
+    s = Store(tmp_path / "s.db", "gw-1")
+    assert s.append(cycle(1))[0] == 5000
+    assert s.pending_events(10)[0].detail == {"seq_continues_at": 5000}
+    assert (tmp_path / "s.db.seqmark").read_text().split() == ["seq=15001", "batch=1001", "event=1002"]
+
+
 def test_batch_numbers_increase_across_restarts(tmp_path: Path) -> None:
     s = Store(tmp_path / "s.db", "gw-1")
     a = s.reserve_batches(10)

@@ -36,6 +36,7 @@ from support.configs import write_site
 from support.procs import SimProcess, start_agent, start_sim, wait_until
 
 from meterlink.agent import signing
+from meterlink.agent.seqmark import SeqMark
 from meterlink.agent.store import Store
 from meterlink.sim.broker import LocalBroker
 from meterlink.sim.platform import Platform
@@ -313,8 +314,10 @@ def test_seq_continues_above_a_lost_store(tmp_path: Path, broker: LocalBroker, s
         moved = move_store_aside(db, tmp_path / "lost")
         assert db.name in moved and mark.exists()
         old = faultkit.read_store(tmp_path / "lost" / db.name)
-        reserved = int(mark.read_text())
+        reserved = SeqMark(mark).reserved
         assert old.integrity == "ok" and old.seqs and reserved > old.seqs[-1]
+        first_life_batches = list(platform.received.batches)
+        assert first_life_batches, "the first life delivered no message"
 
         # -- second life -------------------------------------------------------------------------
         watch = log.watch()
@@ -361,6 +364,10 @@ def test_seq_continues_above_a_lost_store(tmp_path: Path, broker: LocalBroker, s
     assert got.conflicts == 0 and got.rejected == 0
     assert received <= set(old.seqs) | set(new.seqs), "the platform got a seq neither store ever held"
     assert not set(old.seqs) & set(new.seqs)
+    # Nor does any other counter start again: event seq and message batch go on above the lost store's.
+    assert min(seq for seq, _, _ in new.events) > max(seq for seq, _, _ in old.events), new.events
+    second_life_batches = got.batches[len(first_life_batches):]
+    assert second_life_batches and min(second_life_batches) > max(first_life_batches), got.batches
     # What the platform has is what one of the two stores held under that seq (no number reused).
     for (_, seq), r in got.readings.items():
         row = old.readings.get(seq) or new.readings[seq]
