@@ -35,6 +35,9 @@ class GroupCommit:
         self.max_held = max_held
         self._held: deque[Reading] = deque()
         self._flusher: asyncio.Task[None] | None = None
+        # One commit at a time: a flush while the window's commit is running must wait for it, not
+        # write the same held readings a second time under new seqs.
+        self._committing = asyncio.Lock()
         self.commits = 0
         self.failures = 0
         self.dropped = 0
@@ -67,6 +70,10 @@ class GroupCommit:
             await self._commit()
 
     async def _commit(self) -> None:
+        async with self._committing:
+            await self._commit_held()
+
+    async def _commit_held(self) -> None:
         if not self._held:
             return
         batch = list(self._held)
@@ -96,5 +103,4 @@ class GroupCommit:
         if task is not None:
             task.cancel()  # skip the rest of the window
             await asyncio.gather(task, return_exceptions=True)
-        elif self._held:
-            await self._commit()
+        await self._commit()  # what is still held, after any commit already running
