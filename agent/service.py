@@ -30,7 +30,7 @@ from .receipts import ReceiptBook
 from .scheduler import BusPoller, ScheduledMeter
 from .store import Store
 from .systemd import Notifier
-from .tasks import cancel_and_wait
+from .tasks import cancel_and_wait, failures
 from .uplinks.mqtt import MqttLink, MqttSettings, make_tls_context
 from .uplinks.szy206 import SiteTerminal
 from .uploader import Uploader
@@ -290,6 +290,13 @@ class Agent:
             task = crashed[0]
             error = None if task.cancelled() else task.exception()
             raise error or RuntimeError(f"task {task.get_name()} ended on its own")
+        # A task that failed while stopping (a store error marking a last batch sent, say) is
+        # never quiet: logged, and the exit is non-zero.
+        failed = failures([*tasks, watchdog_task])
+        for task, error in failed:
+            log.error("event=task_failed_at_stop task=%s error=%r", task.get_name(), error, exc_info=error)
+        if failed:
+            raise failed[0][1]
 
     async def _stop_uplinks(self, parts: Parts, upload_task: asyncio.Task[Any], final_flush: bool) -> None:
         """Let the publish in flight finish (bounded by its timeout), then say goodbye."""

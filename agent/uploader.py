@@ -104,7 +104,8 @@ class Uploader:
                 self._backlog_wake.set()
                 await self._sleep_until_next_slot()
         finally:
-            await cancel_and_wait([backlog])
+            # The backlog's publishes in flight get their publish timeout to be acknowledged.
+            await cancel_and_wait([backlog], every=self.publish_timeout + 1)
 
     async def _sleep_until_next_slot(self) -> None:
         now = self.clock()

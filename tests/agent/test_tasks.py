@@ -4,6 +4,7 @@ result it waits for, and a poller that lost its cancellation kept the agent from
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from support.configs import write_site
 
 from meterlink.agent import config as cfgmod
 from meterlink.agent.service import Agent
-from meterlink.agent.tasks import cancel_and_wait
+from meterlink.agent.tasks import cancel_and_wait, failures
 from meterlink.drivers.modbus.driver import ModbusDriver
 from meterlink.sim.meter_model import SimMeter
 from meterlink.sim.modbus_server import ModbusSimServer
@@ -62,14 +63,68 @@ def test_results_and_errors_are_left_to_the_caller() -> None:
         raise ValueError("boom")
 
     async def main() -> list[asyncio.Task[Any]]:
-        tasks = [asyncio.create_task(fails()), asyncio.create_task(asyncio.sleep(60))]
-        await asyncio.sleep(0)
+        tasks = [asyncio.create_task(fails()), asyncio.create_task(asyncio.sleep(60)),
+                 asyncio.create_task(asyncio.sleep(0))]
+        await asyncio.sleep(0.01)
         await cancel_and_wait(tasks)
         return tasks
 
-    failed, slept = asyncio.run(main())
-    assert isinstance(failed.exception(), ValueError)
+    tasks = asyncio.run(main())
+    failed, slept, _ = tasks
     assert slept.cancelled()
+    assert [(t, type(e)) for t, e in failures(tasks)] == [(failed, ValueError)]
+
+
+def test_a_parent_stopped_during_its_own_cleanup_still_stops_its_children() -> None:
+    """The agent re-cancels a task that is itself stopping its children: it must finish that first."""
+    async def parent(started: asyncio.Event, children: list[asyncio.Task[str]]) -> None:
+        child = asyncio.create_task(_loses_one_cancellation(started))
+        children.append(child)
+        try:
+            await asyncio.sleep(60)
+        finally:
+            await cancel_and_wait([child], every=0.3)
+
+    async def main() -> tuple[bool, bool]:
+        started = asyncio.Event()
+        children: list[asyncio.Task[str]] = []
+        task = asyncio.create_task(parent(started, children))
+        await started.wait()
+        await asyncio.wait_for(cancel_and_wait([task], every=0.05), 5)
+        return task.cancelled(), children[0].done()  # now, before asyncio.run cancels what is left
+
+    assert asyncio.run(main()) == (True, True)
+
+
+def test_each_task_gets_its_grace_before_it_is_cancelled_again() -> None:
+    """A publish awaiting its acknowledgement when the stop comes may finish within the grace, even
+    while the parent is re-cancelled far more often."""
+    finished: list[str] = []
+
+    async def publish() -> None:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            await asyncio.sleep(0.3)  # the PUBACK is on its way
+            finished.append("acknowledged")
+
+    async def parent(started: asyncio.Event) -> None:
+        child = asyncio.create_task(publish())
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            await cancel_and_wait([child], every=2.0)
+
+    async def main() -> None:
+        started = asyncio.Event()
+        task = asyncio.create_task(parent(started))
+        await started.wait()
+        await asyncio.sleep(0)
+        await asyncio.wait_for(cancel_and_wait([task], every=0.05), 5)
+
+    asyncio.run(main())
+    assert finished == ["acknowledged"]
 
 
 SITE = """
@@ -138,3 +193,37 @@ def test_the_agent_stops_when_a_poll_lost_its_cancellation(tmp_path: Path, mocke
     agent = asyncio.run(main())
     assert lost, "the shutdown did not find a read in flight"
     assert agent.parts is not None and agent.parts.store.next_seq > 1
+
+
+@pytest.mark.slow
+def test_a_task_failing_while_the_agent_stops_is_not_quiet(tmp_path: Path, mocker: Any,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """An error raised by a task as it is stopped is logged and ends the run with that error."""
+    async def read_failing_when_cancelled(self: ModbusDriver, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await real_read(self, *args, **kwargs)
+        except asyncio.CancelledError:
+            raise OSError("the bus adapter vanished") from None
+
+    async def main() -> None:
+        sim = ModbusSimServer({1: SimMeter("tuf2000", 1, seed=1)})
+        port = await sim.start_tcp()
+        agent = Agent(cfgmod.load(write_site(tmp_path / "site", SITE.format(port=port))), backoff_max=0.5)
+        task = asyncio.create_task(agent.run())
+        await asyncio.sleep(1.5)
+        sim.meters[1].slow_answer_s = 30
+        sim.meters[1].set_fault("slow_answer")
+        await asyncio.sleep(1.2)
+        agent.stop()
+        try:
+            await asyncio.wait_for(task, 10)
+        finally:
+            await sim.stop()
+
+    caplog.set_level(logging.INFO, logger="meterlink")
+    real_read = ModbusDriver.read
+    mocker.patch.object(ModbusDriver, "read", read_failing_when_cancelled)
+    with pytest.raises(OSError, match="vanished"):
+        asyncio.run(main())
+    assert "event=task_failed_at_stop task=meterlink.poll.tcp" in caplog.text
+    assert "event=agent_stopped" in caplog.text  # after closing everything, not instead of it
