@@ -14,8 +14,11 @@ mark alone.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+log = logging.getLogger("meterlink.store")
 
 # Numbers reserved per write of the file: one fsync per block, at most a block skipped after a loss.
 BLOCKS = {"seq": 10_000, "batch": 1_000, "event": 1_000}
@@ -38,8 +41,11 @@ class SeqMark:
         marks = dict.fromkeys(BLOCKS, 0)
         try:
             text = self.path.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            return marks  # missing or unreadable: no store was ever numbered here that we can know of
+        except FileNotFoundError:
+            return marks  # no store was ever numbered here
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("event=seqmark_unreadable path=%s error=%r", self.path, str(exc))
+            return marks
         if text.isdigit():
             marks["seq"] = int(text)
             return marks
@@ -47,6 +53,9 @@ class SeqMark:
             name, _, number = pair.partition("=")
             if name in marks and number.isdigit():
                 marks[name] = int(number)
+        if text and not any(marks.values()):
+            # A torn or foreign file: the store's own numbers still count, but say so.
+            log.warning("event=seqmark_unreadable path=%s content=%r", self.path, text[:40])
         return marks
 
     def ensure(self, upto: int, counter: str = "seq") -> None:
