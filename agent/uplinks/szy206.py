@@ -314,7 +314,7 @@ class SiteTerminal:
         fut = self._waiting.get(kind)
         if fut is not None and not fut.done():
             fut.set_result(frame)
-        else:
+        elif not self._closing:  # closing, the station's reply to our logout is no surprise
             log.info("event=szy206_unexpected kind=%s afn=%02X", kind, frame.afn)
 
     async def _answer_realtime(self, query: Frame) -> None:
