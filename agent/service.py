@@ -193,6 +193,9 @@ class Agent:
             ]
             buses.append(driver)
             pollers.append(BusPoller(name, driver, meters, self._sink, self._event, clock_check))
+        if terminal is not None:
+            states = {m.meter.id: m.state for p in pollers for m in p.meters}
+            terminal.meter_failing = lambda meter: meter in states and states[meter].online is False
         self.parts = Parts(store, outbox, GroupCommit(outbox), latest, link, uploader, terminal, pollers, buses)
         log.info("event=agent_started gateway=%s meters=%d buses=%d kid=%s store=%s next_seq=%d uplinks=%s",
                  cfg.gateway.id, sum(len(p.meters) for p in pollers), len(pollers), signing.thumbprint(

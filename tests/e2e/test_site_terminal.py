@@ -15,10 +15,11 @@ from meterlink.agent import clock as agent_clock
 from meterlink.agent import config as cfgmod
 from meterlink.agent.service import Agent
 from meterlink.agent.store import Store
+from meterlink.protocols.szy206.elements import AlarmBit, decode_flow_data
 from meterlink.protocols.szy206.fields import Address
 from meterlink.protocols.szy206.messages import LinkKind
 from meterlink.protocols.szy206.times import label_to_ms
-from meterlink.sim.meter_model import SimMeter
+from meterlink.sim.meter_model import Fault, SimMeter
 from meterlink.sim.modbus_server import ModbusSimServer
 from meterlink.sim.station import Station
 
@@ -75,8 +76,10 @@ ADDRESS = Address(division="430100", station=7)
 
 
 async def with_site(tmp_path: Path, station: Station, body: Callable[[Agent, Station], Awaitable[None]],
-                    extra: str = "", report_interval: int = 1) -> Agent:
+                    extra: str = "", report_interval: int = 1, dead_units: tuple[int, ...] = ()) -> Agent:
     sim = ModbusSimServer({1: SimMeter("tuf2000", 1, seed=1), 2: SimMeter("emf_generic", 2, seed=2)})
+    for unit in dead_units:
+        sim.meters[unit].set_fault(Fault.NO_ANSWER)
     modbus_port = await sim.start_tcp()
     station_port = await station.start()
     site = SITE.format(modbus_port=modbus_port, station_port=station_port, extra=extra)
@@ -215,9 +218,28 @@ def test_reports_carry_the_values_polled_for_their_slot_when_polls_are_faster(tm
 
     station = Station()
     asyncio.run(with_site(tmp_path, station, body, report_interval=6))
-    later = [r for _, r, _ in station.reports][1:]  # the first slot may close before the first poll
-    assert later and all(r.alarm == 0 for r in later), [r.alarm for r in later]
-    assert all(m.flow is not None and m.volume is not None for r in later for m in r.meters)
+    reports = [r for _, r, _ in station.reports]
+    # The first slot may close before the first poll: its values are then absent, but no meter is
+    # faulty for that, so no report raises the alarm.
+    assert reports and all(r.alarm == 0 for r in reports), [r.alarm for r in reports]
+    later = reports[1:]
+    assert later and all(m.flow is not None and m.volume is not None for r in later for m in r.meters)
+
+
+def test_a_meter_that_does_not_answer_is_absent_with_the_flow_meter_fault_alarm(tmp_path: Path) -> None:
+    async def body(agent: Agent, station: Station) -> None:
+        await station.wait_for(lambda s: len(s.reports) >= 4, 15)
+
+    station = Station()
+    # Slots of 2 s close 0.5 s after their boundary, after the dead meter's 0.3 s timeout.
+    asyncio.run(with_site(tmp_path, station, body, dead_units=(1,), report_interval=2))  # unit 1: intake
+    later = [r for _, r, _ in station.reports][2:]  # once its first poll has failed
+    assert later
+    for report in later:
+        outlet, intake = report.meters
+        assert intake.flow is None and intake.volume is None
+        assert outlet.flow is not None and outlet.volume is not None
+        assert report.alarm & AlarmBit.FLOW_METER_FAULT, report.alarm
 
 
 def test_slots_are_kept_while_a_report_is_being_resent(tmp_path: Path) -> None:
@@ -250,3 +272,20 @@ def test_a_trusted_station_an_hour_off_moves_the_clock_by_an_hour(tmp_path: Path
     logouts = [r.frame for r in station.frames
                if r.direction == "in" and r.frame.afn == 0x02 and r.frame.data == bytes([LinkKind.LOGOUT])]
     assert logouts and all(f.tp is not None for f in logouts)
+
+
+def test_the_fault_alarm_follows_the_pollers_view_of_a_meter(tmp_path: Path) -> None:
+    """Wired as the agent builds it: a meter not polled yet (a slot closed before the first poll
+    after a start) is absent without the alarm; a meter failing its polls raises it."""
+    path = write_site(tmp_path / "site", SITE.format(modbus_port=1, station_port=1, extra=""))
+    parts = Agent(cfgmod.load(path)).build()
+    assert parts.terminal is not None
+    slot = 1_764_374_400_000
+    meters, alarm, _ = decode_flow_data(parts.terminal.report_data(slot))
+    assert [(m.flow, m.volume) for m in meters] == [(None, None), (None, None)]
+    assert alarm == 0
+    intake = next(m for p in parts.pollers for m in p.meters if m.meter.id == "intake")
+    intake.state.online = False  # what the poller records when a poll fails
+    _, alarm, _ = decode_flow_data(parts.terminal.report_data(slot))
+    assert alarm & AlarmBit.FLOW_METER_FAULT
+    parts.store.close()
