@@ -114,21 +114,20 @@ def test_a_store_of_another_gateway_is_refused(tmp_path: Path) -> None:
         Store(tmp_path / "s.db", "gw-2")
 
 
+def lose(tmp_path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"s.db{suffix}").unlink(missing_ok=True)
+
+
 def test_a_lost_store_does_not_restart_numbering(tmp_path: Path) -> None:
     s = Store(tmp_path / "s.db", "gw-1")
     s.append(cycle(100))
     s.close()
-    for suffix in ("", "-wal", "-shm"):
-        (tmp_path / f"s.db{suffix}").unlink(missing_ok=True)
+    lose(tmp_path)
     s = Store(tmp_path / "s.db", "gw-1")
     first, _ = s.append(cycle(1))
     assert first > 100
     assert s.seq_jump is not None and s.seq_jump[1] == first
-
-
-def lose(tmp_path: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        (tmp_path / f"s.db{suffix}").unlink(missing_ok=True)
 
 
 def test_a_lost_store_restarts_no_counter_at_all(tmp_path: Path) -> None:

@@ -159,6 +159,28 @@ sync_check = "assume_synced"
 """
 
 
+def stop_agent_during_a_read(tmp_path: Path) -> Agent:
+    """Run the agent against one simulated meter, make its next answer 30 s late, and stop the
+    agent while that read is in flight. Returns the stopped agent; raises what its run raised."""
+    async def main() -> Agent:
+        sim = ModbusSimServer({1: SimMeter("tuf2000", 1, seed=1)})
+        port = await sim.start_tcp()
+        agent = Agent(cfgmod.load(write_site(tmp_path / "site", SITE.format(port=port))), backoff_max=0.5)
+        task = asyncio.create_task(agent.run())
+        await asyncio.sleep(2.2)
+        sim.meters[1].slow_answer_s = 30  # the next read is in flight when the agent stops
+        sim.meters[1].set_fault("slow_answer")
+        await asyncio.sleep(1.2)
+        agent.stop()
+        try:
+            await asyncio.wait_for(task, 10)
+        finally:
+            await sim.stop()
+        return agent
+
+    return asyncio.run(main())
+
+
 @pytest.mark.slow
 def test_the_agent_stops_when_a_poll_lost_its_cancellation(tmp_path: Path, mocker: Any) -> None:
     """A meter read that swallows the shutdown's cancellation (as pymodbus's wait_for can) must not
@@ -175,22 +197,8 @@ def test_the_agent_stops_when_a_poll_lost_its_cancellation(tmp_path: Path, mocke
             lost.append(True)
             return []
 
-    async def main() -> Agent:
-        sim = ModbusSimServer({1: SimMeter("tuf2000", 1, seed=1)})
-        port = await sim.start_tcp()
-        agent = Agent(cfgmod.load(write_site(tmp_path / "site", SITE.format(port=port))), backoff_max=0.5)
-        task = asyncio.create_task(agent.run())
-        await asyncio.sleep(2.2)
-        sim.meters[1].slow_answer_s = 30  # the next read is in flight when the agent stops
-        sim.meters[1].set_fault("slow_answer")
-        await asyncio.sleep(1.2)
-        agent.stop()
-        await asyncio.wait_for(task, 10)
-        await sim.stop()
-        return agent
-
     mocker.patch.object(ModbusDriver, "read", read_losing_one_cancellation)
-    agent = asyncio.run(main())
+    agent = stop_agent_during_a_read(tmp_path)
     assert lost, "the shutdown did not find a read in flight"
     assert agent.parts is not None and agent.parts.store.next_seq > 1
 
@@ -199,31 +207,17 @@ def test_the_agent_stops_when_a_poll_lost_its_cancellation(tmp_path: Path, mocke
 def test_a_task_failing_while_the_agent_stops_is_not_quiet(tmp_path: Path, mocker: Any,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     """An error raised by a task as it is stopped is logged and ends the run with that error."""
+    real_read = ModbusDriver.read
+
     async def read_failing_when_cancelled(self: ModbusDriver, *args: Any, **kwargs: Any) -> Any:
         try:
             return await real_read(self, *args, **kwargs)
         except asyncio.CancelledError:
             raise OSError("the bus adapter vanished") from None
 
-    async def main() -> None:
-        sim = ModbusSimServer({1: SimMeter("tuf2000", 1, seed=1)})
-        port = await sim.start_tcp()
-        agent = Agent(cfgmod.load(write_site(tmp_path / "site", SITE.format(port=port))), backoff_max=0.5)
-        task = asyncio.create_task(agent.run())
-        await asyncio.sleep(1.5)
-        sim.meters[1].slow_answer_s = 30
-        sim.meters[1].set_fault("slow_answer")
-        await asyncio.sleep(1.2)
-        agent.stop()
-        try:
-            await asyncio.wait_for(task, 10)
-        finally:
-            await sim.stop()
-
     caplog.set_level(logging.INFO, logger="meterlink")
-    real_read = ModbusDriver.read
     mocker.patch.object(ModbusDriver, "read", read_failing_when_cancelled)
     with pytest.raises(OSError, match="vanished"):
-        asyncio.run(main())
+        stop_agent_during_a_read(tmp_path)
     assert "event=task_failed_at_stop task=meterlink.poll.tcp" in caplog.text
     assert "event=agent_stopped" in caplog.text  # after closing everything, not instead of it
