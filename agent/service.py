@@ -23,6 +23,7 @@ from . import signing
 from .capture import GroupCommit
 from .clock import ClockCheck, now_ms
 from .config import BusConfig, Config, MeterConfig
+from .errors import StoreError
 from .latest import LatestValues
 from .outbox import Outbox
 from .quality import QualityCheck
@@ -208,14 +209,15 @@ class Agent:
         self.parts.latest.observe(readings)
         self.parts.capture.submit(readings)
 
-    def _self_report(self, meter_id: str, readings: list[Reading]) -> None:
-        """A meter's own report (called on the event loop by the SZY206 link, before it confirms)."""
+    async def _self_report(self, meter_id: str, readings: list[Reading]) -> None:
+        """A meter's own report: returns once it is committed, and only then does the SZY206 link
+        confirm it to the meter (which then drops its copy). Raises when it cannot be committed."""
         if self.parts is None:
-            return
+            raise StoreError("the agent is not running yet")
         if not self._clock_check.synced():
             readings = [replace(r, flags=r.flags | Flag.CLOCK_UNSYNCED) for r in readings]
         self.parts.latest.observe(readings)
-        self.parts.capture.submit(readings)
+        await self.parts.capture.commit(readings)
 
     def _on_receipt(self, topic: str, payload: bytes) -> None:
         """A receipt from the platform (paho calls back on the event loop's thread)."""
@@ -263,6 +265,9 @@ class Agent:
         if parts.terminal is not None:
             uplink_tasks.append(asyncio.create_task(parts.terminal.run(), name="meterlink.szy206"))
         poll_tasks = [asyncio.create_task(p.run(), name=f"meterlink.poll.{p.name}") for p in parts.pollers]
+        # SZY206 lines are listened to from the start: their meters report on their own.
+        poll_tasks += [asyncio.create_task(d.link.keep_open(), name=f"meterlink.listen.{d.link.name}")
+                       for d in parts.buses if isinstance(d, Szy206Driver)]
         upload_task = asyncio.create_task(
             parts.uploader.run() if parts.uploader is not None else asyncio.Event().wait(), name="meterlink.upload"
         )

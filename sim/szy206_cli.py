@@ -5,6 +5,11 @@ Each endpoint is announced on stdout in one flushed line that scripts can read::
     szy206 tcp listening on 127.0.0.1:5021 stations=530381:13,530381:14
     szy206 pty /dev/pts/7 stations=530381:13,530381:14
 
+With ``--print-confirms``, each self-report the agent confirms is printed the moment the confirm
+arrives, since from then on the meter no longer holds it (flow/volume per pair, ``-`` absent)::
+
+    confirmed 530381:13 afn=C0 fcb=3 pairs=36.625/123456
+
 Arguments are checked here rather than by argparse types, so that every mistake ends in one line
 on stderr and exit code 2 (argparse would add a usage block).
 """
@@ -17,7 +22,7 @@ import sys
 from dataclasses import dataclass
 
 from meterlink.drivers.szy206.meter import MAX_PAIRS
-from meterlink.protocols.szy206 import Address, SZY206Error
+from meterlink.protocols.szy206 import INVALID, Address, Frame, SZY206Error, parse_flow_report
 
 from .cliargs import UsageError, positive, until_signalled, whole_number
 from .cliargs import faults as parse_faults
@@ -51,6 +56,7 @@ class Plan:
     faults: list[tuple[int | None, Fault]]  # None: every meter
     seed: int
     speed: float
+    print_confirms: bool = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,6 +88,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", default="0", help="seed for values and noise (default 0)")
     parser.add_argument("--speed", default="1", help="simulated seconds per real second (default 1)")
+    parser.add_argument(
+        "--print-confirms",
+        action="store_true",
+        help="print a line for each self-report the agent confirms (the meter then drops its copy)",
+    )
 
 
 def _meters(specs: list[str]) -> list[MeterPlan]:
@@ -124,7 +135,8 @@ def check(args: argparse.Namespace) -> Plan:
                           {m.address.station for m in meters})
     seed = whole_number(args.seed, "--seed", 0, 2**63 - 1)
     speed = positive(args.speed, "--speed")
-    return Plan(port, args.pty, args.host, meters, interval, confirm_timeout, tp_len, faults, seed, speed)
+    return Plan(port, args.pty, args.host, meters, interval, confirm_timeout, tp_len, faults, seed, speed,
+                args.print_confirms)
 
 
 def build_meters(plan: Plan) -> list[SimSzy206Meter]:
@@ -147,6 +159,19 @@ def build_meters(plan: Plan) -> list[SimSzy206Meter]:
     return meters
 
 
+def confirmed_line(meter: SimSzy206Meter, report: Frame) -> str:
+    """``confirmed 530381:13 afn=C0 fcb=3 pairs=36.625/123456``: one confirmed report."""
+    pairs = " ".join(
+        "/".join("-" if v is None else "invalid" if v is INVALID else str(v) for v in pair)
+        for pair in parse_flow_report(report).meters
+    )
+    return f"confirmed {meter.name} afn={report.afn:02X} fcb={report.fcb} pairs={pairs}"
+
+
+def _print_confirmed(meter: SimSzy206Meter, report: Frame) -> None:
+    print(confirmed_line(meter, report), flush=True)
+
+
 def _fail(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
@@ -159,7 +184,8 @@ async def run(args: argparse.Namespace) -> int:
         _fail(str(exc))
         return 2
     meters = build_meters(plan)
-    server = Szy206SimServer(meters, confirm_timeout=plan.confirm_timeout)
+    server = Szy206SimServer(meters, confirm_timeout=plan.confirm_timeout,
+                             on_confirmed=_print_confirmed if plan.print_confirms else None)
     try:
         if plan.tcp_port is not None:
             try:

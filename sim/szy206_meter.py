@@ -145,6 +145,7 @@ class SimSzy206Meter:
         self.confirms_unexpected = 0
         self.confirm_forms: Counter[str] = Counter()
         self.last_confirm: Confirm | None = None
+        self.last_confirmed: Frame | None = None  # the report the last accepted confirm was for
         self.frames_seen: deque[Frame] = deque(maxlen=FRAMES_KEPT)  # downlink frames addressed here
         self.faults_applied: Counter[Fault] = Counter()
         self.last_values: tuple[Meter, ...] = ()  # what the last frame sent carried
@@ -286,6 +287,7 @@ class SimSzy206Meter:
         if self._report is None or frame.afn != self._report.afn:
             self.confirms_unexpected += 1
             return False
+        self.last_confirmed = self._report
         self._report = None
         self.confirms_received += 1
         self.last_confirm = confirm

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from meterlink.protocols.szy206 import AFN, NEED_DATA, Address, BufferFullError, Frame, Reassembler
@@ -115,18 +115,27 @@ class Szy206SimServer:
     Args:
         meters: the meters; their self-reports start with the first endpoint.
         confirm_timeout: seconds a meter waits for the confirm of a self-report before resending.
+        on_confirmed: called with (meter, report) the moment a confirm of a report in flight arrives:
+            from then on the meter no longer holds that report.
 
     Raises:
         ValueError: two meters with the same address.
     """
 
-    def __init__(self, meters: Iterable[SimSzy206Meter], *, confirm_timeout: float = 3.0) -> None:
+    def __init__(
+        self,
+        meters: Iterable[SimSzy206Meter],
+        *,
+        confirm_timeout: float = 3.0,
+        on_confirmed: Callable[[SimSzy206Meter, Frame], None] | None = None,
+    ) -> None:
         self.meters: dict[Address, SimSzy206Meter] = {}
         for meter in meters:
             if meter.address in self.meters:
                 raise ValueError(f"{meter.name} is served twice")
             self.meters[meter.address] = meter
         self.confirm_timeout = confirm_timeout
+        self.on_confirmed = on_confirmed
         self.stats = ServerStats()
         self._endpoints: list[_Endpoint] = []
         self._servers: list[asyncio.Server] = []
@@ -252,6 +261,8 @@ class Szy206SimServer:
         if frame.afn in REPORT_AFNS:
             if meter.accept_confirm(frame):
                 self._confirmed[meter.address].set()
+                if self.on_confirmed is not None and meter.last_confirmed is not None:
+                    self.on_confirmed(meter, meter.last_confirmed)
             log.debug("event=sim_szy206_confirm station=%s fcb=%d", meter.name, frame.fcb)
             return
         reply = meter.answer(frame)

@@ -6,7 +6,7 @@ thrown away is counted). Each valid frame is then dispatched:
 
 - the answer a query waits for (uplink, same address and AFN) ends it;
 - a self-report (C0H, 81H, 82H) of a configured meter goes to :class:`SelfReports` (reports.py:
-  handed to ``on_report``, then confirmed);
+  handed to ``on_report``, confirmed once that says it is durable);
 - a link check (02H) of a configured meter is answered with data 00H;
 - anything else is counted: frames of unknown addresses (logged once per address), answers nobody
   waits for any more (late), downlink frames (an RS-485 adapter's echo, another master).
@@ -45,6 +45,7 @@ SITE_UTC_OFFSET_H = 8.0  # Chinese sites keep their clocks in UTC+8
 DEFAULT_AHEAD_S = SKEW_MS / 1000
 
 MAX_TRIES = 4  # FCB 3, 2, 1, 0: "when FCB reaches 0 the transfer has failed"
+KEEP_OPEN_CHECK_S = 1.0  # how often a listening link looks whether its pipe is still open
 
 
 def now_ms() -> int:
@@ -106,8 +107,9 @@ class Szy206Link:
         timeout: seconds to wait for an answer, per try; also the pause after a failed open.
         retries: tries after the first, each with the FCB one lower (0..3).
         meters: meters known from the start (the driver adds each meter it reads).
-        on_report: called with (meter id, readings) for each self-report of a configured meter;
-            the report is confirmed after it returns, not if it raises.
+        on_report: awaited with (meter id, readings) for each self-report of a configured meter;
+            the report is confirmed after it returns (the readings are durable), not if it
+            raises. None: reports are left unconfirmed, with the meter.
         clock: ms since the epoch (tests inject one).
         utc_offset_h: the site's time zone, for time labels.
         tp_ahead_s: how far ahead of ours a meter's clock may be (5-byte Tp, see protocols/szy206/times.py).
@@ -199,6 +201,21 @@ class Szy206Link:
         async with self.lock:
             await self._ensure_open()
 
+    async def keep_open(self) -> None:
+        """Keep the pipe open, so self-reports arrive between queries; runs until cancelled.
+
+        Queries open the pipe themselves, but a meter that reports every few minutes and is polled
+        hourly would go unheard until the first poll, and after a lost connection until the next.
+        A failed open is logged by the open itself and tried again after the timeout.
+        """
+        while True:
+            if self._transport is None:
+                try:
+                    await self.open()
+                except TransportError:
+                    pass
+            await asyncio.sleep(max(self.timeout, KEEP_OPEN_CHECK_S))
+
     async def _ensure_open(self) -> SerialTransport | TcpTransport:
         if self._transport is not None:
             return self._transport
@@ -235,8 +252,12 @@ class Szy206Link:
             waiter.future.set_exception(TransportError(f"link {self.name}: {why}"))
 
     async def close(self) -> None:
-        """Close the pipe and log the link's counters; the link opens again on the next query."""
+        """Close the pipe and log the link's counters; the link opens again on the next query.
+
+        Reports whose commit still runs are left unconfirmed: the meter sends them again.
+        """
         self._receiver.stop()
+        await self.reports.close()
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()

@@ -1,9 +1,13 @@
-"""Self-reports of the meters on one link: decoded, handed over, confirmed; resends not repeated.
+"""Self-reports of the meters on one link: decoded, made durable, then confirmed; resends not repeated.
 
-A report (C0H, 81H manual 82H) of a configured meter is decoded, handed to ``on_report`` and then
-confirmed at once. Its readings carry the report's own time: the Tp converted to UTC
-(protocols/szy206/times.py), or the arrival time when it has none. A resent report (same content, FCB one
-lower: the meter missed our confirm) is confirmed again but not handed over twice.
+A report (C0H, 81H, 82H) of a configured meter is decoded and handed to ``on_report``, a coroutine
+that returns once its readings are committed to disk (the agent's store, with fsync). Only then is
+the report confirmed: the meter drops its copy on our confirm, so a confirm sent earlier would lose
+the report to a kill, a power cut or a full disk inside the commit. Its readings carry the report's
+own time: the Tp converted to UTC (protocols/szy206/times.py), or the arrival time when it has none.
+A resent report (same content, FCB one lower: the meter missed our confirm, or our commit was slow)
+is not handed over twice: if it is already durable it is confirmed again at once, if its commit is
+still running the confirm that follows the commit answers the resend's FCB.
 
 Confirm form (notes section 4, the sources differ): same AFN, DIR = 0, the report's FCB and type
 code echoed, data = one work-mode byte, 00H "compatible" by default. 00H keeps the meter
@@ -11,15 +15,18 @@ answering our B0H queries; 01H would ask it to self-report only. When the report
 the confirm carries our clock in the same edition (5 or 7 bytes, site time) and the report's
 delay, since SL/T 427 terminals set their clock from it.
 
-What is not confirmed: reports that cannot be decoded, reports whose hand-over failed (and, in
-the link, reports of unknown addresses). A confirm tells the meter its data was taken; left
-unconfirmed, it resends and keeps the data for whoever can take it.
+What is not confirmed: reports that cannot be decoded, reports whose commit failed (a full disk, a
+store that refuses readings at its cap), reports nobody takes (no ``on_report``: ``meterlink read``
+only looks) and, in the link, reports of unknown addresses. Left unconfirmed, the meter resends and
+keeps the data for whoever can take it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meterlink.drivers.base import DecodeError, Reading
@@ -35,8 +42,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("meterlink.szy206")
 
 REPORT_AFNS = frozenset({AFN.REPORT, AFN.ALARM_REPORT, AFN.MANUAL_REPORT})
-ReportCallback = Callable[[str, list[Reading]], None]
+# (meter id, readings): returns once the readings are durable, raises if they cannot be made so.
+ReportCallback = Callable[[str, list[Reading]], Awaitable[object]]
 Send = Callable[[Frame, Szy206Meter, str], bool]  # (frame, meter, what) -> written
+
+
+@dataclass(slots=True)
+class _Taking:
+    """A report whose readings are being committed; ``latest`` is the last copy of it that arrived."""
+
+    key: tuple[object, ...]
+    latest: Frame
+    arrived: int
 
 
 class SelfReports:
@@ -46,7 +63,8 @@ class SelfReports:
         link: the link's name in logs.
         counters: the link's counters (self_reports, duplicate_reports, confirms_sent, ...).
         send: writes a frame on the link; False when it could not.
-        on_report: called with (meter id, readings); None to confirm without handing over.
+        on_report: awaited with (meter id, readings); returns once they are durable. None: nobody
+            takes reports here, so none is confirmed (the meter keeps them for the agent).
         utc_offset_h: the site's time zone.
         tp_ahead_s: how far ahead of ours a meter's clock may be.
         confirm_work_mode: the work-mode byte of confirms, None for none.
@@ -70,14 +88,26 @@ class SelfReports:
         self.utc_offset_h = utc_offset_h
         self.tp_ahead_s = tp_ahead_s
         self.confirm_work_mode = confirm_work_mode
-        self._last: dict[str, tuple[tuple[object, ...], int]] = {}  # meter id -> (content, FCB)
+        self._last: dict[str, tuple[tuple[object, ...], int]] = {}  # meter id -> (content, FCB) taken
+        self._taking: dict[str, _Taking] = {}  # meter id -> the report whose commit runs
+        self._tasks: set[asyncio.Task[None]] = set()
         self._alarms: dict[str, int] = {}
         self._tp_warned: set[str] = set()
 
     def handle(self, meter: Szy206Meter, frame: Frame, arrived: int) -> None:
-        """Take one report of ``meter`` that arrived at ``arrived`` (ms). Never raises."""
+        """Take one report of ``meter`` that arrived at ``arrived`` (ms). Never raises.
+
+        Called from the link's receive path; the commit and the confirm run in a task of their own.
+        """
         self.counters.self_reports += 1
         key = (frame.afn, frame.function, frame.data, frame.tp)
+        taking = self._taking.get(meter.id)
+        if taking is not None and taking.key == key:
+            # Sent again while we commit it: the confirm after the commit answers this copy.
+            taking.latest, taking.arrived = frame, arrived
+            self.counters.duplicate_reports += 1
+            log.info("event=szy206_report_resent link=%s meter=%s fcb=%d committing=1", self.link, meter.id, frame.fcb)
+            return
         last = self._last.get(meter.id)
         if last is not None and last[0] == key and frame.fcb < last[1]:
             # The meter missed our confirm and sent the same report again (FCB one lower).
@@ -95,16 +125,49 @@ class SelfReports:
             log.warning("event=szy206_report_undecodable link=%s meter=%s error=%r", self.link, meter.id, str(exc))
             return
         self.note_alarm(meter, report.alarm)
-        if self.on_report is not None:
-            try:
-                self.on_report(meter.id, readings)
-            except Exception:
-                self.counters.unconfirmed_reports += 1
-                log.exception("event=szy206_report_handler_failed link=%s meter=%s", self.link, meter.id)
-                return
-        # Remembered only once handed over: a resend of a report we failed to take is new to us.
-        self._last[meter.id] = (key, frame.fcb)
-        self._confirm(meter, frame, arrived)
+        if self.on_report is None:
+            self.counters.unconfirmed_reports += 1
+            log.info("event=szy206_report_not_taken link=%s meter=%s reason=%r", self.link, meter.id,
+                     "no store here: left with the meter, unconfirmed")
+            return
+        taking = _Taking(key, frame, arrived)
+        self._taking[meter.id] = taking
+        task = asyncio.get_running_loop().create_task(
+            self._take(self.on_report, meter, readings, taking), name=f"meterlink.szy206.report.{meter.id}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _take(self, on_report: ReportCallback, meter: Szy206Meter, readings: list[Reading],
+                    taking: _Taking) -> None:
+        try:
+            await on_report(meter.id, readings)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.counters.unconfirmed_reports += 1
+            log.warning("event=szy206_report_not_stored link=%s meter=%s error=%r action=%r", self.link, meter.id,
+                        f"{type(exc).__name__}: {exc}", "not confirmed: the meter keeps it and sends it again")
+            return
+        finally:
+            if self._taking.get(meter.id) is taking:
+                del self._taking[meter.id]
+        # Remembered only once durable: a resend of a report we failed to take is new to us.
+        self._last[meter.id] = (taking.key, taking.latest.fcb)
+        self._confirm(meter, taking.latest, taking.arrived)
+
+    @property
+    def taking(self) -> int:
+        """Reports whose commit is still running (not yet confirmed)."""
+        return len(self._tasks)
+
+    async def close(self) -> None:
+        """Stop taking reports: a commit still running is abandoned unconfirmed (the meter resends)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _report_time(self, meter: Szy206Meter, frame: Frame, arrived: int) -> int:
         tp = frame.tp

@@ -50,12 +50,12 @@ def sim_meter(station: int = 13, **kwargs: object) -> SimSzy206Meter:
 
 
 class Collector:
-    """An on_report callback that keeps what it gets."""
+    """An on_report callback that keeps what it gets (and takes it at once)."""
 
     def __init__(self) -> None:
         self.reports: list[tuple[str, list[Reading]]] = []
 
-    def __call__(self, meter_id: str, readings: list[Reading]) -> None:
+    async def __call__(self, meter_id: str, readings: list[Reading]) -> None:
         self.reports.append((meter_id, readings))
 
 
@@ -63,7 +63,7 @@ async def open_link(
     server: Szy206SimServer,
     kind: str,
     meters: list[Szy206Meter],
-    on_report: Callable[[str, list[Reading]], None],
+    on_report: Callable[[str, list[Reading]], Awaitable[None]] | None,
     confirm_work_mode: int | None = 0,
 ) -> Szy206Link:
     params: SerialParams | TcpParams
@@ -202,7 +202,7 @@ def test_a_report_whose_hand_over_fails_is_not_confirmed() -> None:
     sim = sim_meter()
     calls: list[str] = []
 
-    def flaky(meter_id: str, readings: list[Reading]) -> None:
+    async def flaky(meter_id: str, readings: list[Reading]) -> None:
         calls.append(meter_id)
         if len(calls) == 1:
             raise RuntimeError("store is busy")
@@ -275,7 +275,93 @@ def test_no_confirm_needed_and_polls_between_reports() -> None:
             readings = await Szy206Driver(link).read(meter, 0)
             assert {r.quantity for r in readings} == {"flow_rate", "volume_total"}
             assert len(got.reports) == 1 and sim.report_resends == 0
+            for _ in range(100):  # the confirm follows the hand-over, in a task of its own
+                if sim.confirms_unexpected:
+                    break
+                await asyncio.sleep(0.01)
             assert sim.confirms_unexpected == 1  # our confirm came; the meter was not waiting
+        finally:
+            await link.close()
+            await server.stop()
+
+    run(body)
+
+
+def test_a_report_is_confirmed_only_once_it_is_durable() -> None:
+    """The meter drops its copy on our confirm, so none goes out while the commit runs. A resend that
+    arrives meanwhile is not handed over again; the confirm after the commit answers its FCB."""
+    sim = sim_meter()
+    committed = asyncio.Event()
+    calls: list[str] = []
+
+    async def slow_commit(meter_id: str, readings: list[Reading]) -> None:
+        calls.append(meter_id)
+        await committed.wait()  # an fsync on a slow SD card, a group commit window
+
+    async def body() -> None:
+        server = Szy206SimServer([sim], confirm_timeout=CONFIRM_TIMEOUT)
+        link = await open_link(server, "pty", [Szy206Meter("m13", address())], slow_commit)
+        try:
+            sending = asyncio.create_task(server.send_report(sim))
+            for _ in range(200):  # FCB 3 and the resend with FCB 2 arrive while the commit runs
+                if sim.report_resends >= 1 and link.counters.duplicate_reports >= 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert sim.confirms_received == 0 and link.counters.confirms_sent == 0
+            assert calls == ["m13"] and link.reports.taking == 1
+            resent_fcb = sim.report_in_flight.fcb if sim.report_in_flight is not None else -1
+            committed.set()
+            assert await sending
+            assert calls == ["m13"] and sim.confirms_received == 1
+            confirm = [f for f in sim.frames_seen if f.afn == AFN.REPORT]
+            assert [f.fcb for f in confirm] == [resent_fcb]
+            assert link.counters.confirms_sent == 1 and link.reports.taking == 0
+        finally:
+            await link.close()
+            await server.stop()
+
+    run(body)
+
+
+def test_a_report_nobody_takes_is_left_with_the_meter() -> None:
+    """Without on_report (``meterlink read`` only looks) a report is never confirmed: the meter keeps
+    it for the agent, which stores it, instead of dropping it on a confirm from a tool."""
+    sim = sim_meter()
+
+    async def body() -> None:
+        server = Szy206SimServer([sim], confirm_timeout=CONFIRM_TIMEOUT / 3)
+        link = await open_link(server, "pty", [Szy206Meter("m13", address())], None)
+        try:
+            assert not await server.send_report(sim)
+            assert sim.confirms_received == 0 and sim.reports_failed == 1
+            assert link.counters.unconfirmed_reports == 4 and link.counters.confirms_sent == 0
+        finally:
+            await link.close()
+            await server.stop()
+
+    run(body)
+
+
+def test_closing_the_link_abandons_a_commit_unconfirmed() -> None:
+    """A stop while a report's commit runs: the link closes without a confirm and without a stray task."""
+    sim = sim_meter()
+    never = asyncio.Event()
+
+    async def stuck(meter_id: str, readings: list[Reading]) -> None:
+        await never.wait()
+
+    async def body() -> None:
+        server = Szy206SimServer([sim], confirm_timeout=CONFIRM_TIMEOUT)
+        link = await open_link(server, "pty", [Szy206Meter("m13", address())], stuck)
+        try:
+            sending = asyncio.create_task(server.send_report(sim))
+            for _ in range(200):
+                if link.reports.taking:
+                    break
+                await asyncio.sleep(0.01)
+            await link.close()
+            assert link.reports.taking == 0 and link.counters.confirms_sent == 0
+            assert not await sending and sim.confirms_received == 0
         finally:
             await link.close()
             await server.stop()

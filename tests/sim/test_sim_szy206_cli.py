@@ -136,7 +136,7 @@ def test_a_whole_run_serves_tcp_and_pty_until_sigterm() -> None:
             m14 = Szy206Meter("m14", Address(division="530381", station=14))
             reporters: set[str] = set()
 
-            def on_report(meter_id: str, readings: list[Reading]) -> None:
+            async def on_report(meter_id: str, readings: list[Reading]) -> None:
                 assert readings
                 reporters.add(meter_id)
 
