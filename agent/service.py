@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from meterlink.drivers.base import Flag, Reading
-from meterlink.drivers.modbus.bus import QUIET_AFTER_FAILURE_S, ModbusBus
+from meterlink.drivers.modbus.bus import ModbusBus
 from meterlink.drivers.modbus.driver import ModbusDriver, ModbusMeter
 from meterlink.drivers.params import SerialParams, TcpParams
 from meterlink.drivers.szy206 import Szy206Driver, Szy206Link, Szy206Meter
@@ -26,6 +26,7 @@ from .config import BusConfig, Config, MeterConfig
 from .errors import StoreError
 from .latest import LatestValues
 from .outbox import Outbox
+from .pollcost import poll_cost_ms
 from .quality import QualityCheck
 from .receipts import ReceiptBook
 from .scheduler import BusPoller, ScheduledMeter
@@ -63,16 +64,6 @@ def szy206_address(text: str) -> Address:
 
 def meter_from_config(mc: MeterConfig) -> ModbusMeter:
     return ModbusMeter(mc.id, mc.unit_id, mc.value_specs(), max_gap=mc.register_map().max_gap)
-
-
-def poll_cost_ms(bus: BusConfig, meter: Any) -> int:
-    """The longest one poll of a meter can take: every request timing out on every try (and, on a
-    serial Modbus bus, followed by the quiet time that lets a late answer pass)."""
-    requests = len(meter.requests) if isinstance(meter, ModbusMeter) else 1
-    per_request = bus.timeout * (1 + bus.retries)
-    if isinstance(meter, ModbusMeter) and bus.type == "serial":
-        per_request += min(bus.timeout, QUIET_AFTER_FAILURE_S)
-    return int(per_request * requests * 1000)
 
 
 def build_bus(
