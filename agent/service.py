@@ -246,6 +246,11 @@ class Agent:
             where, why = store.moved_aside
             log.error("event=store_corrupt moved_to=%s error=%r", where, why)
             await self._event("store_corrupt", {"moved_to": str(where), "error": why})
+            saved = store.salvaged
+            if saved is not None:  # its counts are in the store_salvaged event too
+                log.warning("event=store_salvaged readings=%d events=%d unreadable=%d unreadable_events=%d "
+                            "problems=%r", saved.readings, len(saved.events), saved.unreadable,
+                            saved.unreadable_events, "; ".join(saved.problems[:5]))
         if store.seq_jump is not None:  # its event was committed with the new store itself
             _, continued = store.seq_jump
             log.warning("event=store_replaced seq_continues_at=%d", continued)

@@ -25,7 +25,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from meterlink.drivers.base import Reading
 from .errors import StoreError
 from .osuser import effective_user
 from .payload import StoredEvent, StoredReading
+from .salvage import Salvage, SalvagedEvent, SalvagedReading, salvage
 from .seqmark import SeqMark
 
 SCHEMA_VERSION = 1
@@ -119,6 +120,15 @@ def _cannot_open(path: Path, exc: sqlite3.DatabaseError) -> str:
     return f"store {path}: {exc}"
 
 
+def _fsync_dir(folder: Path) -> None:
+    """Make renames and removals in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 OVERFLOW_POLICIES = ("drop_oldest", "refuse")
 WAL_RESERVE = 4 * 1024 * 1024  # the cap keeps this much room for the -wal file
 DROP_CHUNK = 5_000  # readings dropped or purged per step when making room
@@ -159,6 +169,7 @@ class Store:
         self.events_added = 0  # events written since opening: the uploader sends when this moves
         self.moved_aside: tuple[Path, str] | None = None  # (where, why) when a corrupt store was replaced
         self.seq_jump: tuple[int, int] | None = None  # (had, continued at) when the store was replaced
+        self.salvaged: Salvage | None = None  # what was read from a corrupt store this one replaced
         self.mark = SeqMark(path.with_name(path.name + ".seqmark"))
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -175,6 +186,8 @@ class Store:
                 self._open()
             except sqlite3.DatabaseError as again:
                 raise StoreError(_cannot_open(path, again)) from None
+        if not self.created:
+            self._salvage_done()  # a marker beside a store that opens is left from a crash after its salvage
         self._series: dict[tuple[str, str, str], int] = {}
         self._series_by_id: dict[int, tuple[str, str, str]] = {}
         for sid, meter, quantity, unit in self.db.execute("SELECT id, meter, quantity, unit FROM series"):
@@ -197,12 +210,21 @@ class Store:
             raise
 
     def _move_aside(self) -> Path:
+        """Move the corrupt store (with its -wal and -shm) aside; the marker written first names it,
+        so its pending readings are salvaged into the new store even after a crash right here."""
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        marker = self._salvage_marker()
+        tmp = marker.with_name(marker.name + ".tmp")
+        tmp.write_text(target.name + "\n", encoding="utf-8")
+        with tmp.open("rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, marker)
         for suffix in ("", "-wal", "-shm"):
             src = self.path.with_name(self.path.name + suffix)
             if src.exists():
                 os.replace(src, target.with_name(target.name + suffix))
+        _fsync_dir(self.path.parent)
         return target
 
     def _prepare(self) -> None:
@@ -239,37 +261,111 @@ class Store:
         """Schema, identity and first numbers in ONE transaction: a crash leaves a whole store or none.
 
         A new store after a used one (the durable mark is ahead) continues above every number the
-        lost store may have used, and says so in an event committed in that same transaction.
+        lost store may have used, and says so in an event committed in that same transaction. A new
+        store that replaces a corrupt one also takes, in that same transaction, every pending reading
+        and event that can still be read from it (salvage.py), under their own numbers.
         """
+        source = self._salvage_source()
+        if source is not None:
+            try:
+                self._create_with(source)
+            except (sqlite3.Error, OSError) as exc:  # e.g. the salvage does not fit the cap: start empty
+                self._create_with(source, error=f"{type(exc).__name__}: {exc}")
+            self._salvage_done()
+        else:
+            self._create_with(None)
+
+    def _create_with(self, source: Path | None, error: str = "") -> None:
+        """See :meth:`_create`; ``source`` is a corrupt store to salvage from, unless ``error`` says
+        why that failed (the new store then starts empty and its event says so)."""
         db = self.db
         marks = dict(self.mark.marks)
-        first_seq = max(1, marks["seq"])
         statements = _statements(_SCHEMA + _SZY206_SCHEMA + ";")
-        if first_seq > 1:
-            self.mark.ensure(max(1, marks["event"]) + 1, "event")  # covers the store_replaced event below
         db.execute("BEGIN IMMEDIATE")
         try:
             for statement in statements:
                 db.execute(statement)
+            found = None
+            if source is not None and not error:
+                found = salvage(source, max(1, marks["seq"]), max(1, marks["event"]), self._salvaged_sink())
+                self._insert_salvaged_events(found.events)
+            first_seq = max(1, marks["seq"], (found.highest_seq + 1) if found else 1, found.next_seq if found else 1)
+            last_event = max(marks["event"] - 1, max((e[0] for e in found.events), default=0) if found else 0)
+            replaced = first_seq > 1 or source is not None
+            if replaced:
+                # Covers store_replaced (and store_salvaged) below.
+                self.mark.ensure_all({"seq": first_seq, "event": last_event + (3 if source else 2)})
+            lowest = db.execute("SELECT min(seq) FROM readings").fetchone()[0]
             db.execute(
                 "INSERT INTO meta VALUES ('schema', ?), ('gateway', ?), ('next_seq', ?), ('next_batch', ?), "
                 "('pending_from', ?)",
-                (SCHEMA_VERSION, self.gateway, first_seq, max(1, marks["batch"]), first_seq),
+                (SCHEMA_VERSION, self.gateway, first_seq, max(1, marks["batch"]), lowest or first_seq),
             )
-            if marks["event"] > 1:  # AUTOINCREMENT continues above the highest number in sqlite_sequence
-                db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (marks["event"] - 1,))
-            if first_seq > 1:
+            if last_event > 0:  # AUTOINCREMENT continues above the highest number in sqlite_sequence
+                db.execute("INSERT OR REPLACE INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (last_event,))
+            if replaced:
                 db.execute(
                     "INSERT INTO events (ts, kind, detail) VALUES (?, 'store_replaced', ?)",
                     (int(time.time() * 1000), json.dumps({"seq_continues_at": first_seq})),
+                )
+            if source is not None:
+                self.salvaged = got = found or Salvage(problems=[error])
+                db.execute(
+                    "INSERT INTO events (ts, kind, detail) VALUES (?, 'store_salvaged', ?)",
+                    (int(time.time() * 1000), json.dumps({
+                        "moved_to": str(source), "salvaged": got.readings, "salvaged_events": len(got.events),
+                        "unreadable": got.unreadable, "unreadable_events": got.unreadable_events,
+                        "error": error or None})),
                 )
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        if first_seq > 1:
+        if replaced:
             self.seq_jump = (1, first_seq)
+
+    def _salvaged_sink(self) -> Callable[[list[SalvagedReading]], None]:
+        """Inserts salvaged readings (inside the creating transaction) under their own seq, pending."""
+        ids: dict[tuple[str, str, str], int] = {}
+        db = self.db
+
+        def insert(chunk: list[SalvagedReading]) -> None:
+            rows = []
+            for seq, meter, quantity, unit, value, ts, slot, flags in chunk:
+                key = (meter, quantity, unit)
+                sid = ids.get(key)
+                if sid is None:
+                    db.execute("INSERT OR IGNORE INTO series (meter, quantity, unit) VALUES (?, ?, ?)", key)
+                    sid = ids[key] = db.execute(
+                        "SELECT id FROM series WHERE meter = ? AND quantity = ? AND unit = ?", key).fetchone()[0]
+                rows.append((seq, sid, value, ts, slot, flags))
+            db.executemany("INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, NULL)", rows)
+
+        return insert
+
+    def _insert_salvaged_events(self, events: list[SalvagedEvent]) -> None:
+        self.db.executemany("INSERT OR IGNORE INTO events (seq, ts, kind, detail) VALUES (?, ?, ?, ?)", events)
+
+    # A corrupt store is moved aside and this file, beside the store, names where until the new store
+    # holds what could be salvaged: a crash in between salvages at the next start, not never.
+    def _salvage_marker(self) -> Path:
+        return self.path.with_name(self.path.name + ".salvage")
+
+    def _salvage_source(self) -> Path | None:
+        try:
+            name = self._salvage_marker().read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        source = self.path.with_name(name)
+        return source if name and source.name == name and source.is_file() else None
+
+    def _salvage_done(self) -> None:
+        try:
+            self._salvage_marker().unlink()
+            _fsync_dir(self.path.parent)
+        except FileNotFoundError:
+            pass
 
     def _open_seq(self) -> int:
         """The next reading seq; every counter's durable mark is brought up to the store's."""
