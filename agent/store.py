@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -120,6 +121,54 @@ def _cannot_open(path: Path, exc: sqlite3.DatabaseError) -> str:
     return f"store {path}: {exc}"
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def not_a_store(path: Path) -> str | None:
+    """Why the file at ``path`` must not be opened as the store (one line), or None.
+
+    The store never writes over a file it did not make: an existing file must be empty (taken as a
+    new store) or a SQLite database that holds no other program's tables. A bad header counts as
+    ours only with the store's durable seq mark beside it: that is a damaged store (moved aside when
+    it fails its check), not the signing key or the config named by mistake.
+    """
+    try:
+        info = path.stat()
+    except (OSError, ValueError):
+        return None  # not there yet (a new store), or opening it says why
+    if stat.S_ISDIR(info.st_mode):
+        return f"{path} is a directory, not a store file"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{path} is not a regular file, so not a store file"
+    if info.st_size == 0 or path.with_name(path.name + ".seqmark").exists():
+        return None
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+    except OSError:
+        return None  # unreadable: opening it says why, naming the user
+    if header != SQLITE_HEADER:
+        return f"{path} is not a SQLite database: meterlink leaves it as it is; give store.path a file of its own"
+    if _has_foreign_tables(path):
+        return (f"{path} is a SQLite database of another program (no meterlink tables): meterlink leaves it as "
+                "it is; give store.path a file of its own")
+    return None
+
+
+def _has_foreign_tables(path: Path) -> bool:
+    """Tables, none of them ours. Read as immutable, so not even a -wal or -shm file appears beside it;
+    a database that cannot be read so is left to the store to judge."""
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        try:
+            names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            db.close()
+    except (sqlite3.Error, OSError, ValueError):
+        return False
+    return bool(names) and "meta" not in names
+
+
 def _fsync_dir(folder: Path) -> None:
     """Make renames and removals in ``folder`` durable."""
     fd = os.open(folder, os.O_RDONLY)
@@ -155,6 +204,8 @@ class Store:
         overflow: str = "drop_oldest",
         uploaded: bool = True,
     ) -> None:
+        if reason := not_a_store(path):
+            raise StoreError(f"store {reason}")
         if overflow not in OVERFLOW_POLICIES:
             raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}")
         self.path = path
