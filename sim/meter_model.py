@@ -177,6 +177,8 @@ class SimMeter:
         self._faults: set[Fault] = set()
         self._history: deque[tuple[int, int, int, bytes]] = deque(maxlen=LATE_HISTORY)
         self.requests = 0
+        # Requests answered with register values, by (function, address, count): what a poller got.
+        self.answered: Counter[tuple[int, int, int]] = Counter()
         self.faults_applied: Counter[Fault] = Counter()
         self.slow_answer_s = SLOW_ANSWER_S
 
@@ -308,8 +310,9 @@ class SimMeter:
     def answer(self, function: int, address: int, count: int) -> Answer:
         """Serve one request: registers or an exception PDU, with the wire faults to apply.
 
-        Counts the request, and the faults decided here (no_answer, exception, negative,
-        stuck_zero, late_reply). The transport counts the wire faults it carries out.
+        Counts the request, an answer carrying register values (in :attr:`answered`), and the
+        faults decided here (no_answer, exception, negative, stuck_zero, late_reply). The transport
+        counts the wire faults it carries out.
         """
         self.requests += 1
         faults = self._faults
@@ -333,6 +336,7 @@ class SimMeter:
             self.note_fault(Fault.LATE_REPLY)
         if late is None:
             return Answer(None)  # nothing earlier to send: this reply is the one that comes late
+        self.answered[(function, address, count)] += 1
         return self._wire(late)
 
     def _late_pdu(self, function: int, address: int, count: int) -> bytes | None:

@@ -5,6 +5,10 @@ Each endpoint is announced on stdout in one flushed line that scripts can read::
     modbus tcp listening on 127.0.0.1:5020 units=1,2
     modbus rtu pty /dev/pts/7 units=1,2
 
+With ``--stats FILE`` the meters' counts (requests, answers with values by read, faults applied)
+are written to FILE as JSON every second and at the end, replaced whole so that a reader never sees
+half of it: a technician can watch what a poller asks, a test can count what was answered.
+
 Arguments are checked here rather than by argparse types, so that every mistake ends in one line
 on stderr and exit code 2 (argparse would add a usage block).
 """
@@ -12,9 +16,17 @@ on stderr and exit code 2 (argparse would add a usage block).
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import json
 import logging
+import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from meterlink.drivers.modbus import profiles
 
@@ -26,6 +38,7 @@ from .modbus_server import ModbusSimServer
 log = logging.getLogger("meterlink.sim.modbus")
 
 DEFAULT_METER = "tuf2000:1"
+STATS_EVERY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +52,7 @@ class Plan:
     faults: list[tuple[int | None, Fault]]  # None: every meter
     seed: int
     speed: float
+    stats: Path | None = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", default="0", help="seed for values and noise (default 0)")
     parser.add_argument("--speed", default="1", help="simulated seconds per real second (default 1)")
+    parser.add_argument(
+        "--stats",
+        metavar="FILE",
+        help="write each meter's requests, answers and faults to FILE as JSON, every second and at the end",
+    )
 
 
 def _meters(specs: list[str]) -> dict[int, str]:
@@ -99,7 +118,52 @@ def check(args: argparse.Namespace) -> Plan:
     faults = parse_faults(args.fault or [], Fault, "unit", 247, meters)
     seed = whole_number(args.seed, "--seed", 0, 2**63 - 1)
     speed = positive(args.speed, "--speed")
-    return Plan(port, args.pty, args.host, meters, faults, seed, speed)
+    stats_file = None if args.stats is None else Path(args.stats)
+    if stats_file is not None and (not stats_file.name or stats_file.is_dir()):
+        raise UsageError(f"--stats {args.stats}: give a file, not a folder")
+    return Plan(port, args.pty, args.host, meters, faults, seed, speed, stats_file)
+
+
+def stats(meters: Iterable[SimMeter]) -> dict[str, Any]:
+    """The counts ``--stats FILE`` holds: per unit, what was asked and what was answered with values."""
+    return {
+        "updated": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "units": {
+            str(m.unit): {
+                "profile": m.profile.name,
+                "requests": m.requests,
+                "answered": sum(m.answered.values()),
+                "answered_by_read": {f"fc{f:02d} {a}+{n}": c for (f, a, n), c in sorted(m.answered.items())},
+                "faults": {f.value: c for f, c in sorted(m.faults_applied.items())},
+            }
+            for m in meters
+        },
+    }
+
+
+def write_stats(path: Path, meters: Iterable[SimMeter]) -> None:
+    """Replace ``path`` whole (write beside it, then rename).
+
+    Raises:
+        OSError: the file cannot be written.
+    """
+    part = path.with_name(path.name + ".part")
+    part.write_text(json.dumps(stats(meters), indent=2, sort_keys=True) + "\n")
+    os.replace(part, path)
+
+
+async def _keep_writing_stats(path: Path, meters: list[SimMeter]) -> None:
+    failed = False
+    while True:
+        await asyncio.sleep(STATS_EVERY_S)
+        try:
+            write_stats(path, meters)
+        except OSError as exc:
+            if not failed:  # once: a full disk must not flood the log every second
+                log.warning("event=sim_stats_unwritable path=%s error=%r", path, exc.strerror or str(exc))
+            failed = True
+        else:
+            failed = False
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -114,7 +178,18 @@ async def run(args: argparse.Namespace) -> int:
         for meter in meters:
             if unit is None or meter.unit == unit:
                 meter.set_fault(fault)
+    if plan.stats is not None:
+        try:
+            write_stats(plan.stats, meters)
+        except OSError as exc:
+            print(
+                f"meterlink sim modbus: --stats {plan.stats}: cannot write: {exc.strerror or exc}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 2
     server = ModbusSimServer(meters)
+    writer = None if plan.stats is None else asyncio.create_task(_keep_writing_stats(plan.stats, meters))
     try:
         if plan.tcp_port is not None:
             try:
@@ -137,6 +212,15 @@ async def run(args: argparse.Namespace) -> int:
         await until_signalled()
     finally:
         await server.stop()
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        if plan.stats is not None:
+            try:
+                write_stats(plan.stats, meters)  # the final counts, after the last answer
+            except OSError as exc:
+                log.warning("event=sim_stats_unwritable path=%s error=%r", plan.stats, exc.strerror or str(exc))
         for meter in meters:
             faults = ",".join(f"{f.value}:{n}" for f, n in sorted(meter.faults_applied.items())) or "-"
             log.info("event=sim_meter_stats unit=%d requests=%d faults=%s", meter.unit, meter.requests, faults)

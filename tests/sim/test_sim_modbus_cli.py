@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -53,6 +55,9 @@ def parse(*argv: str) -> argparse.Namespace:
         (["--pty", "--speed", "nan"], "must be a positive number"),
         (["--pty", "--speed", "fast"], "'fast' is not a number"),
         (["--pty", "--seed", "-1"], "--seed: -1 is outside"),
+        (["--pty", "--stats", "/nonexistent/stats.json"], "--stats /nonexistent/stats.json: cannot write"),
+        (["--pty", "--stats", "/tmp"], "--stats /tmp: give a file, not a folder"),
+        (["--pty", "--stats", ""], "--stats : give a file, not a folder"),
     ],
 )
 def test_bad_arguments_end_in_one_line_and_code_2(
@@ -142,3 +147,58 @@ def test_a_whole_run_serves_tcp_and_pty_until_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_stats_file_counts_what_each_unit_answered(tmp_path: Path) -> None:
+    """--stats FILE: per unit, requests, answers with values by read, faults; final after SIGTERM."""
+    stats = tmp_path / "stats.json"
+    argv = ["--tcp", "0", "--meter", "tuf2000:1", "--meter", "qdy30a_level:5", "--fault", "5:exception"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, *argv, "--stats", str(stats)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    tuf = ModbusMeter("m1", 1, profiles.load("tuf2000").value_specs())
+    level = ModbusMeter("m5", 5, profiles.load("qdy30a_level").value_specs())
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().split()[4].rsplit(":", 1)[1])
+        written = json.loads(stats.read_text())  # there from the start, before any request
+        assert written["units"]["1"]["requests"] == 0 and written["units"]["5"]["profile"] == "qdy30a_level"
+
+        async def poll() -> None:
+            driver = ModbusDriver(ModbusBus("cli", TcpParams("127.0.0.1", port), timeout=1.0, retries=0))
+            try:
+                for _ in range(3):
+                    await driver.read(tuf, 0)
+                with pytest.raises(ExceptionResponse):
+                    await driver.read(level, 0)
+            finally:
+                await driver.close()
+
+        asyncio.run(poll())
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    units = json.loads(stats.read_text())["units"]
+    reads = {f"fc{r.function:02d} {r.address}+{r.count}": 3 for r in tuf.requests}
+    assert units["1"] == {
+        "profile": "tuf2000",
+        "requests": 3 * len(tuf.requests),
+        "answered": 3 * len(tuf.requests),
+        "answered_by_read": reads,
+        "faults": {},
+    }
+    assert units["5"] == {
+        "profile": "qdy30a_level",
+        "requests": 1,
+        "answered": 0,
+        "answered_by_read": {},
+        "faults": {"exception": 1},
+    }
+    assert not stats.with_name(stats.name + ".part").exists()
