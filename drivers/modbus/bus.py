@@ -27,6 +27,7 @@ from pymodbus.framer import FramerType
 
 from meterlink.drivers.base import BadFrame, ExceptionResponse, MeterTimeout, TransportError
 from meterlink.drivers.params import SerialParams, TcpParams, describe
+from meterlink.drivers.serialport import diagnose
 from meterlink.protocols.modbus.plan import ReadRequest
 
 log = logging.getLogger("meterlink.modbus")
@@ -127,13 +128,18 @@ class ModbusBus:
             # Try again at most once per timeout, so a missing adapter does not spin.
             self._next_connect = time.monotonic() + self.timeout
             self.counters.connect_failures += 1
-            self.counters.last_error = f"cannot open {self.describe()}"
-            raise TransportError(f"bus {self.name}: cannot open {self.describe()}")
+            self.counters.last_error = self._why_not_open()
+            raise TransportError(f"bus {self.name}: {self.counters.last_error}")
         log.info("event=bus_connected bus=%s endpoint=%s", self.name, self.describe())
         return self._client
 
     def describe(self) -> str:
         return describe(self.params)
+
+    def _why_not_open(self) -> str:
+        """pymodbus only says that the port did not open: a serial port is asked why."""
+        fault = diagnose(self.params.device) if isinstance(self.params, SerialParams) else None
+        return fault.text if fault else f"cannot open {self.describe()}"
 
     async def read(self, unit_id: int, request: ReadRequest) -> list[int]:
         """Read one block of registers from one unit. Caller holds no lock; this takes the bus lock.

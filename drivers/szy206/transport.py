@@ -24,6 +24,7 @@ from typing import Protocol
 import serial
 
 from meterlink.drivers.params import SerialParams, TcpParams
+from meterlink.drivers.serialport import diagnose
 
 DataCallback = Callable[[bytes], None]
 LostCallback = Callable[["Transport", "Exception | None"], None]
@@ -54,7 +55,8 @@ class SerialTransport:
         """Open and configure the port.
 
         Raises:
-            serial.SerialException: the device is missing or cannot be configured.
+            serial.SerialException: the device is missing, held by another program (the port is
+                locked exclusively, as a Modbus bus locks it), or cannot be configured.
         """
         port = serial.Serial(
             port=params.device,
@@ -64,6 +66,7 @@ class SerialTransport:
             bytesize=params.bytesize,
             timeout=0,
             write_timeout=0,
+            exclusive=True,
         )
         try:
             return cls(port, on_data, on_lost)
@@ -179,11 +182,12 @@ async def open_transport(
     """Open the pipe ``params`` names.
 
     Raises:
-        OSError: it cannot be opened (pyserial's SerialException is turned into one).
+        OSError: it cannot be opened; for a serial port, the message says why (see serialport.py).
     """
     if isinstance(params, SerialParams):
         try:
             return SerialTransport.open(params, on_data, on_lost)
         except serial.SerialException as exc:
-            raise OSError(str(exc)) from exc
+            fault = diagnose(params.device)
+            raise OSError(fault.text if fault else str(exc)) from exc
     return await TcpTransport.open(params, on_data, on_lost, timeout)
