@@ -31,6 +31,8 @@ from meterlink.drivers.modbus import profiles
 from meterlink.drivers.modbus.registermap import RegisterMap, RegisterSpec
 from meterlink.protocols.modbus.values import ValueSpec
 
+from . import addressing
+from .config_errors import ConfigLines
 from .errors import ConfigError
 from .osuser import effective_user
 
@@ -388,13 +390,8 @@ class Config(Strict):
                 continue
             if bus.type == "serial" and not 1 <= meter.unit_id <= 247:
                 raise ValueError(f"meters[{meter.id}].unit_id: {meter.unit_id} is not a serial unit id (1..247)")
-        units: dict[tuple[str, int | str], str] = {}
-        for meter in self.meters:
-            key: tuple[str, int | str] = (meter.bus, meter.address or meter.unit_id)
-            if key in units and (self.buses[meter.bus].type == "serial" or meter.is_szy206):
-                what = f"address {meter.address}" if meter.is_szy206 else f"unit_id: {meter.unit_id}"
-                raise ValueError(f"meters[{meter.id}].{what} is already used by {units[key]} on bus {meter.bus}")
-            units[key] = meter.id
+        if clashes := addressing.conflicts(self.buses, self.meters):
+            raise ConfigLines(clashes)
         if self.uplink.szy206 is not None:
             positions: dict[int, str] = {}
             for meter in self.meters:

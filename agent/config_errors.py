@@ -12,6 +12,14 @@ from .errors import ConfigError
 from .osuser import effective_user
 
 
+class ConfigLines(ValueError):
+    """Several ``path.to.key: reason`` lines from one validator, each printed as a line of its own."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
+
+
 def read_toml(file: Path) -> dict[str, Any]:
     """Parse the file, or raise ConfigError with one line naming the file and the syntax problem."""
     try:
@@ -28,6 +36,7 @@ def read_toml(file: Path) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+    text = text.removeprefix("\ufeff")  # the byte order mark older Windows Notepad writes: not TOML
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -44,6 +53,10 @@ def format_validation_error(exc: Exception, data: dict[str, Any]) -> list[str]:
         return [f"config: {exc}"]
     lines = []
     for err in exc.errors(include_url=False, include_input=False):
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, ConfigLines):
+            lines += cause.lines
+            continue
         path = _path(err["loc"], data)
         reason = " ".join(_reason(err).split())  # one line, whatever the message held
         lines.append(f"{path}: {reason}" if path else reason)

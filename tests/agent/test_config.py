@@ -15,6 +15,10 @@ from meterlink.agent import config as cfgmod
 from meterlink.agent.cli import main
 from meterlink.agent.errors import ConfigError
 
+# The base with its serial bus on TCP: /dev/null is not a serial port (an error since check-config
+# tries the port), and a missing one would add a warning line to what these tests compare.
+NO_SERIAL = BASE.replace('type = "serial"\ndevice = "/dev/null"\nbaudrate = 9600', 'type = "tcp"\nhost = "127.0.0.1"')
+
 
 def test_the_base_config_is_valid(tmp_path: Path) -> None:
     path = write_site(tmp_path)
@@ -35,7 +39,17 @@ def test_examples_in_deploy_validate() -> None:
 
 
 def test_check_config_prints_ok_and_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write_site(tmp_path)
+    path = write_site(tmp_path, NO_SERIAL)
+    assert main(["check-config", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == "OK: 2 meters on 2 buses"
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Older Windows Notepad starts every UTF-8 file with one."""
+    path = tmp_path / "meterlink.toml"
+    write_site(tmp_path)
+    path.write_bytes(b"\xef\xbb\xbf" + NO_SERIAL.encode())
+    assert cfgmod.load(path).gateway.id == "gw-test"
     assert main(["check-config", str(path)]) == 0
     assert capsys.readouterr().out.strip() == "OK: 2 meters on 2 buses"
 
@@ -122,7 +136,7 @@ def test_invalid_toml_is_one_line(tmp_path: Path) -> None:
 
 
 def test_missing_key_file_is_reported_by_check_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write_site(tmp_path, BASE.replace("keys/gateway.key", "keys/other.key"))
+    path = write_site(tmp_path, NO_SERIAL.replace("keys/gateway.key", "keys/other.key"))
     assert main(["check-config", str(path)]) == 1
     err = capsys.readouterr().err
     assert err.strip() == f"signing.key: {tmp_path.resolve()}/keys/other.key does not exist"
@@ -153,7 +167,7 @@ def test_password_from_file_and_env_never_printed(tmp_path: Path, monkeypatch: p
 
 def test_a_password_file_that_is_not_utf8_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "pw").write_bytes(b"\xff\xfe")
-    text = BASE.replace('[uplink.mqtt]', '[uplink.mqtt]\nusername = "gw"\npassword_file = "pw"')
+    text = NO_SERIAL.replace('[uplink.mqtt]', '[uplink.mqtt]\nusername = "gw"\npassword_file = "pw"')
     path = write_site(tmp_path, text)
     expected = f"uplink.mqtt.password_file: {tmp_path.resolve()}/pw is not UTF-8 text"
     with pytest.raises(ConfigError) as info:
