@@ -17,7 +17,9 @@ import signal
 import sqlite3
 import subprocess
 import time
+from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,13 @@ RESULTS = Path(__file__).parent / ".results"
 
 # Logged by agent/capture.py at DEBUG after each group commit returned.
 CAPTURED = re.compile(r"event=captured readings=(\d+) seq=(\d+)-(\d+)")
+# The same, whole lines only: a line torn by a kill runs on into the next run's first line, whose
+# timestamp would otherwise extend its last seq ("seq=120-1" + "2025-..." reads as 120-12025).
+CAPTURED_LINE = re.compile(r"event=captured readings=(\d+) seq=(\d+)-(\d+)$", re.MULTILINE)
+# Logged by agent/scheduler.py: the first failure of a streak and every 10th, and the recovery.
+POLL_FAILED = re.compile(r"event=poll_failed bus=\S+ meter=(\S+) .* consecutive=(\d+)")
+RECOVERED = re.compile(r"event=meter_recovered bus=\S+ meter=(\S+) after_failures=(\d+)")
+STARTED = "event=agent_started"
 
 Row = tuple[str, str, str, float, int, int, int]  # meter, quantity, unit, value, ts, slot, flags
 
@@ -61,8 +70,8 @@ class AgentLog:
         except FileNotFoundError:
             return 0
 
-    def text(self, since: int = 0) -> str:
-        """Everything from byte offset ``since`` up to the last complete line.
+    def text(self, since: int = 0, until: int | None = None) -> str:
+        """Everything from byte offset ``since`` up to the last complete line (before ``until``).
 
         A process frozen or killed in the middle of writing a line leaves half a line behind
         ("seq=12-3" of "seq=12-345"): that must never be read as a fact.
@@ -70,7 +79,7 @@ class AgentLog:
         try:
             with open(self.path, "rb") as f:
                 f.seek(since)
-                data = f.read()
+                data = f.read() if until is None else f.read(max(0, until - since))
         except FileNotFoundError:
             return ""
         end = data.rfind(b"\n")
@@ -85,6 +94,33 @@ class AgentLog:
     def highest_captured(self, since: int = 0) -> int:
         """The highest seq the agent logged as committed (0 if none)."""
         return max((int(m.group(3)) for m in CAPTURED.finditer(self.text(since))), default=0)
+
+    def captured_ranges(self, since: int = 0, until: int | None = None) -> list[tuple[int, int, int]]:
+        """(readings, first seq, last seq) of every commit the agent logged whole, in log order."""
+        text = self.text(since, until)
+        return [(int(m.group(1)), int(m.group(2)), int(m.group(3))) for m in CAPTURED_LINE.finditer(text)]
+
+    def poll_failures(self, until: int | None = None) -> Counter[str]:
+        """Failed polls per meter id, from the start of the log up to byte offset ``until``.
+
+        The scheduler logs the first failure of a streak and every 10th (with its length), and the
+        length of a streak that ended (``meter_recovered``); a streak cut short by a kill counts as
+        long as its last logged line says. So this undercounts only a streak longer than 10 that a
+        kill cut between two of its lines.
+        """
+        failed: Counter[str] = Counter()
+        streak: dict[str, int] = {}
+        for line in self.text(0, until).splitlines():
+            if STARTED in line:  # a new process: streaks of the last one ended with it
+                failed.update(streak)
+                streak = {}
+            elif m := POLL_FAILED.search(line):
+                streak[m.group(1)] = max(streak.get(m.group(1), 0), int(m.group(2)))
+            elif m := RECOVERED.search(line):
+                streak.pop(m.group(1), None)
+                failed[m.group(1)] += int(m.group(2))
+        failed.update(streak)
+        return failed
 
     def tail(self, chars: int = 4000) -> str:
         return self.text()[-chars:]
@@ -297,3 +333,28 @@ def contiguous(seqs: list[int], start: int = 1) -> bool:
 
 def missing_between(have: set[int], first: int, last: int, show: int = 20) -> list[int]:
     return [s for s in range(first, last + 1) if s not in have][:show]
+
+
+def runs(seqs: set[int]) -> list[tuple[int, int]]:
+    """Maximal runs of consecutive numbers, as (first, last), in order."""
+    out: list[tuple[int, int]] = []
+    for seq in sorted(seqs):
+        if out and out[-1][1] == seq - 1:
+            out[-1] = (out[-1][0], seq)
+        else:
+            out.append((seq, seq))
+    return out
+
+
+def sim_stats_updated(path: Path) -> float:
+    """When ``meterlink sim modbus --stats FILE`` last wrote FILE (epoch seconds; 0 if not yet)."""
+    try:
+        return datetime.fromisoformat(json.loads(path.read_text())["updated"]).timestamp()
+    except FileNotFoundError:
+        return 0.0
+
+
+def read_sim_stats(path: Path) -> dict[int, dict[str, Any]]:
+    """What ``meterlink sim modbus --stats FILE`` counted, by unit id."""
+    units = json.loads(path.read_text())["units"]
+    return {int(unit): counts for unit, counts in units.items()}
