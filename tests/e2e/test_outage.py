@@ -3,7 +3,9 @@
 About 645,000 readings wait in the store (injected, as if the broker had been away for a week)
 when the agent starts; a live meter keeps being polled meanwhile. The backlog drains oldest first,
 paced, flagged ``backfilled``; live readings go out at every upload slot while it drains; a kill -9
-in the middle of the drain changes nothing.
+in the middle of the drain changes nothing. Counted against the store, read from outside: every seq
+up to the last one it holds arrived; and against the clock: the live meter's every slot arrived,
+complete, but for those lost to the restart.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from __future__ import annotations
 import itertools
 import signal
 import subprocess
-import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from support.configs import write_site
 from support.outage import inject_outage
 from support.procs import start_agent, start_sim, wait_until
+from support.store_probe import last_and_pending
 
 from meterlink.agent import signing
 from meterlink.agent.clock import now_ms
@@ -25,6 +28,8 @@ from meterlink.sim.broker import LocalBroker
 from meterlink.sim.platform import Platform
 
 pytestmark = pytest.mark.slow
+
+LIVE_QUANTITIES = 4  # xintai_water_meter: volume_total, volume_reverse, flow_rate, pipe_status
 
 SITE = """
 [gateway]
@@ -82,15 +87,21 @@ def test_a_week_long_outage_drains_with_nothing_lost(tmp_path: Path) -> None:
                         on_batch=on_batch)
     platform.start()
     log = tmp_path / "agent.log"
+    db = tmp_path / "site" / "state" / "meterlink.db"
     agent = start_agent(site, log)
     try:
         # Part of the way into the drain, kill -9 and start again: nothing may change.
         assert wait_until(lambda: len(platform.received.readings) > injected // 3, 120), log.read_text()[-2000:]
         agent.send_signal(signal.SIGKILL)
         agent.wait()
+        killed_at = now_ms()
         agent = start_agent(site, log)
         assert wait_until(lambda: len(platform.received.readings) >= injected + 20, 240), log.read_text()[-2000:]
-        time.sleep(3)  # the live readings of the last slots
+        # The meter goes quiet, so the store's last seq is final: every reading up to it must arrive.
+        sim.stop()
+        assert wait_until(lambda: last_and_pending(db)[1] == 0, 60), log.read_text()[-2000:]
+        last = last_and_pending(db)[0]
+        assert platform.wait_for(lambda r: ("gw-outage", last) in r.readings, 30), log.read_text()[-2000:]
     finally:
         agent.send_signal(signal.SIGTERM)
         try:
@@ -102,7 +113,8 @@ def test_a_week_long_outage_drains_with_nothing_lost(tmp_path: Path) -> None:
         broker.stop(graceful=True)
     got = platform.received
     seqs = got.seqs("gw-outage")
-    assert seqs == list(range(1, seqs[-1] + 1)), "a reading is missing"
+    assert seqs == list(range(1, last + 1)), "a reading is missing, or the last ones in the store never arrived"
+    assert last_and_pending(db) == (last, 0)
     assert got.rejected == 0 and got.conflicts == 0
     backlog = [key for key, r in got.readings.items() if r["meter"] != "live"]
     live = [key for key, r in got.readings.items() if r["meter"] == "live"]
@@ -115,3 +127,11 @@ def test_a_week_long_outage_drains_with_nothing_lost(tmp_path: Path) -> None:
     # Live readings were not held back behind the backlog: some arrived before its last message.
     last_backlog = max(i for i, (kind, _) in enumerate(order) if kind == "backlog")
     assert any(kind == "live" for kind, _ in order[:last_backlog])
+    # Polling went on throughout the drain, in both runs: every slot of the live meter arrived, with
+    # all its quantities, but for those the restart cost (a gap around the kill).
+    live_slots = Counter(got.readings[key]["slot"] for key in live)
+    assert set(live_slots.values()) == {LIVE_QUANTITIES}, live_slots
+    slots = sorted(live_slots)
+    gaps = [(a, b) for a, b in itertools.pairwise(slots) if b - a != 1000]
+    assert all(a < killed_at < b for a, b in gaps), (gaps, killed_at)
+    assert slots[0] < killed_at < slots[-1], "the live meter was not polled in both runs"

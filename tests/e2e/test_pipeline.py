@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.configs import write_site
 from support.procs import SimProcess, start_agent, start_sim, wait_until
+from support.store_probe import last_and_pending
 
 from meterlink.agent import signing
+from meterlink.agent.clock import now_ms
 from meterlink.sim.broker import LocalBroker
 from meterlink.sim.platform import Platform
 
@@ -68,6 +69,11 @@ publish_timeout = 3
 [clock]
 sync_check = "assume_synced"
 """
+
+
+# tuf2000 (5 quantities) + emf_generic (5) + qdy30a_level (1) per poll cycle.
+READINGS_PER_CYCLE = 11
+OUTAGE_CYCLES = 4  # poll cycles the store gains while the broker is away
 
 
 @pytest.fixture
@@ -143,25 +149,47 @@ def test_restart_continues_seq_without_gap(
 
 
 def test_a_broker_outage_loses_nothing(tmp_path: Path, sims: tuple[SimProcess, SimProcess]) -> None:
-    """The broker goes away for a while. Its own persistence keeps the platform's session, as a
-    production broker must (a PUBACK only says the broker has a message; see docs/wire-format.md)."""
+    """The broker goes away for a while: polling goes on, and what was polled meanwhile arrives once
+    it is back, up to the last reading the store holds. The broker's own persistence keeps the
+    platform's session, as a production broker must (a PUBACK only says the broker has a message;
+    see docs/wire-format.md)."""
     broker = LocalBroker(tmp_path / "broker", persistent=True)
     broker.start()
     site = make_site(tmp_path, broker, sims)
+    db = site.parent / "state" / "meterlink.db"
+    log = tmp_path / "agent.log"
     platform = platform_for(site, broker)
-    agent = start_agent(site, tmp_path / "agent.log")
+    agent = start_agent(site, log)
     try:
         assert wait_until(lambda: len(platform.received.readings) >= 10, 30)
         broker.stop(graceful=True)
-        time.sleep(5)  # polling goes on; readings pile up in the store
+        away_from = now_ms()
+        # Polling goes on while the broker is away: several poll cycles pile up in the store.
+        before = last_and_pending(db)[0]
+        assert wait_until(lambda: "event=mqtt_disconnected" in log.read_text()
+                          and last_and_pending(db)[0] >= before + OUTAGE_CYCLES * READINGS_PER_CYCLE, 30), \
+            log.read_text()[-3000:]
+        away_until = now_ms()
         broker.start()
-        before = len(platform.received.readings)
-        assert wait_until(lambda: len(platform.received.readings) >= before + 30, 40), \
-            (tmp_path / "agent.log").read_text()[-3000:]
+        # The meters go quiet, so the store's last seq is final: every reading up to it must arrive.
+        for sim in sims:
+            sim.stop()
+        assert wait_until(lambda: last_and_pending(db)[1] == 0, 40), log.read_text()[-3000:]
+        last = last_and_pending(db)[0]
+        assert platform.wait_for(lambda r: ("gw-e2e", last) in r.readings, 10), log.read_text()[-3000:]
     finally:
         assert stop(agent) == 0
         platform.stop()
         broker.stop()
-    seqs = platform.received.seqs("gw-e2e")
-    assert seqs == list(range(1, len(seqs) + 1))
-    assert "event=mqtt_disconnected" in (tmp_path / "agent.log").read_text()
+    got = platform.received
+    seqs = got.seqs("gw-e2e")
+    assert seqs == list(range(1, last + 1)), "a gap, or the last readings in the store never arrived"
+    assert last_and_pending(db) == (last, 0)
+    assert got.rejected == 0 and got.conflicts == 0
+    # Readings polled while the broker was away arrived, from every meter.
+    slots_away: dict[str, set[int]] = {}
+    for r in got.readings.values():
+        if away_from <= r["ts"] <= away_until:
+            slots_away.setdefault(r["meter"], set()).add(r["slot"])
+    assert {meter: len(slots) >= OUTAGE_CYCLES - 1 for meter, slots in slots_away.items()} == {
+        "tcp-flow": True, "rtu-flow": True, "rtu-level": True}, slots_away
