@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -172,7 +173,7 @@ def test_a_failed_append_leaves_nothing_half_written(store: Store) -> None:
     good = cycle(3)
     bad = [*cycle(2), Reading("m1", "q", float("nan"), "m3", T0, T0)]  # NOT NULL value fails on NaN
     store.append(good)
-    with pytest.raises(Exception):  # noqa: B017 - sqlite3.IntegrityError
+    with pytest.raises(sqlite3.IntegrityError, match=r"NOT NULL constraint failed: readings\.value"):
         store.append(bad)
     assert store.append(cycle(1)) == (4, 4)
     assert [r.seq for r in store.pending(10)] == [1, 2, 3, 4]
