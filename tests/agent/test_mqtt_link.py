@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from meterlink.agent.uplinks.base import NotConnected, Rejected, TimedOut, UplinkError
 from meterlink.agent.uplinks.mqtt import MqttLink, MqttSettings
@@ -38,15 +42,57 @@ def run(coro: object) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
 
 
+class Subscriber:
+    """Another client of the broker, subscribed at QoS 1: what it hears, the broker really had."""
+
+    def __init__(self, broker: LocalBroker, topic: str) -> None:
+        self.broker = broker
+        self.heard: list[tuple[bytes, int]] = []  # (payload, QoS it was delivered at)
+        self.lock = threading.Lock()
+        self.subscribed = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+        self.client.on_connect = lambda client, *_: client.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.client.on_message = self._on_message
+
+    def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        with self.lock:
+            self.heard.append((message.payload, message.qos))
+
+    def __enter__(self) -> Subscriber:
+        self.client.connect(self.broker.host, self.broker.port)
+        self.client.loop_start()
+        assert self.subscribed.wait(10), "the subscriber did not subscribe"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def wait_for(self, count: int, timeout: float) -> list[tuple[bytes, int]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.heard) < count:
+            time.sleep(0.02)
+        with self.lock:
+            return list(self.heard)
+
+
 def test_publish_returns_after_puback(broker: LocalBroker) -> None:
-    async def main() -> None:
-        link = MqttLink(settings(broker))
-        task = await started(link)
-        await link.publish("t/gw/readings", b"hello")
-        await asyncio.gather(*(link.publish("t/gw/readings", b"x" * 1000) for _ in range(32)))
-        await link.close()
-        task.cancel()
-    run(main())
+    """Every publish that returned is with the broker at QoS 1, exactly once, as it was sent."""
+    payloads = [b"hello", *(bytes([i]) * 1000 for i in range(32))]
+    with Subscriber(broker, "t/gw/readings") as subscriber:
+
+        async def main() -> None:
+            link = MqttLink(settings(broker))
+            task = await started(link)
+            await link.publish("t/gw/readings", payloads[0])
+            await asyncio.gather(*(link.publish("t/gw/readings", p) for p in payloads[1:]))
+            await link.close()
+            task.cancel()
+
+        run(main())
+        heard = subscriber.wait_for(len(payloads), 10)
+    assert sorted(heard) == sorted((p, 1) for p in payloads)
 
 
 def test_nothing_is_handed_to_paho_while_disconnected() -> None:
