@@ -1,15 +1,25 @@
-"""Fault test: power loss, as crash images, and the loss of the store itself.
+"""Fault test: power cuts, as a disk that keeps only what was made durable, and the loss of the store.
 
-``test_every_crash_image_opens_and_holds_every_committed_reading``: the agent polls 24 simulated
-Modbus TCP meters every second on four buses whose poll cycles end at different moments (silent
-meters delay three of them), so it commits several times a second, besides marking uploads sent.
-At random moments it is frozen (SIGSTOP); while it cannot move, the highest seq its log reports as
-captured (logged only after the commit returned) is read, and ``meterlink.db`` with its ``-wal``
-(not the ``-shm``: shared memory does not survive a power cut) is copied into a fresh folder: the
-disk as a power cut would leave it, since a commit is on disk when it returns (WAL,
-synchronous=FULL). Then it goes on (SIGCONT). Every image must open cleanly (integrity_check ok, in
-sqlite3 and in the agent's own Store), hold every reading logged as captured before the freeze,
-seqs contiguous from 1, and the same content for each seq as the final store.
+``test_a_power_cut_loses_no_acknowledged_reading``: the agent polls 24 simulated Modbus TCP meters
+every second on four buses whose poll cycles end at different moments (silent meters delay three
+of them), and uploads to a real mosquitto where a verifying platform checks every message. It runs
+with the power-cut shim (``powercut/``, ``LD_PRELOAD``), which copies each file of the store's
+folder when an fsync/fdatasync of it returns and records the folder's listing when the folder is
+synced. 40 times the power is cut at a random moment (the first cuts while the store is being made;
+then right after one of the first syncs of a life, right after a commit's fsync, or at any moment):
+SIGKILL, the folder rebuilt from what was durable (unsynced writes, creates, renames and unlinks
+are gone; the ``-shm`` comes back empty), and the agent restarted on it. After each cut the rebuilt
+store must open cleanly (integrity_check, and the agent's own Store without moving it aside), hold
+every reading acknowledged before the cut in any life (logged as committed, logged as PUBACKed
+and marked, or held by the platform), with the platform's content; the seq mark must be above
+every seq handed out; each life must number above every seq handed out before it.
+
+``test_the_power_cut_model_keeps_only_what_was_synced``: the model itself, on a small process that
+syncs some files and names and not others, renames over a file, and gets a freed inode back.
+
+``test_the_power_cut_test_notices_an_agent_that_skips_a_sync``: the same cuts against the agent
+started by a test-only launcher that runs the store with ``synchronous=OFF``, or writes the seq mark
+without fsync: the checks must report lost readings, or a seq mark below a handed-out seq.
 
 ``test_seq_continues_above_a_lost_store``: the store files are moved away between two runs (after a
 clean stop, and after a SIGKILL); the durable seq mark beside them stays. The new store must number
@@ -17,7 +27,7 @@ above every seq the old one used, say so with a ``store_replaced`` event, and th
 no seq twice with different content.
 
 Random moments come from a fixed seed, printed; ``METERLINK_FAULT_SEED=N`` runs another schedule.
-Figures go to stdout (``pytest -s``) and to ``tests/faults/.results/power_loss*.json``.
+Figures go to stdout (``pytest -s``) and to ``tests/faults/.results/power_*.json``.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import random
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,17 +48,19 @@ from support.procs import SimProcess, start_agent, start_sim, wait_until
 
 from meterlink.agent import signing
 from meterlink.agent.seqmark import SeqMark
-from meterlink.agent.store import Store
 from meterlink.sim.broker import LocalBroker
 from meterlink.sim.platform import Platform
 
 sys.path.insert(0, str(Path(__file__).parent))
 import faultkit
+from powercut import model
+from powercut.harness import Cut, PowerCuts
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 DEFAULT_SEED = 20251129
-IMAGES = 40  # half at random moments, half the instant the store or its -wal is written to
+CUTS = 40
+UNSAFE_CUTS = 10  # an unsafe agent is caught at the first cut after it skipped a sync; 10 is a wide margin
 
 SITE = """
 [gateway]
@@ -121,156 +134,207 @@ def site_text(gateway: str, port: int, broker: LocalBroker, layout: dict[str, li
     return SITE.format(gateway=gateway, buses=buses, meters=meters, broker=broker.url, capacity_mb=capacity_mb)
 
 
-def wait_for_write(db: Path, limit: float, then: float) -> bool:
-    """Spin until the store or its -wal is written to (size or mtime), then busy-wait ``then``
-    seconds: a freeze right after lands inside a commit (frames written, the commit frame or its
-    fsync not yet done) or inside a checkpoint. False if nothing was written within ``limit`` s."""
-    files = (db, db.with_name(db.name + "-wal"))
-
-    def signature() -> list[tuple[int, int] | None]:
-        out: list[tuple[int, int] | None] = []
-        for f in files:
-            try:
-                st = os.stat(f)
-            except FileNotFoundError:
-                out.append(None)
-            else:
-                out.append((st.st_size, st.st_mtime_ns))
-        return out
-
-    before = signature()
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if signature() != before:
-            until = time.monotonic() + then
-            while time.monotonic() < until:
-                pass
-            return True
-    return False
-
-
-def image_problems(image: Path, logged: int, final: faultkit.StoreView, gateway: str) -> tuple[list[str], int]:
-    """Everything wrong with one crash image ([] when it is good), and the highest seq it holds."""
-    db = image / "meterlink.db"
-    # A second copy, untouched by sqlite3 below (closing the last connection checkpoints the -wal),
-    # for the agent's own way in.
-    again = image.parent / f"{image.name}-opened-by-store"
-    faultkit.copy_crash_image(db, again)
+@pytest.fixture(scope="session")
+def powercut_shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shim, compiled once per session (it is C: the test must not trust a stale binary)."""
     try:
-        view = faultkit.read_store(db, readonly=False)
-    except Exception as exc:  # sqlite3.DatabaseError and friends: it does not even open
-        return [f"does not open: {type(exc).__name__}: {exc}"], -1
-    problems = []
-    if view.integrity != "ok":
-        problems.append(f"integrity_check: {view.integrity}")
-    if view.journal_mode != "wal":
-        problems.append(f"journal_mode {view.journal_mode}")
-    seqs = view.seqs
-    if not faultkit.contiguous(seqs):
-        problems.append(f"seqs not 1..N: gaps at {faultkit.missing_between(set(seqs), 1, seqs[-1])}")
-    held = seqs[-1] if seqs else 0
-    if held < logged:
-        problems.append(f"holds seqs up to {held}, but {logged} was logged as captured before the freeze")
-    # next_seq is committed with the readings that use it: an image holds both or neither.
-    if int(view.meta.get("next_seq", -1)) != held + 1:
-        problems.append(f"meta next_seq {view.meta.get('next_seq')} with readings up to {held}")
-    differing = [s for s, row in view.readings.items() if final.readings.get(s) != row]
-    if differing:
-        s = differing[0]
-        problems.append(f"{len(differing)} readings differ from the final store, e.g. seq {s}: "
-                        f"{view.readings[s]} vs {final.readings.get(s)}")
-    # The agent's own way in: the Store opens the image as it is, without moving it aside as corrupt.
-    try:
-        store = Store(again / "meterlink.db", gateway)
-        try:
-            if store.moved_aside is not None:
-                problems.append(f"the agent's Store moved it aside: {store.moved_aside[1]}")
-            elif store.next_seq != held + 1:
-                problems.append(f"the agent's Store would continue at {store.next_seq}, not {held + 1}")
-        finally:
-            store.close()
-    except Exception as exc:
-        problems.append(f"the agent's Store does not open it: {type(exc).__name__}: {exc}")
-    return problems, held
+        return model.build_shim(tmp_path_factory.mktemp("powercut"))
+    except model.ShimUnavailable as exc:
+        pytest.skip(f"the power-cut model needs a C compiler: {exc}")
 
 
-def test_every_crash_image_opens_and_holds_every_committed_reading(
-    tmp_path: Path, broker: LocalBroker, sim: SimProcess
-) -> None:
-    seed = faultkit.seed_from_env(DEFAULT_SEED)
-    rng = random.Random(seed)
-    print(f"\n[power_loss] seed={seed} (rerun with METERLINK_FAULT_SEED={seed})")
-    started = time.monotonic()
-    gateway = "gw-power"
+# A process doing each kind of file operation the model must get right, under the shim.
+MODEL_SCRIPT = r"""
+import os, sys
+folder = sys.argv[1]
+def path(name): return os.path.join(folder, name)
+def write(name, data, sync):
+    fd = os.open(path(name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, data)
+    if sync:
+        os.fsync(fd)
+    os.close(fd)
+def sync_folder():
+    fd = os.open(folder, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+write("synced", b"one", True)
+sync_folder()
+with open(path("synced"), "ab") as f:
+    f.write(b" two")                       # never synced: lost
+write("named", b"data", False)             # named durably below, content never synced
+sync_folder()
+write("mark.tmp", b"mark", True)
+os.rename(path("mark.tmp"), path("mark"))  # rename over an older mark, folder synced below
+for r in range(50):                        # until the filesystem hands a freed inode to a new file
+    write(f"reused{r}", b"old", True)
+    sync_folder()
+    old = os.stat(path(f"reused{r}")).st_ino
+    os.unlink(path(f"reused{r}"))
+    sync_folder()
+    write("new", b"new", False)            # on the freed inode: a new life of it, never synced
+    if os.stat(path("new")).st_ino == old:
+        print(old)
+        break
+    os.unlink(path("new"))
+sync_folder()
+os.unlink(path("named"))                   # unlinked, folder not synced: comes back
+write("unnamed", b"data", True)            # synced, but its name never was: absent
+"""
+
+
+def test_the_power_cut_model_keeps_only_what_was_synced(tmp_path: Path, powercut_shim: Path) -> None:
+    folder, out = tmp_path / "folder", tmp_path / "out"
+    folder.mkdir()
+    (folder / "mark").write_text("older mark")  # there before the process: durable
+    model.record_start(folder, out)
+    env = {**os.environ, "LD_PRELOAD": str(powercut_shim), "POWERCUT_DIR": str(folder), "POWERCUT_OUT": str(out)}
+    done = subprocess.run(
+        [sys.executable, "-c", MODEL_SCRIPT, str(folder)], env=env, capture_output=True, text=True, check=True
+    )
+    reused = done.stdout.strip()  # the inode "new" took over, if the filesystem reused one
+    files = model.reconstruct(out, tmp_path / "disk")
+    disk = {name: (tmp_path / "disk" / name).read_bytes() for name in files}
+    print(f"\n[power_cut model] left after the cut: {disk}; inode reused: {reused or 'never'}")
+    expected = {"synced": b"one", "named": b"", "mark": b"mark"}
+    if reused:
+        expected["new"] = b""  # not "old", the content its inode had in an earlier life
+    assert disk == expected
+    journal = model.read_journal(out)
+    if reused:
+        assert journal.listings[-1].entries["new"][1] > 0, "the inode's earlier life was not counted"
+    assert journal.syncs_of("synced") == 1 and journal.syncs_of("unnamed") == 1
+
+
+def power_cuts(
+    tmp_path: Path, broker: LocalBroker, sim: SimProcess, shim: Path, gateway: str, variant: str | None, seed: int
+) -> tuple[PowerCuts, Platform]:
     assert sim.tcp_port is not None
     site = write_site(tmp_path / "site", site_text(gateway, sim.tcp_port, broker, LAYOUT, capacity_mb=2))
-    db = site.parent / "state" / "meterlink.db"
-    log = faultkit.AgentLog(tmp_path / "agent.log")
-    images: list[tuple[Path, int, list[str]]] = []  # (folder, highest seq logged as captured, files)
-    modes = {"random": 0, "on_write": 0, "no_write_seen": 0}
-    agent = start_agent(site, log.path)
-    try:
-        assert wait_until(lambda: log.count("event=captured") >= 3 or agent.poll() is not None, 30), log.tail()
-        assert agent.poll() is None, log.tail()
-        for n in range(1, IMAGES + 1):
-            on_write = rng.random() < 0.5
-            time.sleep(rng.uniform(0.02, 0.7 if not on_write else 0.3))
-            if on_write:
-                seen = wait_for_write(db, 1.5, rng.choice([0.0, rng.uniform(0.0, 0.004)]))
-                modes["on_write" if seen else "no_write_seen"] += 1
-            else:
-                modes["random"] += 1
-            faultkit.freeze(agent.pid)
-            try:
-                logged = log.highest_captured()
-                files = faultkit.copy_crash_image(db, tmp_path / "images" / f"{n:02d}")
-            finally:
-                faultkit.thaw(agent.pid)
-            images.append((tmp_path / "images" / f"{n:02d}", logged, files))
-        frozen_s = time.monotonic() - started
-        code = faultkit.terminate(agent)
-        assert code == 0, log.tail()
-    finally:
-        if agent.poll() is None:
-            faultkit.thaw(agent.pid)  # a SIGKILL is delivered to a stopped process too, but be plain
-            faultkit.kill9(agent)
+    state = site.parent / "state"
+    state.mkdir()  # the store's folder exists, empty, when the power is first switched on
+    platform = lost_store_platform(site, broker, gateway, f"platform-{gateway}")
+    cuts = PowerCuts(
+        site=site,
+        state=state,
+        shim=shim,
+        work=tmp_path / "lives",
+        platform=platform,
+        gateway=gateway,
+        rng=random.Random(seed),
+        variant=variant,
+    )
+    return cuts, platform
 
-    final = faultkit.read_store(db)
-    assert final.integrity == "ok"
-    assert faultkit.contiguous(final.seqs), "the final store has gaps"
-    # Before anything opens an image (opening recovers and checkpoints its -wal).
-    tails = [faultkit.wal_tail(folder / "meterlink.db-wal") for folder, _, _ in images]
-    generations = [faultkit.wal_generation(folder / "meterlink.db-wal") for folder, _, _ in images]
-    problems = {}
-    held = []
-    for folder, logged, _ in images:
-        found, holds = image_problems(folder, logged, final, gateway)
-        if found:
-            problems[folder.name] = found
-        held.append((logged, holds))
+
+def cut_figures(cuts: PowerCuts) -> dict[str, object]:
+    return {
+        "cuts": len(cuts.cuts),
+        "cut_moments": dict(Counter(c.mode for c in cuts.cuts)),
+        "acknowledged_committed_logged": len(cuts.ack.captured),
+        "acknowledged_uploaded_logged": len(cuts.ack.uploaded),
+        "received_by_platform": len(cuts.ack.received),
+        "acknowledged": len(cuts.ack.seqs()),
+        "lost": len(set().union(*(c.lost for c in cuts.cuts))),
+        "seqmark_violations": sum(1 for c in cuts.cuts if c.seqmark_behind),
+        "restarts_below_a_handed_out_seq": len(cuts.restarts_below),
+        "images_with_problems": sum(1 for c in cuts.cuts if c.problems),
+        "uploaded_then_pending_again": len(set().union(*(c.marks_lost for c in cuts.cuts))),
+        "wal_syncs_seen": sum(c.wal_syncs for c in cuts.cuts),
+        "cuts_that_left_no_store": sum(1 for c in cuts.cuts if not c.files.get("meterlink.db")),
+    }
+
+
+def print_cut(cut: Cut) -> None:
+    print(
+        f"    cut {cut.n:2d} {cut.mode:19s} after {cut.life_seconds:4.1f} s: holds {cut.held:5d}, "
+        f"lost {len(cut.lost)}, seqmark {cut.seqmark} vs {cut.handed_out} handed out, {cut.problems or 'ok'}"
+    )
+
+
+def test_a_power_cut_loses_no_acknowledged_reading(
+    tmp_path: Path, broker: LocalBroker, sim: SimProcess, powercut_shim: Path
+) -> None:
+    seed = faultkit.seed_from_env(DEFAULT_SEED)
+    print(f"\n[power_cut] seed={seed} (rerun with METERLINK_FAULT_SEED={seed})")
+    started = time.monotonic()
+    cuts, platform = power_cuts(tmp_path, broker, sim, powercut_shim, "gw-power", None, seed)
+    try:
+        for n in range(1, CUTS + 1):
+            # The first cuts land while the store is being made (then again, if it was not made yet).
+            print_cut(cuts.cut_once("opening" if n <= 3 else None))
+        # One more life on the last disk: it must go on above every seq handed out, and deliver.
+        code, text = cuts.final_life(lambda t: t.count("event=uploaded") >= 2 and "event=captured" in t)
+        # Everything the broker acknowledged reaches the platform (a persistent QoS 1 session).
+        platform.wait_for(lambda r: cuts.ack.uploaded <= set(r.seqs("gw-power")), 15)
+        cuts.ack.received.update({seq: r for (gw, seq), r in platform.received.readings.items() if gw == "gw-power"})
+    finally:
+        platform.stop()
+    final = faultkit.read_store(cuts.state / "meterlink.db")
     figures = {
         "seed": seed,
-        "images": len(images),
-        "images_with_wal": sum(1 for *_, files in images if "meterlink.db-wal" in files),
-        "freeze_moments": modes,
-        "wal_generations_seen": len(set(generations)),
-        "images_with_a_half_written_transaction": sum(1 for t in tails if t[1]),
-        "images_bad": len(problems),
-        "commits_logged": log.count("event=captured"),
-        "mark_sent_commits_logged": log.count("event=uploaded"),
-        "commits_per_second": round(log.count("event=captured") / frozen_s, 1),
+        **cut_figures(cuts),
         "final_readings": len(final.seqs),
-        "highest_logged_per_image": [logged for logged, _ in held],
-        "held_beyond_logged_per_image": [h - logged for logged, h in held],  # committed, log line not yet out
+        "platform_conflicts": platform.received.conflicts,
+        "platform_rejected": platform.received.rejected,
         "seconds": round(time.monotonic() - started, 1),
     }
-    where = faultkit.write_results("power_loss", figures)
-    print(f"[power_loss] {json.dumps(figures, sort_keys=True)}")
-    print(f"[power_loss] figures written to {where}")
-    assert not problems, problems
-    assert len(images) >= 20
-    assert log.count("event=captured") >= 20, "fewer commits than planned: the images mean less"
-    assert "Traceback" not in log.text(), log.tail()
+    where = faultkit.write_results("power_cut", figures)
+    print(f"[power_cut] {json.dumps(figures, sort_keys=True)}")
+    print(f"[power_cut] figures written to {where}")
+
+    bad = {c.n: c.problems for c in cuts.cuts if c.problems}
+    assert not bad, bad
+    lost = {c.n: c.lost[:20] for c in cuts.cuts if c.lost}
+    assert not lost, f"acknowledged readings missing after a cut: {lost}"
+    behind = {c.n: (c.seqmark, c.handed_out) for c in cuts.cuts if c.seqmark_behind}
+    assert not behind, f"seqmark at or below a seq handed out (mark, highest handed out): {behind}"
+    assert not cuts.restarts_below, cuts.restarts_below
+    # The model saw the store's syncs: the shim really sits between SQLite and the disk.
+    assert figures["wal_syncs_seen"] > CUTS, "the shim saw (almost) no -wal syncs: is SQLite linked statically?"
+    assert len(cuts.ack.captured) >= 20 * CUTS, "too few readings acknowledged for the cuts to mean much"
+    assert code == 0, text[-3000:]
+    assert final.integrity == "ok"
+    assert faultkit.contiguous(final.seqs), "seqs are not 1..N: a store was lost or replaced"
+    assert cuts.ack.seqs() <= set(final.seqs)
+    assert cuts.ack.uploaded <= set(cuts.ack.received), "PUBACKed readings that never reached the platform"
+    assert platform.received.conflicts == 0 and platform.received.rejected == 0
+    assert "Traceback" not in text
+
+
+@pytest.mark.parametrize("variant", ["sync-off", "seqmark-no-fsync"])
+def test_the_power_cut_test_notices_an_agent_that_skips_a_sync(
+    tmp_path: Path, broker: LocalBroker, sim: SimProcess, powercut_shim: Path, variant: str
+) -> None:
+    """The same cuts against the agent with one sync removed (test-only launcher): the checks above
+    must report lost readings (store not synced) or a seq mark below a handed-out seq."""
+    seed = faultkit.seed_from_env(DEFAULT_SEED)
+    started = time.monotonic()
+    cuts, platform = power_cuts(tmp_path, broker, sim, powercut_shim, f"gw-{variant}", variant, seed)
+    try:
+        for _ in range(UNSAFE_CUTS):
+            cut = cuts.cut_once()
+            print_cut(cut)
+            if cut.lost or cut.seqmark_behind:
+                break
+    finally:
+        platform.stop()
+    detected = next((c for c in cuts.cuts if c.lost or c.seqmark_behind), None)
+    figures = {
+        "variant": variant,
+        "seed": seed,
+        **cut_figures(cuts),
+        "cuts_to_detect": detected.n if detected else None,
+        "readings_lost_at_detection": len(detected.lost) if detected else 0,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    where = faultkit.write_results(f"power_cut_unsafe_{variant}", figures)
+    print(f"\n[power_cut unsafe {variant}] {json.dumps(figures, sort_keys=True)} -> {where}")
+    assert detected is not None, f"{UNSAFE_CUTS} cuts did not notice the agent running {variant}"
+    if variant == "sync-off":
+        assert detected.lost, "the store without fsync lost nothing?"
+    else:
+        assert detected.seqmark_behind and not detected.lost, detected
 
 
 def move_store_aside(db: Path, into: Path) -> list[str]:
