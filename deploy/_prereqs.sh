@@ -1,5 +1,5 @@
-# Sourced by try-demo.sh and run-tests.sh: make sure python3 venv support and mosquitto exist,
-# installing them from Debian / Raspberry Pi OS packages only when they are missing.
+# Sourced by try-demo.sh and run-tests.sh: make sure python3 venv support and mosquitto (and, for the
+# tests, a C compiler) exist, installing them from Debian / Raspberry Pi OS packages only when missing.
 set -eu
 
 as_root() {
@@ -10,6 +10,11 @@ as_root() {
 missing=""
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing="$missing python3-venv"
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
+# The power-cut test compiles a small C shim; only run-tests.sh sets NEED_CC (the demo needs no compiler).
+if [ "${NEED_CC:-}" = 1 ]; then
+    command -v gcc >/dev/null || missing="$missing gcc"
+    [ -e /usr/include/stdio.h ] || missing="$missing libc6-dev"
+fi
 if [ -n "$missing" ]; then
     if ! command -v apt-get >/dev/null; then
         echo "meterlink: please install:$missing (no apt-get on this system)" >&2; exit 1

@@ -3,6 +3,7 @@
 # installed package (so the wheel's data files are tested too). Extra arguments go to pytest.
 set -eu
 cd "$(dirname "$0")/.."
+NEED_CC=1
 . deploy/_prereqs.sh
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check ".[test]"
 exec "$VENV/bin/pytest" "$@"
