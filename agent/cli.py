@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -168,11 +169,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from . import preflight
 
     config = cfgmod.load(args.config)
-    for warning in cfgmod.warnings(config):
+    found = preflight.check(config)
+    for warning in found.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    problems = preflight.problems(config)
-    if problems:
-        raise ConfigError(*problems)
+    if found.errors:
+        raise ConfigError(*found.errors)
     print(cfgmod.describe(config))
     return 0
 
@@ -199,10 +200,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .service import Agent
 
     config = cfgmod.load(args.config)
-    problems = preflight.problems(config)
-    if problems:
-        raise ConfigError(*problems)
+    found = preflight.check(config)  # what check-config checks, errors and warnings alike
+    if found.errors:
+        raise ConfigError(*found.errors)
     logsetup.setup(args.log_level or config.log.level)
+    for warning in found.warnings:
+        logging.getLogger("meterlink.agent").warning("event=config_warning problem=%r", warning)
     agent = Agent(config)
     agent.build()  # key and store problems end here, as one line, before anything starts
 

@@ -434,11 +434,8 @@ def load(path: str | os.PathLike[str]) -> Config:
 
 
 def warnings(config: Config) -> list[str]:
-    """Problems that are not errors: a serial adapter that is unplugged right now comes back."""
+    """What the file itself says that is not an error (ports, folders and files: agent/preflight.py)."""
     out = []
-    for name, bus in config.buses.items():
-        if bus.type == "serial" and bus.device and not os.path.exists(bus.device):
-            out.append(f"buses.{name}.device: {bus.device} does not exist right now (adapter unplugged?)")
     for meter in config.meters:
         if not meter.enabled:
             out.append(f"meters[{meter.id}]: disabled, it will not be polled")
@@ -446,7 +443,8 @@ def warnings(config: Config) -> list[str]:
 
 
 def check_files(config: Config) -> list[str]:
-    """Errors about files the config names (keys, certificates): these must exist to run."""
+    """Errors about files the config names (keys, certificates): these must exist to run. The store's
+    file and folder are checked by agent/storecheck.py."""
     problems = []
     candidates: list[tuple[str, Path | None]] = [("signing.key", config.signing.key)]
     m = config.uplink.mqtt
@@ -473,12 +471,6 @@ def check_files(config: Config) -> list[str]:
     env = m.password_env if m is not None else None
     if env and env not in os.environ:
         problems.append(f"uplink.mqtt.password_env: environment variable {env} is not set")
-    store_dir = config.store.path.parent
-    try:
-        if store_dir.exists() and not os.access(store_dir, os.W_OK):
-            problems.append(f"store.path: folder {store_dir} is not writable by user {effective_user()}")
-    except OSError as exc:
-        problems.append(f"store.path: {store_dir}: {exc.strerror}")
     return problems
 
 

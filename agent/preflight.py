@@ -1,23 +1,58 @@
-"""Everything a config names that must be usable before the agent starts, as ``key: reason`` lines.
+"""Everything ``run`` opens or creates at start, tried beforehand, as ``path.to.key: reason`` lines.
 
-``check-config`` and ``run`` both go through :func:`problems`, so a config that check-config passed
-does not then fail at start-up over a key, a certificate or a file mode.
+``check-config`` and ``run`` both go through :func:`check`, so a config that check-config passed
+does not then fail at start-up over a key, a certificate, a file mode, the store's folder or a
+serial port; and what run would only put up with (an unplugged adapter, a small disk, a bus too
+slow for its poll interval) is a warning in both.
 """
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from meterlink.drivers.serialport import diagnose
+
 from . import config as cfgmod
-from . import signing
+from . import pollcost, signing, storecheck
 from .errors import ConfigError, KeyFileError
 
 
+@dataclass
+class Findings:
+    """``errors`` keep the agent from starting; ``warnings`` are said, and it starts."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def check(config: cfgmod.Config) -> Findings:
+    """Try what the agent will open or create, as the user this process runs as."""
+    found = Findings(_file_problems(config), cfgmod.warnings(config))
+    store = storecheck.check_store(config.store.path, config.store_capacity_bytes())
+    found.errors += store.errors
+    found.warnings += store.warnings
+    for name, bus in config.buses.items():
+        if bus.type != "serial" or bus.device is None or not any(m.bus == name for m in config.enabled_meters):
+            continue  # run opens only the buses it polls
+        fault = diagnose(bus.device)
+        if fault is not None:
+            # An adapter comes back and another program ends: run starts and retries the port.
+            (found.warnings if fault.passing else found.errors).append(f"buses.{name}.device: {fault.text}")
+    found.warnings += pollcost.cycle_warnings(config)
+    return found
+
+
 def problems(config: cfgmod.Config) -> list[str]:
-    """One ``path.to.key: reason`` line per unusable file; empty when the agent can start."""
+    """One ``path.to.key: reason`` line per problem that keeps the agent from starting; empty if none."""
+    return check(config).errors
+
+
+def _file_problems(config: cfgmod.Config) -> list[str]:
+    """The keys, certificates and password file: found, readable, and loadable as run loads them."""
     found = cfgmod.check_files(config)
     if found:
         return found  # a missing file would only be reported again below

@@ -9,6 +9,10 @@ every case then checks its own result, so the file takes a few seconds rather th
 
 Cases with ``bug=...`` name a product bug this file found (a comment above each says where it was):
 they assert the right behaviour, so they fail if it comes back.
+
+"A config check-config passes starts": every config here that check-config passes (the ACCEPTED
+ones, with a warning at most) then runs as ``meterlink run`` for a few seconds, and every config it
+refuses over a file, a folder or a port is refused by ``run`` too, with the same lines.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 import pytest
 from support.configs import BASE, write_site
 from support.procs import METERLINK
+from support.runs import ABSENT_DEVICE, CLOSED_BROKER, Ran, quiet_env, run_briefly
 
 # --- building the mutations ----------------------------------------------------------------------
 
@@ -61,6 +66,10 @@ def mqtt(*lines: str, text: str = BASE) -> str:
 
 def store(*lines: str) -> str:
     return under("[store]", *lines)
+
+
+def store_at(path: str) -> str:
+    return rep('path = "state/meterlink.db"', f'path = "{path}"')
 
 
 def without(*chunks: str) -> str:
@@ -229,6 +238,16 @@ CASES: list[Case] = [
     Case("duplicate unit ids on one serial bus",
          rep("[store]", '[[meters]]\nid = "m3"\nbus = "line1"\nunit_id = 1\nprofile = "mfe600h"\n\n[store]'),
          "meters[m3].unit_id", "1 is already used by m1 on bus line1"),
+    # Was a bug (agent/config.py Config._cross_references): unit ids were unique on serial buses only, so
+    # two meters on one TCP bus read one device and stored its values twice under two names.
+    Case("duplicate unit ids on one tcp bus",
+         rep("[store]", '[[meters]]\nid = "m3"\nbus = "tcp1"\nunit_id = 1\nprofile = "mfe600h"\n\n[store]'),
+         "meters[m3].unit_id", "1 is already used by m2 on bus tcp1", bug="unit ids unique on serial buses only"),
+    # Was a bug (same place): a second bus on one serial device passed, and never opened under run.
+    Case("two buses on one serial device",
+         rep("[[meters]]", '[buses.line2]\ntype = "serial"\ndevice = "/dev/null"\n\n[[meters]]\nid = "m3"\n'
+             'bus = "line2"\nunit_id = 2\nprofile = "mfe600h"\n\n[[meters]]'),
+         "buses.line2.device", "is already the device of bus line1", bug="two buses on one serial device"),
     Case("unit id 0 on a serial bus", rep('unit_id = 1\nprofile = "tuf2000"', 'unit_id = 0\nprofile = "tuf2000"'),
          "meters[m1].unit_id", "0 is not a serial unit id (1..247)"),
     Case("meter id with a space", rep('id = "m1"', 'id = "well 1"'), "meters[well 1].id", PATTERN),
@@ -277,6 +296,27 @@ CASES: list[Case] = [
     Case("store capacity 0", store("capacity_mb = 0"), "store.capacity_mb", GE),
     Case("store overflow unknown", store('overflow = "block"'), "store.overflow", "'drop_oldest' or 'refuse'"),
     Case("retention 4000 days", store("retention_days = 4000"), "store.retention_days", LE),
+    # Were bugs (agent/preflight.py): check-config passed these, then run ended in "unexpected error",
+    # exit 70 (a store path without a file name, a folder that cannot be made), or took the file for a
+    # corrupt store, renamed it *.corrupt-<stamp> and wrote a database in its place (the key, the config).
+    Case("store path is the root folder", store_at("/"), "store.path", "/ is a directory, not a store file",
+         bug="run: ValueError, exit 70"),
+    Case("store folder under /proc", store_at("/proc/meterlink/meterlink.db"), "store.path",
+         "folder /proc/meterlink cannot be created", bug="run: FileNotFoundError, exit 70"),
+    Case("store folder under /sys", store_at("/sys/meterlink/meterlink.db"), "store.path",
+         "folder /sys/meterlink cannot be created"),
+    Case("store folder under a file", store_at("keys/gateway.pub/meterlink.db"), "store.path", "is not a folder",
+         bug="run: NotADirectoryError, exit 70"),
+    Case("store path is an existing folder", store_at("keys"), "store.path", "is a directory, not a store file"),
+    Case("store path is the signing key", store_at("keys/gateway.key"), "store.path",
+         "is not a SQLite database", bug="run renamed the key *.corrupt-<stamp>"),
+    Case("store path is the config file", store_at("meterlink.toml"), "store.path", "is not a SQLite database",
+         bug="run renamed the config *.corrupt-<stamp>"),
+    # -- serial ports ----------------------------------------------------------------------------
+    Case("serial device is a plain file", rep('device = "/dev/null"', 'device = "/etc/hostname"'),
+         "buses.line1.device", "/etc/hostname is not a serial port: a regular file, not a tty"),
+    Case("serial device that is not a tty", rep('device = "/dev/null"', 'device = "/dev/zero"'),
+         "buses.line1.device", "/dev/zero is not a serial port: a character device that is not a tty"),
     # -- signing key and other files -------------------------------------------------------------
     Case("signing key is a directory", rep('key = "keys/gateway.key"', 'key = "keys"'), "signing.key",
          "is not a file"),
@@ -359,7 +399,6 @@ CASES: list[Case] = [
     Case("TOML: duplicate key", rep("poll_interval = 60", "poll_interval = 60\npoll_interval = 30"), "{file}",
          "invalid TOML"),
     Case("TOML: bad table header", rep("[store]", "[store"), "{file}", "invalid TOML"),
-    Case("TOML: a byte order mark", "\ufeff" + BASE, "{file}", "invalid TOML"),
     Case("TOML: a 5000-digit integer", rep("poll_interval = 60", "poll_interval = " + "9" * 5000), "{file}", "",
          # Was a bug (agent/config_errors.py read_toml): tomllib raises ValueError (int max str digits) which
          # read_toml does not catch: "meterlink: unexpected error: ValueError: Exceeds the limit..." exit 70.
@@ -376,6 +415,21 @@ CASES: list[Case] = [
     Case("a symlink loop instead of a file", BASE, "{target}", "cannot read", setup=_config_is_a_symlink_loop),
 ]
 
+# Configs check-config passes, each with the warning it prints ("" for none): run must start them.
+ACCEPTED: list[Case] = [
+    Case("serial adapter unplugged", BASE, "buses.line1.device", "does not exist right now"),
+    Case("a disabled meter", m1("enabled = false"), "meters[m1]", "disabled, it will not be polled"),
+    Case("a poll interval the serial bus cannot keep", serial("timeout = 10", "retries = 5"), "buses.line1",
+         "one poll cycle can take up to"),
+    # Was a bug (agent/config_errors.py read_toml): "invalid TOML ... (at line 1, column 1)"; older Windows
+    # Notepad starts every UTF-8 file with one.
+    Case("a byte order mark", "\ufeff" + BASE, "", "", bug="a byte order mark was invalid TOML"),
+]
+
+# Keys whose problems preflight finds (files, folders, ports), not the config model: run must say them too.
+PREFLIGHT_KEYS = ("store.path", "signing.key", "uplink.mqtt.ca", "uplink.mqtt.client_cert", "uplink.mqtt.password_file",
+                  "uplink.mqtt.password_env", "uplink.mqtt.receipt_key", "buses.line1.device")
+
 # --- running them -------------------------------------------------------------------------------
 
 LINE = re.compile(r"^\S.*?: \S")  # "path.to.key: reason" (a path may hold spaces inside [ ])
@@ -390,28 +444,58 @@ class Outcome:
     stderr: str
 
 
+def runnable(text: str) -> str:
+    """The base names /dev/null, now a "not a tty" error, and the default broker port, where another
+    mosquitto may listen: an absent device (a warning) and a closed port instead."""
+    return text.replace('"/dev/null"', f'"{ABSENT_DEVICE}"').replace("mqtt://127.0.0.1:1883", CLOSED_BROKER)
+
+
 def _run(case: Case, folder: Path) -> Outcome:
     file = folder / "meterlink.toml"
     write_site(folder)  # keys/gateway.key and keys/gateway.pub
     if isinstance(case.text, bytes):
         file.write_bytes(case.text)
     else:
-        file.write_text(case.text, encoding="utf-8")
+        file.write_text(runnable(case.text), encoding="utf-8")
     target = (case.setup(folder) if case.setup else None) or file
-    env = {k: v for k, v in os.environ.items() if k not in (UNSET_ENV, "METERLINK_DEBUG")}
+    env = {k: v for k, v in quiet_env().items() if k != UNSET_ENV}
     proc = subprocess.run([*METERLINK, "check-config", str(target)], capture_output=True, text=True, timeout=120,
                           env=env, errors="replace")
     return Outcome(file, target, proc.returncode, proc.stdout, proc.stderr)
 
 
+def _check_all(cases: list[Case], root: Path) -> dict[str, Outcome]:
+    folders = {case.name: root / f"case{i:03d}" for i, case in enumerate(cases)}
+    with ThreadPoolExecutor(max_workers=max(2, 2 * (os.cpu_count() or 1))) as pool:
+        futures = {case.name: pool.submit(_run, case, folders[case.name]) for case in cases}
+        return {name: f.result() for name, f in futures.items()}
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    root = tmp_path_factory.mktemp("broken")
-    folders = {case.name: root / f"case{i:03d}" for i, case in enumerate(CASES)}
-    with ThreadPoolExecutor(max_workers=max(2, 2 * (os.cpu_count() or 1))) as pool:
-        futures = {case.name: pool.submit(_run, case, folders[case.name]) for case in CASES}
-        results = {name: f.result() for name, f in futures.items()}
-    return results
+    return _check_all(CASES, tmp_path_factory.mktemp("broken"))
+
+
+@pytest.fixture(scope="module")
+def accepted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    return _check_all(ACCEPTED, tmp_path_factory.mktemp("accepted"))
+
+
+def _preflight_refused(case: Case, r: Outcome) -> bool:
+    return r.code == 1 and case.path in PREFLIGHT_KEYS
+
+
+@pytest.fixture(scope="module")
+def runs(outcomes: dict[str, Outcome], accepted: dict[str, Outcome]) -> dict[str, Ran]:
+    """``meterlink run`` on what check-config passed (for 2 s once started, then SIGTERM) and on what
+    preflight refused."""
+    everything = {**outcomes, **accepted}
+    chosen = [c for c in [*CASES, *ACCEPTED]
+              if everything[c.name].code == 0 or _preflight_refused(c, everything[c.name])]
+    env = {k: v for k, v in quiet_env().items() if k != UNSET_ENV}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {c.name: pool.submit(run_briefly, everything[c.name].target, env=env) for c in chosen}
+        return {name: f.result() for name, f in futures.items()}
 
 
 def test_no_broken_config_crashes(outcomes: dict[str, Outcome], capsys: pytest.CaptureFixture[str]) -> None:
@@ -432,7 +516,7 @@ def test_the_cases_are_distinct() -> None:
 
 
 def test_the_base_config_itself_passes(tmp_path: Path) -> None:
-    path = write_site(tmp_path)
+    path = write_site(tmp_path, runnable(BASE))
     proc = subprocess.run([*METERLINK, "check-config", str(path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("OK:"), proc.stderr
 
@@ -454,3 +538,39 @@ def test_a_broken_config_is_one_clear_line_per_problem(case: Case, outcomes: dic
     assert any(case.says in line[len(path) + 2 :] for line in hits), f"{case.says!r} not in {hits}"
     if path in (str(r.file), str(r.target)):
         assert len(errors) == 1, errors  # a file that cannot be read or parsed is exactly one line
+
+
+@pytest.mark.parametrize("case", ACCEPTED, ids=[c.name for c in ACCEPTED])
+def test_an_accepted_config_passes_with_its_warning(case: Case, accepted: dict[str, Outcome]) -> None:
+    r = accepted[case.name]
+    assert r.code == 0 and r.stdout.startswith("OK: "), (r.code, r.stdout, r.stderr)
+    if case.path:
+        assert any(line.startswith(f"warning: {case.path}: ") and case.says in line
+                   for line in r.stderr.splitlines()), r.stderr
+
+
+def test_what_check_config_passes_starts(outcomes: dict[str, Outcome], accepted: dict[str, Outcome],
+                                         runs: dict[str, Ran], capsys: pytest.CaptureFixture[str]) -> None:
+    """Every config check-config passed ran until it was stopped, then exited 0: none ended in the
+    exit-70 "unexpected error" fallback, none refused to start."""
+    passed = [name for name, r in {**outcomes, **accepted}.items() if r.code == 0]
+    bad = {name: runs[name] for name in passed
+           if runs[name].code != 0 or not runs[name].stopped or "unexpected error" in runs[name].output
+           or "Traceback" in runs[name].output}
+    exit70 = sum(1 for name in passed if runs[name].code == 70)
+    with capsys.disabled():
+        print(f"\n{len(passed)} configs passed check-config and ran under run: {exit70} exit 70, "
+              f"{len(bad)} did not start and stop cleanly")
+    assert passed, "no config passed check-config: nothing was tried under run"
+    assert not bad, {name: (r.code, r.output[-600:]) for name, r in bad.items()}
+
+
+def test_run_refuses_what_check_config_refused_with_the_same_lines(outcomes: dict[str, Outcome],
+                                                                  runs: dict[str, Ran]) -> None:
+    refused = [c for c in CASES if _preflight_refused(c, outcomes[c.name])]
+    assert len(refused) >= 15
+    for case in refused:
+        errors = [line for line in outcomes[case.name].stderr.splitlines() if not line.startswith("warning: ")]
+        ran = runs[case.name]
+        assert ran.code == 1 and not ran.stopped, (case.name, ran.code, ran.output)
+        assert set(errors) <= set(ran.output.splitlines()), (case.name, errors, ran.output)
