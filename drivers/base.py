@@ -19,6 +19,8 @@ class Flag(IntFlag):
     SUSPECT = 4  # failed a plausibility rule: an abnormal jump, a negative totalizer (agent/quality)
     METER_RESET = 8  # a totalizer dropped: meter reset or replaced, not a negative volume
     WRAPPED = 16  # a totalizer wrapped around its register range
+    MANUAL = 32  # entered by a technician (meterlink manual-reading), with photo evidence
+    REPLACEMENT = 64  # a registered meter change: the totalizer starts again at this value
 
     def names(self) -> list[str]:
         return [f.name.lower() for f in Flag if f and f in self and f.name]
