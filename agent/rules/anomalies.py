@@ -87,15 +87,23 @@ class MeterWatch:
                 events += self._total(r)
             elif r.quantity == FLOW and self.one_directional:
                 negative = r.value < 0
-                events += self._emit(
-                    "volume_negative",
-                    f"{self.meter}/flow",
-                    negative,
-                    r.ts,
-                    {"meter": self.meter, "cause": "negative_flow", "value": r.value, "previous": None, "at": r.ts},
+                events += _listed(
+                    self.conditions.update(
+                        "volume_negative",
+                        f"{self.meter}/flow",
+                        negative,
+                        started=str(r.ts),
+                        detail={
+                            "meter": self.meter,
+                            "cause": "negative_flow",
+                            "value": r.value,
+                            "previous": None,
+                            "at": r.ts,
+                        },
+                    )
                 )
         if readings:
-            events += self._emit("no_data", self.meter, False, 0, {})
+            events += _listed(self.conditions.update("no_data", self.meter, False, started=""))
         return events
 
     def _total(self, r: Reading) -> list[RuleEvent]:
@@ -105,29 +113,39 @@ class MeterWatch:
         events: list[RuleEvent] = []
         delta = r.value - prev.value
         dropped = delta < 0 and not (r.flags & (Flag.WRAPPED | Flag.REPLACEMENT))
-        events += self._emit(
-            "volume_negative",
-            self.meter,
-            dropped,
-            r.ts,
-            {"meter": self.meter, "cause": "totalizer_drop", "value": r.value, "previous": prev.value, "at": r.ts},
+        events += _listed(
+            self.conditions.update(
+                "volume_negative",
+                self.meter,
+                dropped,
+                started=str(r.ts),
+                detail={
+                    "meter": self.meter,
+                    "cause": "totalizer_drop",
+                    "value": r.value,
+                    "previous": prev.value,
+                    "at": r.ts,
+                },
+            )
         )
         if self.max_flow is not None and not r.flags & Flag.REPLACEMENT:
             limit = self.max_flow * (r.ts - prev.ts) / 3_600_000 * self.settings.large_factor
             large = delta > limit
-            events += self._emit(
-                "volume_large",
-                self.meter,
-                large,
-                r.ts,
-                {
-                    "meter": self.meter,
-                    "intake": None,
-                    "scope": "interval",
-                    "volume": round(delta, 6),
-                    "limit": round(limit, 6),
-                    "at": r.ts,
-                },
+            events += _listed(
+                self.conditions.update(
+                    "volume_large",
+                    self.meter,
+                    large,
+                    started=str(r.ts),
+                    detail={
+                        "meter": self.meter,
+                        "intake": None,
+                        "scope": "interval",
+                        "volume": round(delta, 6),
+                        "limit": round(limit, 6),
+                        "at": r.ts,
+                    },
+                )
             )
         return events
 
@@ -136,17 +154,15 @@ class MeterWatch:
         if self.last_ts is None:
             return []
         silent = now - self.last_ts > self.no_data_after_ms
-        return self._emit(
-            "no_data",
-            self.meter,
-            silent,
-            self.last_ts,
-            {"meter": self.meter, "last_ts": self.last_ts, "limit_s": self.no_data_after_ms // 1000},
+        return _listed(
+            self.conditions.update(
+                "no_data",
+                self.meter,
+                silent,
+                started=str(self.last_ts),
+                detail={"meter": self.meter, "last_ts": self.last_ts, "limit_s": self.no_data_after_ms // 1000},
+            )
         )
-
-    def _emit(self, kind: str, subject: str, active: bool, at: int, detail: dict[str, object]) -> list[RuleEvent]:
-        event = self.conditions.update(kind, subject, active, started=str(at), detail=detail)
-        return [event] if event is not None else []
 
 
 def day_rules(
@@ -234,4 +250,8 @@ def clock_rule(
         started=str(now),
         detail={"offset_s": round(offset_s, 3), "limit_s": settings.clock_drift_s, "source": source},
     )
+    return [event] if event is not None else []
+
+
+def _listed(event: RuleEvent | None) -> list[RuleEvent]:
     return [event] if event is not None else []

@@ -235,6 +235,22 @@ def _keys(node: ast.expr, scope: dict[str, ast.expr], where: str) -> set[str]:
     return keys
 
 
+def _literal_kinds(node: ast.expr, function: ast.AST, where: str) -> list[str]:
+    """An event kind written as a literal, or a name bound by a ``for`` over a tuple of literal rows."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    assert isinstance(node, ast.Name), f"{where}: event kind is not a literal string: {ast.unparse(node)}"
+    for loop in (n for n in ast.walk(function) if isinstance(n, ast.For)):
+        targets = loop.target.elts if isinstance(loop.target, ast.Tuple) else [loop.target]
+        names = [t.id if isinstance(t, ast.Name) else "" for t in targets]
+        if node.id in names and isinstance(loop.iter, ast.Tuple):
+            at = names.index(node.id)
+            rows = [row.elts[at] if isinstance(row, ast.Tuple) else row for row in loop.iter.elts]
+            assert all(isinstance(r, ast.Constant) and isinstance(r.value, str) for r in rows), where
+            return [r.value for r in rows]  # type: ignore[attr-defined]
+    raise AssertionError(f"{where}: event kind {node.id} is not bound to literal strings")
+
+
 def events_in_code() -> dict[str, set[str]]:
     """Every event kind the agent creates, with the members it writes, read from the source.
 
@@ -268,9 +284,18 @@ def events_in_code() -> dict[str, set[str]]:
                     (params,) = call.args[1:2]
                     assert isinstance(params, ast.Tuple), where
                     record(match[1], _keys(params.elts[-1], scope, where), where)
+                elif name == "update" and ast.unparse(call.func).endswith("conditions.update"):
+                    # A rule's condition (agent/rules): its members, and the id, cleared and level of every
+                    # condition event. A call without members only clears (with the members of its raise).
+                    detail = next((k.value for k in call.keywords if k.arg == "detail"), None)
+                    if detail is None:
+                        continue
+                    assert first is not None, where
+                    for kind in _literal_kinds(first, function, where):
+                        record(kind, _keys(detail, scope, where) | {"id", "cleared", "level"}, where)
                 elif name in EVENT_SINKS and call.args and not (name == "events" and len(call.args) != 2):
-                    if ast.unparse(first) == "finding.kind":
-                        continue  # the poller passes quality findings on: collected below as Finding(...)
+                    if ast.unparse(first) in ("finding.kind", "event.kind"):
+                        continue  # quality findings (collected as Finding(...)), rule events (as update(...))
                     assert isinstance(first, ast.Constant) and isinstance(first.value, str), \
                         f"{where}: event kind is not a literal string: {ast.unparse(call)}"
                     detail = call.args[2:3] if name == "add_event" else call.args[1:2]  # add_event(kind, ts, detail)
