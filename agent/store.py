@@ -169,6 +169,15 @@ def _has_foreign_tables(path: Path) -> bool:
     return bool(names) and "meta" not in names
 
 
+def _make_folder(folder: Path) -> None:
+    """Create the store's folder (and its parents) so that it survives a power cut: each new
+    folder's entry is made durable by syncing the folder it was created in."""
+    missing = [f for f in (folder, *folder.parents) if not f.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    for created in reversed(missing):
+        _fsync_dir(created.parent)
+
+
 def _fsync_dir(folder: Path) -> None:
     """Make renames and removals in ``folder`` durable."""
     fd = os.open(folder, os.O_RDONLY)
@@ -222,7 +231,7 @@ class Store:
         self.seq_jump: tuple[int, int] | None = None  # (had, continued at) when the store was replaced
         self.salvaged: Salvage | None = None  # what was read from a corrupt store this one replaced
         self.mark = SeqMark(path.with_name(path.name + ".seqmark"))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(path.parent)
         try:
             self._open()
         except sqlite3.DatabaseError as exc:
