@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -70,7 +69,8 @@ def test_readings_count_as_delivered_only_on_a_signed_receipt(tmp_path: Path) ->
     sim = start_sim("--tcp", "0", "--meter", "xintai_water_meter:1")
     site = write_site(tmp_path / "site", SITE.format(port=sim.tcp_port, broker=broker.url, platform_pub=platform_pub))
     verifier = signing.Verifier([signing.load_public_key(tmp_path / "site" / "keys" / "gateway.pub")])
-    agent = start_agent(site, tmp_path / "agent.log")
+    log_file = tmp_path / "agent.log"
+    agent = start_agent(site, log_file)
     try:
         # 1. A platform that does not answer: the broker acknowledges, yet nothing counts as sent.
         silent = Platform(broker.host, broker.port, verifier, gateway="gw-rcpt")
@@ -81,7 +81,11 @@ def test_readings_count_as_delivered_only_on_a_signed_receipt(tmp_path: Path) ->
         impostor = Platform(broker.host, broker.port, verifier, gateway="gw-rcpt",
                             receipt_signer=signing.Signer(signing.load_private_key(impostor_key)))
         impostor.start()
-        time.sleep(3)
+        # Its receipts reached the agent and were refused, several of them.
+        def refused() -> int:
+            return log_file.read_text().count("event=receipt_refused")
+
+        assert wait_until(lambda: impostor.receipts_sent >= 3 and refused() >= 3, 20), log_file.read_text()[-2000:]
         impostor.stop()
         assert pending(site)[1] == 0
         silent.stop()
