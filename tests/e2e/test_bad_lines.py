@@ -150,11 +150,24 @@ def test_a_reset_totalizer_is_flagged_and_reported() -> None:
         sim = ModbusSimServer({1: sim_meter})
         pty = sim.start_pty()
         p = poller("rs485", SerialParams(pty, 9600), [meter("m1", 1)], rec, quality=True)
-        task = asyncio.create_task(run_for([p], 4.6))
-        await asyncio.sleep(2.3)
-        sim_meter.set_fault(Fault.TOTALIZER_RESET)
-        await task
-        await sim.stop()
+        task = asyncio.create_task(p.run())
+
+        def totals() -> int:
+            return sum(r.quantity == "volume_total" for r in rec.readings)
+
+        try:
+            # Two totals before the reset (each is judged against the one before), two after it.
+            async with asyncio.timeout(20):
+                while totals() < 2:
+                    await asyncio.sleep(0.05)
+                sim_meter.set_fault(Fault.TOTALIZER_RESET)
+                while totals() < 4:
+                    await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await p.driver.close()
+            await sim.stop()
 
     asyncio.run(main())
     totals = [r for r in rec.readings if r.quantity == "volume_total"]
