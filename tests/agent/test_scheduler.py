@@ -115,7 +115,10 @@ def test_a_poller_cancelled_mid_request_stops() -> None:
                            ClockCheck("assume_synced"))
         poller.meters[0].due = 0  # due now
         task = asyncio.create_task(poller.cycle())
-        await asyncio.sleep(0.5)  # inside the request, waiting for an answer that never comes
+        async with asyncio.timeout(5):  # until the meter has the request: the poller now waits for an answer
+            while dead.requests == 0:
+                await asyncio.sleep(0.01)
+        assert not task.done()
         task.cancel()
         done, _ = await asyncio.wait([task], timeout=3)
         assert done and task.cancelled()
