@@ -236,7 +236,9 @@ def test_stop_closes_connected_clients_and_ptys() -> None:
         server.start_pty()
         server.start_pty()
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        await asyncio.sleep(0.01)
+        async with asyncio.timeout(5):  # until the server has the client: stop() must end its handler
+            while server.stats.tcp_connections == 0:
+                await asyncio.sleep(0.01)
         await server.stop()
         assert await asyncio.wait_for(reader.read(10), 2) == b""
         writer.close()
