@@ -57,7 +57,7 @@ class Subscriber:
 
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         with self.lock:
-            self.heard.append((message.payload, message.qos))
+            self.heard.append((bytes(message.payload), message.qos))
 
     def __enter__(self) -> Subscriber:
         self.client.connect(self.broker.host, self.broker.port)
