@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -44,6 +46,8 @@ Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 # TOML has no path type: a path is a string, so these fields alone convert (everything else is strict).
 FilePath = Annotated[Path, Field(strict=False)]
 Seconds = Annotated[float, Field(gt=0)]
+# A TOML date (2026-11-03), or the same written as a string.
+Day = Annotated[date, Field(strict=False)]
 
 
 class Strict(BaseModel):
@@ -66,6 +70,21 @@ def _resolve(value: Any, info: ValidationInfo) -> Any:
 class GatewayConfig(Strict):
     id: Ident
     poll_interval: Annotated[int, Field(ge=1, le=86400)] = 60
+    # The site's time zone: days, months and quarters (daily volumes, report rates, permits) are local.
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not a time zone name (IANA, e.g. \"Asia/Shanghai\")") from None
+        return v
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
 
 class BusConfig(Strict):
@@ -109,6 +128,24 @@ class BusConfig(Strict):
         return self
 
 
+class ArchiveConfig(Strict):
+    """A meter's entry in the platform's archive of metering devices (GB/T 28714-2023, annex A)."""
+
+    make: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    principle: str | None = None  # measuring principle: electromagnetic, ultrasonic, mechanical, ...
+    accuracy_class: str | None = None
+    diameter_mm: Annotated[int, Field(ge=1, le=10_000)] | None = None  # nominal diameter, DN
+    installed: Day | None = None
+    calibrated: Day | None = None  # the last calibration (检定/校准)
+    calibration_months: Annotated[int, Field(ge=1, le=240)] | None = None  # its period
+    transmission: str | None = None  # default: the bus it is read over
+
+
+ARCHIVE_FIELDS = tuple(ArchiveConfig.model_fields)
+
+
 class MeterConfig(Strict):
     id: Ident
     bus: str
@@ -133,6 +170,14 @@ class MeterConfig(Strict):
     # The meter's (or the permit's) largest flow in m3/h: a totalizer rising faster than 1.2 x this
     # is flagged "suspect" (abnormally large). Unset: no jump check.
     max_flow: Annotated[float, Field(gt=0)] | None = None
+    # The intake (permit) this meter's volume counts towards; a return flow is subtracted.
+    intake: Ident | None = None
+    return_flow: bool = False
+    # "forward": water only flows one way here, so a negative flow is an anomaly (volume_negative).
+    flow_direction: Literal["forward", "both"] = "forward"
+    # Seconds without a reading before no_data is raised (default: twice the poll interval).
+    no_data_after: Annotated[int, Field(ge=1, le=30 * 86400)] | None = None
+    archive: ArchiveConfig = ArchiveConfig()
 
     @field_validator("profile")
     @classmethod
@@ -206,6 +251,34 @@ class StoreConfig(Strict):
         return _resolve(v, info)
 
 
+class IntakeConfig(Strict):
+    """A permitted abstraction point: the meters that name it (``intake = ID``) make up its volume."""
+
+    id: Ident
+    permit: str = ""  # the abstraction permit's number (取水许可证号)
+    source: Literal["surface", "ground"] | None = None
+    annual_permit: Annotated[float, Field(gt=0)] | None = None  # m3 a year
+    annual_plan: Annotated[float, Field(gt=0)] | None = None  # m3 this year
+    daily_max: Annotated[float, Field(gt=0)] | None = None  # m3 a day
+    permit_expires: Day | None = None
+
+
+class RulesConfig(Strict):
+    """The platform's rules at the meter: thresholds (defaults: ../meters rules, marked unverified there)."""
+
+    zero_notice_days: Annotated[int, Field(ge=1, le=366)] = 7
+    zero_alarm_days: Annotated[int, Field(ge=1, le=366)] = 30
+    large_factor: Annotated[float, Field(ge=1, le=100)] = 1.2
+    report_rate_target: Annotated[float, Field(gt=0, le=1)] = 0.95
+    clock_drift_s: Annotated[float, Field(gt=0, le=86400)] = 60
+
+    @model_validator(mode="after")
+    def _alarm_after_notice(self) -> RulesConfig:
+        if self.zero_alarm_days < self.zero_notice_days:
+            raise ValueError("zero_alarm_days must not be less than zero_notice_days")
+        return self
+
+
 class SigningConfig(Strict):
     key: FilePath
 
@@ -239,6 +312,9 @@ class MqttConfig(Strict):
     receipts: bool = False
     receipt_key: FilePath | None = None
     receipt_timeout: Annotated[float, Field(gt=0, le=86400)] = 300
+    # Photos of manual readings go out on <prefix>/<gateway>/evidence/<sha256> (off: only their digest).
+    evidence: bool = False
+    evidence_max_kb: Annotated[int, Field(ge=1, le=65_536)] = 4096
 
     @field_validator("ca", "client_cert", "client_key", "password_file", "receipt_key", mode="before")
     @classmethod
@@ -371,9 +447,18 @@ class Config(Strict):
     uplink: UplinkConfig
     clock: ClockConfig = ClockConfig()
     log: LogConfig = LogConfig()
+    intakes: list[IntakeConfig] = []
+    rules: RulesConfig = RulesConfig()
 
     @model_validator(mode="after")
     def _cross_references(self) -> Config:
+        intakes = [i.id for i in self.intakes]
+        if dupes := sorted({i for i in intakes if intakes.count(i) > 1}):
+            raise ValueError(f"intakes: {', '.join(dupes)} named twice")
+        for meter in self.meters:
+            if meter.intake is not None and meter.intake not in intakes:
+                raise ValueError(f"meters[{meter.id}].intake: no intake named {meter.intake!r}"
+                                 + (f" (intakes: {', '.join(intakes)})" if intakes else " ([[intakes]] is empty)"))
         seen: set[str] = set()
         for meter in self.meters:
             if meter.id in seen:
@@ -439,6 +524,15 @@ def warnings(config: Config) -> list[str]:
     for meter in config.meters:
         if not meter.enabled:
             out.append(f"meters[{meter.id}]: disabled, it will not be polled")
+        if meter.archive.calibrated is not None and meter.archive.calibration_months is None:
+            out.append(f"meters[{meter.id}].archive.calibration_months: not set, so no calibration is ever due")
+    # One line for the whole archive: a site commissioned before its ledger is ready is not a fault.
+    gaps = {m.id: [f for f in ARCHIVE_FIELDS if getattr(m.archive, f) is None and f != "transmission"]
+            for m in config.meters}
+    if incomplete := [m for m, fields in gaps.items() if fields]:
+        fields = sorted({f for m in incomplete for f in gaps[m]}, key=ARCHIVE_FIELDS.index)
+        out.append(f"meters.archive: {len(incomplete)} of {len(config.meters)} meters lack archive fields "
+                   f"({', '.join(fields)}; e.g. meters[{incomplete[0]}]): the platform's meter archive asks for them")
     return out
 
 

@@ -113,6 +113,16 @@ def events_message(gateway: str, batch: int, sent_at: int, events: Sequence[Stor
     return _dumps(body).encode("utf-8")
 
 
+def daily_message(gateway: str, batch: int, sent_at: int, days: Sequence[dict[str, Any]]) -> bytes:
+    """Day summaries (agent/rules/daily.py), each with its ``version`` and ``correction``."""
+    return _dumps({"gateway": gateway, "batch": batch, "sent_at": sent_at, "daily": list(days)}).encode("utf-8")
+
+
+def archive_message(gateway: str, batch: int, sent_at: int, meters: dict[str, Any]) -> bytes:
+    """The meter archive (agent/rules/archive.py): every configured meter by id."""
+    return _dumps({"gateway": gateway, "batch": batch, "sent_at": sent_at, "archive": meters}).encode("utf-8")
+
+
 class PayloadError(ValueError):
     """A signed payload that does not have the documented shape."""
 
@@ -136,8 +146,14 @@ def check_message(obj: Any) -> dict[str, Any]:
             raise PayloadError("readings is not a list")
         for i, r in enumerate(obj["readings"]):
             _check_reading(i, r)
+    elif "daily" in obj:
+        if not isinstance(obj["daily"], list) or not all(isinstance(d, dict) for d in obj["daily"]):
+            raise PayloadError("daily is not a list of objects")
+    elif "archive" in obj:
+        if not isinstance(obj["archive"], dict):
+            raise PayloadError("archive is not an object")
     elif "events" not in obj or not isinstance(obj["events"], list):
-        raise PayloadError("payload has neither readings nor events")
+        raise PayloadError("payload has neither readings, events, daily nor archive")
     return obj
 
 

@@ -23,9 +23,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .clock import next_slot, now_ms
+from .clock import current_slot, next_slot, now_ms
+from .daybook import Daybook
 from .outbox import Outbox
-from .payload import StoredReading, events_message, readings_message
+from .payload import StoredReading, archive_message, daily_message, events_message, readings_message
 from .receipts import ReceiptBook
 from .signing import Signer
 from .tasks import cancel_and_wait
@@ -71,6 +72,15 @@ class Uploader:
         self.gateway = gateway
         self.readings_topic = f"{topic_prefix}/{gateway}/readings"
         self.events_topic = f"{topic_prefix}/{gateway}/events"
+        self.daily_topic = f"{topic_prefix}/{gateway}/daily"
+        self.archive_topic = f"{topic_prefix}/{gateway}/archive"
+        # Set by the agent when the platform's rules run: day summaries to send, upload slots to count.
+        self.daybook: Daybook | None = None
+        self.days_waiting = True
+        # The meter archive, published retained at start and whenever it changes (None: nothing to send).
+        self.archive: dict[str, object] | None = None
+        self._archive_sent: dict[str, object] | None = None
+        self._last_ok = False
         self.interval_ms = int(interval_s * 1000)
         self.settle_ms = min(self.interval_ms // 4, 10_000)
         self.batch_size = batch_size
@@ -101,6 +111,9 @@ class Uploader:
                 boundary = self.outbox.store.next_seq
                 await self._upload(self._live_rows(self.live_from), "live")
                 self.live_from = boundary
+                if self._last_ok and self.daybook is not None:  # the gateway's own report rate
+                    slot = current_slot(self.clock() - self.settle_ms, self.interval_ms)
+                    await self.outbox.call(self.daybook.upload_confirmed, slot)
                 self._backlog_wake.set()
                 await self._sleep_until_next_slot()
         finally:
@@ -130,14 +143,18 @@ class Uploader:
         return await self._upload(self._backlog_rows(below=None), "drain")
 
     async def _upload(self, rows: _Rows, stream: str, *, pace: bool = False) -> int:
+        self._last_ok = False
         try:
             sent = await self._drain(rows, pace)
             await self._drain_events()
+            await self._drain_days()
+            await self._publish_archive()
         except UplinkError as exc:
             self.stats.failures += 1
             self.stats.last_error = str(exc)
             log.warning("event=upload_failed stream=%s error=%s detail=%r", stream, type(exc).__name__, str(exc))
             return 0
+        self._last_ok = True
         return sent
 
     def _live_rows(self, first_seq: int) -> _Rows:
@@ -234,6 +251,34 @@ class Uploader:
             await self.outbox.call(store.mark_events_sent, events[0].seq, events[-1].seq, self.clock())
             self.stats.events += len(events)
             log.info("event=events_uploaded batch=%d events=%d", batch, len(events))
+
+
+    async def _drain_days(self) -> None:
+        """Day summaries not yet sent (new days, corrections), oldest first, on ``/daily``."""
+        daybook = self.daybook
+        if daybook is None or not self.days_waiting:
+            return
+        while not self.stopping:
+            days = await self.outbox.call(daybook.unsent_days, 100)
+            if not days:
+                self.days_waiting = False
+                return
+            batch = await self._batch_number()
+            message = self.signer.sign(daily_message(self.gateway, batch, self.clock(), [d.summary for d in days]))
+            await self.link.publish(self.daily_topic, message, timeout=self.publish_timeout)
+            await self.outbox.call(daybook.mark_days_sent, days, self.clock())
+            log.info("event=daily_uploaded batch=%d days=%d", batch, len(days))
+
+    async def _publish_archive(self) -> None:
+        """The meter archive, retained, once per change (and once per start)."""
+        if self.archive is None or self.archive == self._archive_sent:
+            return
+        document = self.archive
+        batch = await self._batch_number()
+        message = self.signer.sign(archive_message(self.gateway, batch, self.clock(), document))
+        await self.link.publish(self.archive_topic, message, retain=True, timeout=self.publish_timeout)
+        self._archive_sent = document
+        log.info("event=archive_uploaded batch=%d meters=%d", batch, len(document))
 
 
 class _Rows:

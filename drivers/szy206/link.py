@@ -229,7 +229,7 @@ class Szy206Link:
             self.counters.connect_failures += 1
             self.counters.last_error = f"cannot open {self.describe()}: {exc}"
             log.warning("event=szy206_open_failed link=%s endpoint=%s error=%r", self.name, self.describe(), str(exc))
-            raise TransportError(f"link {self.name}: cannot open {self.describe()}") from exc
+            raise TransportError(f"link {self.name}: cannot open {self.describe()}: {exc}") from exc
         self._receiver.reset()  # bytes of an earlier connection never join this one's
         self._transport = transport
         self.counters.connects += 1

@@ -20,6 +20,8 @@ from meterlink.sim.broker import LocalBroker, TlsFiles, make_password_file
 def site(tmp_path: Path, broker: LocalBroker, extra: str = "", host: str = "localhost") -> cfgmod.Config:
     text = BASE.replace('broker = "mqtt://127.0.0.1:1883"',
                         f'broker = "{"mqtts" if broker.tls else "mqtt"}://{host}:{broker.port}"\n{extra}')
+    # An adapter that is not plugged in (a warning), not /dev/null (not a tty: an error check-config reports).
+    text = text.replace('device = "/dev/null"', 'device = "/dev/ttyUSB-meterlink-test"')
     return cfgmod.load(write_site(tmp_path / "site", text))
 
 
