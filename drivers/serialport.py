@@ -52,8 +52,10 @@ def diagnose(device: str, *, by_id: Path = BY_ID) -> PortFault | None:
         return PortFault("absent", f"{device} does not exist right now (adapter unplugged?); {_adapters(by_id)}")
     except (OSError, ValueError) as exc:
         return PortFault("other", f"{device}: {getattr(exc, 'strerror', None) or exc}")
-    if not stat.S_ISCHR(info.st_mode):
-        return PortFault("not_tty", f"{device} is not a serial port: {_file_kind(info.st_mode)}, not a tty")
+    kind = _file_kind(info.st_mode)
+    if kind is not None:
+        return PortFault("not_tty", f"{device} is not a serial port: {kind}, not a tty")
+    # A character device, or a file type stat cannot name (seen once for a pty): opening it decides.
     try:
         fd = os.open(device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
     except PermissionError:
@@ -84,7 +86,8 @@ def _probe(device: str, fd: int, info: os.stat_result) -> PortFault | None:
     return None
 
 
-def _file_kind(mode: int) -> str:
+def _file_kind(mode: int) -> str | None:
+    """What kind of file that certainly is not a serial port this is, or None (it may be one)."""
     kinds = (
         (stat.S_ISREG, "a regular file"),
         (stat.S_ISDIR, "a directory"),
@@ -92,7 +95,7 @@ def _file_kind(mode: int) -> str:
         (stat.S_ISSOCK, "a socket"),
         (stat.S_ISBLK, "a block device"),
     )
-    return next((name for test, name in kinds if test(mode)), "not a character device")
+    return next((name for test, name in kinds if test(mode)), None)
 
 
 def _adapters(by_id: Path) -> str:
