@@ -94,6 +94,22 @@ def kernel_clock_synced() -> bool | None:
     return bool(state != TIME_ERROR)
 
 
+STA_NANO = 0x2000  # adjtimex(2): the offset is in nanoseconds, not microseconds
+
+
+def kernel_clock_offset_s() -> float | None:
+    """How far the kernel's NTP discipline says the clock is off its source, in seconds (None: the
+    clock is not synchronised, so the offset is unknown, or the kernel cannot be asked)."""
+    fn = _adjtimex()
+    if fn is None:
+        return None
+    tx = _Timex()
+    state = fn(ctypes.byref(tx))  # type: ignore[operator]
+    if state < 0 or state == TIME_ERROR:
+        return None
+    return float(tx.offset) / (1e9 if tx.status & STA_NANO else 1e6)
+
+
 class ClockCheck:
     """Decides whether a reading gets the ``clock_unsynced`` flag. Re-asks the kernel at most every 10 s."""
 

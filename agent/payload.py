@@ -152,8 +152,11 @@ def check_message(obj: Any) -> dict[str, Any]:
     elif "archive" in obj:
         if not isinstance(obj["archive"], dict):
             raise PayloadError("archive is not an object")
+    elif "evidence" in obj:
+        if not isinstance(obj["evidence"], dict) or not isinstance(obj["evidence"].get("sha256"), str):
+            raise PayloadError("evidence is not an object with a sha256")
     elif "events" not in obj or not isinstance(obj["events"], list):
-        raise PayloadError("payload has neither readings, events, daily nor archive")
+        raise PayloadError("payload has no readings, events, daily, archive or evidence")
     return obj
 
 

@@ -19,9 +19,9 @@ from meterlink.drivers.szy206 import Szy206Driver, Szy206Link, Szy206Meter
 from meterlink.drivers.szy206 import quantities as szy206_quantities
 from meterlink.protocols.szy206.fields import Address
 
-from . import signing
+from . import rules_config, signing
 from .capture import GroupCommit
-from .clock import ClockCheck, now_ms
+from .clock import ClockCheck, kernel_clock_offset_s, now_ms, offset_ms
 from .config import BusConfig, Config, MeterConfig
 from .errors import StoreError
 from .latest import LatestValues
@@ -29,6 +29,7 @@ from .outbox import Outbox
 from .pollcost import poll_cost_ms
 from .quality import QualityCheck
 from .receipts import ReceiptBook
+from .rulebook import Rulebook
 from .scheduler import BusPoller, ScheduledMeter
 from .store import Store
 from .systemd import Notifier
@@ -126,6 +127,7 @@ class Parts:
     terminal: SiteTerminal | None
     pollers: list[BusPoller]
     buses: list[Any]  # the pollers' drivers, closed at stop
+    rulebook: Rulebook | None = None
 
 
 class Agent:
@@ -188,7 +190,16 @@ class Agent:
         if terminal is not None:
             states = {m.meter.id: m.state for p in pollers for m in p.meters}
             terminal.meter_failing = lambda meter: meter in states and states[meter].online is False
-        self.parts = Parts(store, outbox, GroupCommit(outbox), latest, link, uploader, terminal, pollers, buses)
+        wrap_at = {m.meter.id: m.quality.maxima.get("volume_total") if m.quality else None
+                   for p in pollers for m in p.meters}
+        rulebook = Rulebook(
+            outbox, rules_config.meter_settings(cfg, wrap_at), zone=cfg.gateway.zone,
+            intakes=rules_config.intakes(cfg), settings=rules_config.anomaly_settings(cfg),
+            upload_interval_ms=m.upload_interval * 1000 if m is not None else None,
+            clock_offset=self._clock_offset, on_recorded=self._rules_recorded,
+        )
+        self.parts = Parts(store, outbox, GroupCommit(outbox), latest, link, uploader, terminal, pollers, buses,
+                           rulebook)
         log.info("event=agent_started gateway=%s meters=%d buses=%d kid=%s store=%s next_seq=%d uplinks=%s",
                  cfg.gateway.id, sum(len(p.meters) for p in pollers), len(pollers), signing.thumbprint(
                      key.public_key()), cfg.store.path, store.next_seq,
@@ -199,6 +210,22 @@ class Agent:
         assert self.parts is not None
         self.parts.latest.observe(readings)
         self.parts.capture.submit(readings)
+        if self.parts.rulebook is not None:
+            self.parts.rulebook.observe(readings)
+
+    def _clock_offset(self) -> tuple[float | None, str]:
+        """How far the clock is off its time source: a trusted station's, else the kernel's NTP."""
+        szy = self.config.uplink.szy206
+        if szy is not None and szy.trust_station_time and offset_ms():
+            return offset_ms() / 1000, "station"
+        return kernel_clock_offset_s(), "kernel"
+
+    def _rules_recorded(self) -> None:
+        """Rule events or day summaries were stored: the uploader sends them now, not at its next slot."""
+        uploader = self.parts.uploader if self.parts is not None else None
+        if uploader is not None:
+            uploader.days_waiting = True
+            uploader.wake.set()
 
     async def _self_report(self, meter_id: str, readings: list[Reading]) -> None:
         """A meter's own report: returns once it is committed, and only then does the SZY206 link
@@ -209,6 +236,8 @@ class Agent:
             readings = [replace(r, flags=r.flags | Flag.CLOCK_UNSYNCED) for r in readings]
         self.parts.latest.observe(readings)
         await self.parts.capture.commit(readings)
+        if self.parts.rulebook is not None:
+            self.parts.rulebook.observe(readings)
 
     def _on_receipt(self, topic: str, payload: bytes) -> None:
         """A receipt from the platform (paho calls back on the event loop's thread)."""
@@ -255,6 +284,7 @@ class Agent:
             _, continued = store.seq_jump
             log.warning("event=store_replaced seq_continues_at=%d", continued)
         await self._event("agent_started", {"host": socket.gethostname(), "pid": os.getpid()})
+        rules_task = await self._start_rules(parts)
         uplink_tasks = []
         if parts.link is not None:
             uplink_tasks.append(asyncio.create_task(parts.link.run(), name="meterlink.mqtt"))
@@ -274,14 +304,14 @@ class Agent:
         # it out of the collector's sight, so a full collection does not walk it again and again.
         gc.collect()
         gc.freeze()
-        tasks = [*uplink_tasks, upload_task, purge_task, *poll_tasks]
+        tasks = [*uplink_tasks, upload_task, purge_task, rules_task, *poll_tasks]
         stop_wait = asyncio.create_task(self.stop_requested.wait())
         done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         # Every task runs until stopped: one that ended by itself, even without an error, is a crash
         # (a non-zero exit, so systemd restarts the agent), never a quiet stop.
         crashed = [t for t in done if t is not stop_wait]
         self.notifier.stopping()
-        await cancel_and_wait([*poll_tasks, purge_task, watchdog_task])
+        await cancel_and_wait([*poll_tasks, purge_task, watchdog_task, rules_task])
         await parts.capture.flush()  # what was polled is captured before anything closes
         await self._stop_uplinks(parts, upload_task, final_flush)
         await cancel_and_wait(uplink_tasks)
@@ -301,6 +331,17 @@ class Agent:
             log.error("event=task_failed_at_stop task=%s error=%r", task.get_name(), error, exc_info=error)
         if failed:
             raise failed[0][1]
+
+    async def _start_rules(self, parts: Parts) -> asyncio.Task[None]:
+        """The platform's rules: their tables, open conditions and the archive, then their task."""
+        rulebook = parts.rulebook
+        if rulebook is None:
+            return asyncio.create_task(_forever(), name="meterlink.rules")
+        await rulebook.start()
+        if parts.uploader is not None:
+            parts.uploader.daybook = rulebook.daybook
+            parts.uploader.archive = rules_config.archive(self.config)
+        return asyncio.create_task(rulebook.run(), name="meterlink.rules")
 
     async def _stop_uplinks(self, parts: Parts, upload_task: asyncio.Task[Any], final_flush: bool) -> None:
         """Let the publish in flight finish (bounded by its timeout), then say goodbye."""
@@ -359,3 +400,7 @@ class Agent:
             purged = await self.parts.outbox.call(self.parts.store.purge, now_ms())
             if purged:
                 log.info("event=purged readings=%d", purged)
+
+
+async def _forever() -> None:
+    await asyncio.Event().wait()

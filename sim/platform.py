@@ -37,6 +37,9 @@ class Received:
     status: dict[str, str] = field(default_factory=dict)
     batches: list[int] = field(default_factory=list)
     reject_reasons: list[str] = field(default_factory=list)
+    daily: list[dict[str, Any]] = field(default_factory=list)  # day summaries, corrections included
+    archive: dict[str, Any] | None = None  # the latest meter archive
+    evidence: dict[str, dict[str, Any]] = field(default_factory=dict)  # manual readings' photos by sha256
 
     def seqs(self, gateway: str) -> list[int]:
         return sorted(seq for gw, seq in self.readings if gw == gateway)
@@ -144,6 +147,11 @@ class Platform:
             r.batches.append(payload["batch"])
             for event in payload.get("events", []):
                 r.events.append(event)
+            r.daily += payload.get("daily", [])
+            if "archive" in payload:
+                r.archive = payload["archive"]
+            if "evidence" in payload:
+                r.evidence[payload["evidence"]["sha256"]] = payload["evidence"]
             for reading in payload.get("readings", []):
                 key = (gateway, reading["seq"])
                 if payload.get("backfill"):
