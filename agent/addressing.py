@@ -60,7 +60,7 @@ def conflicts(buses: Mapping[str, BusConfig], meters: Sequence[MeterConfig]) -> 
             port_owner[port] = name
     holder: dict[tuple[tuple[str, str], str], MeterConfig] = {}
     for meter in meters:
-        on = buses.get(meter.bus)
+        on = buses.get(meter.bus) if meter.bus is not None else None
         if on is None:
             continue
         address = f"address: {meter.address}" if meter.is_szy206 else f"unit_id: {meter.unit_id}"

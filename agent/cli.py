@@ -63,6 +63,21 @@ def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(handler=cmd_status)
 
 
+def _add_manual_reading(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("manual-reading", help="store a reading taken by hand, with a photo as evidence")
+    p.add_argument("-c", "--config", required=True, type=Path)
+    p.add_argument("--meter", required=True, help="the meter's id in the config")
+    p.add_argument("--value", required=True, help="what its display shows (the totalizer, m3, by default)")
+    p.add_argument("--evidence", required=True, type=Path, metavar="PHOTO", help="a photo of the display")
+    p.add_argument("--at", help="when it was read: YYYY-MM-DDTHH:MM, site time (default: now)")
+    p.add_argument("--by", help="who read it (default: the user running this)")
+    p.add_argument("--replacement", action="store_true",
+                   help="the meter was replaced or reset: its totalizer starts again at this value")
+    p.add_argument("--quantity", default="volume_total", help="what was read (default volume_total)")
+    p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for a running agent (default 30)")
+    p.set_defaults(handler=cmd_manual_reading)
+
+
 def _add_profiles(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("profiles", help="list the built-in meter profiles, or show one")
     p.add_argument("name", nargs="?")
@@ -132,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"meterlink {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_run, _add_check_config, _add_keygen, _add_verify, _add_read, _add_status,
-                _add_profiles, _add_decode, _add_sim, _add_demo):
+                _add_manual_reading, _add_profiles, _add_decode, _add_sim, _add_demo):
         add(sub)
     return parser
 
@@ -274,6 +289,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .commission import show_status
 
     return show_status(args.config)
+
+
+def cmd_manual_reading(args: argparse.Namespace) -> int:
+    from . import config as cfgmod
+    from .manual import command
+
+    return command(cfgmod.load(args.config), meter=args.meter, value=args.value, photo=args.evidence, at=args.at,
+                   by=args.by, replacement=args.replacement, quantity=args.quantity, wait=args.wait)
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:

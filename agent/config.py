@@ -148,7 +148,8 @@ ARCHIVE_FIELDS = tuple(ArchiveConfig.model_fields)
 
 class MeterConfig(Strict):
     id: Ident
-    bus: str
+    # The bus it is read over; none: a meter read by hand (meterlink manual-reading), never polled.
+    bus: str | None = None
     unit_id: Annotated[int, Field(ge=0, le=255)] = 1
     # SZY206 meters (on a bus with protocol = "szy206"): division code and station number.
     address: Annotated[str, Field(pattern=r"^[0-9]{6}:[0-9]{1,5}$")] | None = None
@@ -188,6 +189,13 @@ class MeterConfig(Strict):
 
     @model_validator(mode="after")
     def _profile_or_map(self) -> MeterConfig:
+        if self.bus is None:
+            stray = self.model_fields_set & {"profile", "registers", "numbering", "function", "max_gap", "scale",
+                                             "address", "unit_id", "pairs", "time_label", "szy206_position"}
+            if stray:
+                raise ValueError(f"a meter without a bus is read by hand: it has no {', '.join(sorted(stray))} "
+                                 "(give it a bus to poll it)")
+            return self
         if self.address is not None:
             stray = self.model_fields_set & {"profile", "registers", "numbering", "function", "max_gap", "scale"}
             if stray:
@@ -214,6 +222,11 @@ class MeterConfig(Strict):
     @property
     def is_szy206(self) -> bool:
         return self.address is not None
+
+    @property
+    def is_manual(self) -> bool:
+        """Read by hand only: no bus, so never polled; its readings come from manual-reading."""
+        return self.bus is None
 
     def register_map(self) -> RegisterMap:
         """The meter's map: its profile's, or the inline one (Modbus meters only)."""
@@ -440,7 +453,7 @@ class LogConfig(Strict):
 
 class Config(Strict):
     gateway: GatewayConfig
-    buses: dict[Ident, BusConfig] = Field(min_length=1)
+    buses: dict[Ident, BusConfig] = {}  # none at a site whose meters are all read by hand
     meters: list[MeterConfig] = Field(min_length=1)
     store: StoreConfig = StoreConfig()
     signing: SigningConfig
@@ -464,9 +477,13 @@ class Config(Strict):
             if meter.id in seen:
                 raise ValueError(f"meters[{meter.id}].id: {meter.id!r} is used twice")
             seen.add(meter.id)
+            if meter.bus is None:
+                continue  # read by hand
             bus = self.buses.get(meter.bus)
             if bus is None:
-                raise ValueError(f"meters[{meter.id}].bus: no bus named {meter.bus!r} (buses: {', '.join(self.buses)})")
+                known = f"buses: {', '.join(self.buses)}" if self.buses else (
+                    "there are no [buses]; a meter read by hand has no bus")
+                raise ValueError(f"meters[{meter.id}].bus: no bus named {meter.bus!r} ({known})")
             if (bus.protocol == "szy206") != meter.is_szy206:
                 raise ValueError(f"meters[{meter.id}]: bus {meter.bus} speaks {bus.protocol}; "
                                  + ("give this meter an address (SZY206)" if bus.protocol == "szy206"
@@ -571,6 +588,6 @@ def check_files(config: Config) -> list[str]:
 def describe(config: Config) -> str:
     """The ``OK`` line of check-config."""
     meters = len(config.enabled_meters)
-    buses = len({m.bus for m in config.enabled_meters})
+    buses = len({m.bus for m in config.enabled_meters if m.bus is not None})
     return f"OK: {meters} meter{'s' if meters != 1 else ''} on {buses} bus{'es' if buses != 1 else ''}"
 

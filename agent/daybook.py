@@ -45,6 +45,11 @@ CREATE TABLE IF NOT EXISTS conditions (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS upload_slots (slot INTEGER PRIMARY KEY, confirmed INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meters_seen (meter TEXT PRIMARY KEY, first_ts INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS evidence (
+    sha256 TEXT PRIMARY KEY,      -- the photo, kept beside the store as evidence/<sha256>
+    media_type TEXT NOT NULL, size INTEGER NOT NULL, created INTEGER NOT NULL,
+    sent INTEGER                  -- when it went out on <prefix>/<gateway>/evidence/<sha256>
+) WITHOUT ROWID;
 """
 
 # A reading is stored after it is taken, never before; this margin covers a clock set back by a day.
@@ -235,6 +240,21 @@ class Daybook:
 
     def saw_meter(self, meter: str, ts: int) -> None:
         self.db.execute("INSERT OR IGNORE INTO meters_seen VALUES (?, ?)", (meter, ts))
+
+    # -- evidence of manual readings -----------------------------------------------------------------
+
+    def keep_evidence(self, sha256: str, media_type: str, size: int) -> None:
+        self.db.execute("INSERT OR IGNORE INTO evidence VALUES (?, ?, ?, ?, NULL)",
+                        (sha256, media_type, size, int(time.time() * 1000)))
+
+    def unsent_evidence(self, limit: int) -> list[tuple[str, str, int]]:
+        """(sha256, media_type, size) of photos not yet sent, oldest first."""
+        rows = self.db.execute(
+            "SELECT sha256, media_type, size FROM evidence WHERE sent IS NULL ORDER BY created LIMIT ?", (limit,))
+        return [(str(a), str(b), int(c)) for a, b, c in rows]
+
+    def mark_evidence_sent(self, sha256: str, when: int) -> None:
+        self.db.execute("UPDATE evidence SET sent = ? WHERE sha256 = ?", (when, sha256))
 
     # -- the gateway's own upload slots ------------------------------------------------------------
 

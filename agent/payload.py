@@ -14,6 +14,7 @@ upload slot (补报). Events messages carry ``"events"`` instead of ``"readings"
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -121,6 +122,12 @@ def daily_message(gateway: str, batch: int, sent_at: int, days: Sequence[dict[st
 def archive_message(gateway: str, batch: int, sent_at: int, meters: dict[str, Any]) -> bytes:
     """The meter archive (agent/rules/archive.py): every configured meter by id."""
     return _dumps({"gateway": gateway, "batch": batch, "sent_at": sent_at, "archive": meters}).encode("utf-8")
+
+
+def evidence_message(gateway: str, batch: int, sent_at: int, sha256: str, media_type: str, data: bytes) -> bytes:
+    """A manual reading's photo: its digest, type, size and the bytes in base64."""
+    body = {"sha256": sha256, "media_type": media_type, "size": len(data), "data": base64.b64encode(data).decode()}
+    return _dumps({"gateway": gateway, "batch": batch, "sent_at": sent_at, "evidence": body}).encode("utf-8")
 
 
 class PayloadError(ValueError):

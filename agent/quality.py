@@ -73,6 +73,12 @@ class QualityCheck:
         self.maxima.update(maxima or {})
         self._last: dict[str, tuple[float, int]] = {}
 
+    def rebase(self, reading: Reading) -> None:
+        """A registered meter change (a manual reading flagged replacement): the next reading is
+        judged against this one, so the new meter's totalizer is not taken for a reset."""
+        if reading.quantity in self.maxima:
+            self._last[reading.quantity] = (reading.value, reading.ts)
+
     def check(self, readings: Sequence[Reading]) -> tuple[list[Reading], list[Finding]]:
         out: list[Reading] = []
         findings: list[Finding] = []

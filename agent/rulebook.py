@@ -112,6 +112,7 @@ class Rulebook:
                 one_directional=m.one_directional,
                 no_data_after_ms=m.no_data_after_ms or 2 * m.interval_ms,
                 last_ts=last.get(m.id),
+                watching_since=self.clock(),
                 settings=self.settings,
             )
 

@@ -11,16 +11,19 @@ from .rules.anomalies import AnomalySettings
 from .rules.archive import archive_document
 from .rules.permits import Intake
 
+NEVER_MS = 10**15  # no_data never raised
+
 
 def meter_settings(config: Config, wrap_at: Mapping[str, float | None]) -> list[MeterRuleSettings]:
     """Every enabled meter's rule settings; ``wrap_at`` is each meter's totalizer range (quality.py)."""
     return [
         MeterRuleSettings(
             id=m.id,
-            interval_ms=config.poll_interval(m) * 1000,
+            # A meter read by hand is read once a month or so: one slot a day, and no no_data of its own.
+            interval_ms=86_400_000 if m.is_manual else config.poll_interval(m) * 1000,
             max_flow=m.max_flow,
             one_directional=m.flow_direction == "forward",
-            no_data_after_ms=(m.no_data_after or 0) * 1000,
+            no_data_after_ms=NEVER_MS if m.is_manual and not m.no_data_after else (m.no_data_after or 0) * 1000,
             wrap_at=wrap_at.get(m.id),
             calibrated=m.archive.calibrated,
             calibration_months=m.archive.calibration_months,
@@ -58,7 +61,8 @@ def transmission(bus: BusConfig) -> str:
 
 def archive_entry(config: Config, meter: MeterConfig) -> dict[str, Any]:
     fields = meter.archive.model_dump()
-    fields["transmission"] = fields["transmission"] or transmission(config.buses[meter.bus])
+    fields["transmission"] = fields["transmission"] or (
+        transmission(config.buses[meter.bus]) if meter.bus is not None else "manual reading, with photo evidence")
     fields["intake"] = meter.intake
     return fields
 

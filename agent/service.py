@@ -25,11 +25,13 @@ from .clock import ClockCheck, kernel_clock_offset_s, now_ms, offset_ms
 from .config import BusConfig, Config, MeterConfig
 from .errors import StoreError
 from .latest import LatestValues
+from .manual import Inbox, evidence_dir
 from .outbox import Outbox
 from .pollcost import poll_cost_ms
 from .quality import QualityCheck
 from .receipts import ReceiptBook
 from .rulebook import Rulebook
+from .runlock import RunLock
 from .scheduler import BusPoller, ScheduledMeter
 from .store import Store
 from .systemd import Notifier
@@ -140,10 +142,15 @@ class Agent:
         self.ready = asyncio.Event()
         self.notifier = Notifier()
         self._receipt_tasks: set[asyncio.Task[None]] = set()
+        self.lock: RunLock | None = None
 
     def build(self) -> Parts:
         cfg = self.config
         key = signing.load_private_key(cfg.signing.key, check_mode=self.check_key_mode)
+        if self.lock is None:
+            lock = RunLock(cfg.store.path)
+            lock.acquire_or_fail()  # one agent per store: two would hand out the same seq
+            self.lock = lock
         store = Store(cfg.store.path, cfg.gateway.id, retention_ms=int(cfg.store.retention_days * 86_400_000),
                       capacity_bytes=cfg.store_capacity_bytes(), overflow=cfg.store.overflow,
                       uploaded=cfg.uplink.mqtt is not None)
@@ -220,6 +227,23 @@ class Agent:
             return offset_ms() / 1000, "station"
         return kernel_clock_offset_s(), "kernel"
 
+    def _manual_stored(self, reading: Reading) -> None:
+        """A manual reading the inbox stored: the rules see it, a registered meter change becomes the
+        totalizer's new base for the quality check, and the uploader sends it now."""
+        parts = self.parts
+        if parts is None:
+            return
+        if parts.rulebook is not None:
+            parts.rulebook.observe([reading])
+        if reading.flags & Flag.REPLACEMENT:
+            for poller in parts.pollers:
+                for m in poller.meters:
+                    if m.meter.id == reading.meter and m.quality is not None:
+                        m.quality.rebase(reading)
+        if parts.uploader is not None:
+            parts.uploader.days_waiting_evidence = True
+            parts.uploader.wake.set()
+
     def _rules_recorded(self) -> None:
         """Rule events or day summaries were stored: the uploader sends them now, not at its next slot."""
         uploader = self.parts.uploader if self.parts is not None else None
@@ -285,6 +309,8 @@ class Agent:
             log.warning("event=store_replaced seq_continues_at=%d", continued)
         await self._event("agent_started", {"host": socket.gethostname(), "pid": os.getpid()})
         rules_task = await self._start_rules(parts)
+        inbox = Inbox(self.config.store.path, {m.id for m in self.config.meters}, self._manual_stored)
+        inbox_task = asyncio.create_task(inbox.run(parts.outbox), name="meterlink.manual")
         uplink_tasks = []
         if parts.link is not None:
             uplink_tasks.append(asyncio.create_task(parts.link.run(), name="meterlink.mqtt"))
@@ -304,20 +330,23 @@ class Agent:
         # it out of the collector's sight, so a full collection does not walk it again and again.
         gc.collect()
         gc.freeze()
-        tasks = [*uplink_tasks, upload_task, purge_task, rules_task, *poll_tasks]
+        tasks = [*uplink_tasks, upload_task, purge_task, rules_task, inbox_task, *poll_tasks]
         stop_wait = asyncio.create_task(self.stop_requested.wait())
         done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         # Every task runs until stopped: one that ended by itself, even without an error, is a crash
         # (a non-zero exit, so systemd restarts the agent), never a quiet stop.
         crashed = [t for t in done if t is not stop_wait]
         self.notifier.stopping()
-        await cancel_and_wait([*poll_tasks, purge_task, watchdog_task, rules_task])
+        await cancel_and_wait([*poll_tasks, purge_task, watchdog_task, rules_task, inbox_task])
         await parts.capture.flush()  # what was polled is captured before anything closes
         await self._stop_uplinks(parts, upload_task, final_flush)
         await cancel_and_wait(uplink_tasks)
         for driver in parts.buses:
             await driver.close()
         await parts.outbox.close()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
         stop_wait.cancel()
         log.info("event=agent_stopped next_seq=%d", store.next_seq)
         if crashed:
@@ -341,6 +370,9 @@ class Agent:
         if parts.uploader is not None:
             parts.uploader.daybook = rulebook.daybook
             parts.uploader.archive = rules_config.archive(self.config)
+            m = self.config.uplink.mqtt
+            if m is not None and m.evidence:
+                parts.uploader.evidence_dir = evidence_dir(self.config.store.path)
         return asyncio.create_task(rulebook.run(), name="meterlink.rules")
 
     async def _stop_uplinks(self, parts: Parts, upload_task: asyncio.Task[Any], final_flush: bool) -> None:

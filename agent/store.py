@@ -26,7 +26,8 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,7 @@ def _has_foreign_tables(path: Path) -> bool:
     return bool(names) and "meta" not in names
 
 
-def _make_folder(folder: Path) -> None:
+def make_folder(folder: Path) -> None:
     """Create the store's folder (and its parents) so that it survives a power cut: each new
     folder's entry is made durable by syncing the folder it was created in."""
     missing = [f for f in (folder, *folder.parents) if not f.exists()]
@@ -231,7 +232,7 @@ class Store:
         self.seq_jump: tuple[int, int] | None = None  # (had, continued at) when the store was replaced
         self.salvaged: Salvage | None = None  # what was read from a corrupt store this one replaced
         self.mark = SeqMark(path.with_name(path.name + ".seqmark"))
-        _make_folder(path.parent)
+        make_folder(path.parent)
         try:
             self._open()
         except sqlite3.DatabaseError as exc:
@@ -531,7 +532,9 @@ class Store:
         last = first + len(readings) - 1
         self.mark.ensure(last + 1)
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
+        own = not db.in_transaction  # else part of a caller's transaction (see transaction())
+        if own:
+            db.execute("BEGIN IMMEDIATE")
         try:
             cache, sid = self._series, self._series_id
             rows = []
@@ -542,12 +545,27 @@ class Store:
                 seq += 1
             db.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, NULL)", rows)
             db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (last + 1,))
-            db.execute("COMMIT")
+            if own:
+                db.execute("COMMIT")
         except BaseException:
-            self._rollback()
+            if own:
+                self._rollback()
             raise
         self.next_seq = last + 1
         return first, last
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Several writes committed as one (a manual reading and the event naming its evidence)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        next_seq = self.next_seq
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            self.next_seq = next_seq
+            raise
 
     def _rollback(self) -> None:
         if self.db.in_transaction:

@@ -22,11 +22,19 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from .clock import current_slot, next_slot, now_ms
 from .daybook import Daybook
 from .outbox import Outbox
-from .payload import StoredReading, archive_message, daily_message, events_message, readings_message
+from .payload import (
+    StoredReading,
+    archive_message,
+    daily_message,
+    events_message,
+    evidence_message,
+    readings_message,
+)
 from .receipts import ReceiptBook
 from .signing import Signer
 from .tasks import cancel_and_wait
@@ -80,6 +88,10 @@ class Uploader:
         # The meter archive, published retained at start and whenever it changes (None: nothing to send).
         self.archive: dict[str, object] | None = None
         self._archive_sent: dict[str, object] | None = None
+        # Photos of manual readings: sent from this folder when the config says so (None: never).
+        self.evidence_dir: Path | None = None
+        self.evidence_prefix = f"{topic_prefix}/{gateway}/evidence"
+        self.days_waiting_evidence = True
         self._last_ok = False
         self.interval_ms = int(interval_s * 1000)
         self.settle_ms = min(self.interval_ms // 4, 10_000)
@@ -148,6 +160,7 @@ class Uploader:
             sent = await self._drain(rows, pace)
             await self._drain_events()
             await self._drain_days()
+            await self._drain_evidence()
             await self._publish_archive()
         except UplinkError as exc:
             self.stats.failures += 1
@@ -268,6 +281,30 @@ class Uploader:
             await self.link.publish(self.daily_topic, message, timeout=self.publish_timeout)
             await self.outbox.call(daybook.mark_days_sent, days, self.clock())
             log.info("event=daily_uploaded batch=%d days=%d", batch, len(days))
+
+    async def _drain_evidence(self) -> None:
+        """Photos of manual readings, when the config sends them, each on ``/evidence/<sha256>``."""
+        daybook = self.daybook
+        if daybook is None or self.evidence_dir is None or not self.days_waiting_evidence:
+            return
+        while not self.stopping:
+            photos = await self.outbox.call(daybook.unsent_evidence, 10)
+            if not photos:
+                self.days_waiting_evidence = False
+                return
+            for sha256, media_type, size in photos:
+                try:
+                    data = (self.evidence_dir / sha256).read_bytes()
+                except OSError as exc:  # the photo was removed by hand: say so once, keep the digest
+                    log.error("event=evidence_missing sha256=%s error=%r", sha256, str(exc))
+                    await self.outbox.call(daybook.mark_evidence_sent, sha256, -1)
+                    continue
+                batch = await self._batch_number()
+                body = evidence_message(self.gateway, batch, self.clock(), sha256, media_type, data)
+                topic = f"{self.evidence_prefix}/{sha256}"
+                await self.link.publish(topic, self.signer.sign(body), timeout=self.publish_timeout)
+                await self.outbox.call(daybook.mark_evidence_sent, sha256, self.clock())
+                log.info("event=evidence_uploaded batch=%d sha256=%s bytes=%d", batch, sha256, size)
 
     async def _publish_archive(self) -> None:
         """The meter archive, retained, once per change (and once per start)."""

@@ -53,6 +53,7 @@ class MeterWatch:
         one_directional: a negative flow is an anomaly.
         no_data_after_ms: the meter's report requirement.
         last_ts: when its last reading was taken (from the store, at start), if ever.
+        watching_since: when the watch began: a meter that never answered is silent since then.
         settings: thresholds.
     """
 
@@ -65,9 +66,11 @@ class MeterWatch:
         one_directional: bool,
         no_data_after_ms: int,
         last_ts: int | None = None,
+        watching_since: int | None = None,
         settings: AnomalySettings = DEFAULTS,
     ) -> None:
         self.meter = meter
+        self.watching_since = watching_since
         self.conditions = conditions
         self.max_flow = max_flow
         self.one_directional = one_directional
@@ -151,15 +154,16 @@ class MeterWatch:
 
     def on_tick(self, now: int) -> list[RuleEvent]:
         """``no_data`` when the meter has been silent longer than its report requirement."""
-        if self.last_ts is None:
+        since = self.last_ts if self.last_ts is not None else self.watching_since
+        if since is None:
             return []
-        silent = now - self.last_ts > self.no_data_after_ms
+        silent = now - since > self.no_data_after_ms
         return _listed(
             self.conditions.update(
                 "no_data",
                 self.meter,
                 silent,
-                started=str(self.last_ts),
+                started=str(since),
                 detail={"meter": self.meter, "last_ts": self.last_ts, "limit_s": self.no_data_after_ms // 1000},
             )
         )

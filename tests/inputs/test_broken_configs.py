@@ -209,7 +209,8 @@ CASES: list[Case] = [
     # -- missing sections and keys ---------------------------------------------------------------
     Case("no [gateway]", without('[gateway]\nid = "gw-test"\npoll_interval = 60\n'), "gateway", MISSING),
     Case("no [buses]", without('[buses.line1]\ntype = "serial"\ndevice = "/dev/null"\nbaudrate = 9600\n',
-                               '[buses.tcp1]\ntype = "tcp"\nhost = "127.0.0.1"\nport = 5020\n'), "buses", MISSING),
+                               '[buses.tcp1]\ntype = "tcp"\nhost = "127.0.0.1"\nport = 5020\n'), "meters[m1].bus",
+         "no bus named 'line1' (there are no [buses]"),
     Case("no [[meters]]", without('[[meters]]\nid = "m1"\nbus = "line1"\nunit_id = 1\nprofile = "tuf2000"\n',
                                   '[[meters]]\nid = "m2"\nbus = "tcp1"\nunit_id = 1\nprofile = "emf_generic"\n'),
          "meters", MISSING),
