@@ -246,9 +246,14 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
                 meters = sorted({r["meter"] for r in rows})
                 say(f"upload batch {payload['batch']}: {len(rows)} readings, seq {rows[0]['seq']}-{rows[-1]['seq']}, "
                     f"from {', '.join(meters)}: signature verified")
-            else:
+            elif kind == "events":
                 say(f"events batch {payload['batch']}: {', '.join(e['kind'] for e in payload['events'])}: "
                     "signature verified")
+            elif kind == "daily":
+                days = ", ".join(f"{d['meter']} {d['day']} {d['volume']} m3" for d in payload["daily"])
+                say(f"day summaries batch {payload['batch']}: {days}: signature verified")
+            elif kind == "archive":
+                say(f"meter archive batch {payload['batch']}: {len(payload['archive'])} meters: signature verified")
 
         def on_reject(topic: str, why: str) -> None:
             say(f"REJECTED message on {topic}: {why}")
