@@ -3,11 +3,11 @@ they say.
 
 - Every poll's readings go through each meter's :class:`MeterWatch` (``volume_large``,
   ``volume_negative``, ``no_data`` clearing); every tick asks for ``no_data`` and ``clock_drift``.
-- After each local midnight (plus a settle time, so the last slot's readings are in), every meter's
-  day is summarised from the store, kept as version 1, and judged: ``volume_zero``,
-  ``report_rate_low`` (the meters' and the gateway's own upload rate), the intakes' permits and
-  plans, and calibration dates. Days that late readings changed (a meter's history, a salvage) are
-  summarised again and kept as a correction.
+- After each local midnight (plus a settle time, so the reading of the midnight slot, which closes
+  the day, is in), every meter's day is summarised from the store, kept as version 1, and judged:
+  ``volume_zero``, ``report_rate_low`` (the meters' and the gateway's own upload rate), the intakes'
+  permits and plans, and calibration dates. Days that late readings changed (a meter's history, a
+  salvage) are summarised again and kept as a correction.
 - Events and the conditions they open or clear are committed together (agent/daybook.py); the
   uploader then sends them, and the day summaries on ``<prefix>/<gateway>/daily``.
 """
@@ -36,7 +36,7 @@ from .rules.permits import Intake
 log = logging.getLogger("meterlink.rules")
 
 TICK_S = 10.0
-SETTLE_MS = 5 * 60_000  # after midnight, before a day is summarised: its last slots' readings arrive
+SETTLE_MS = 5 * 60_000  # after midnight, before a day is summarised: its closing readings arrive
 RECHECK_DAYS = 7  # days looked at again for late readings
 HISTORY_DAYS = 40  # day summaries a zero run is judged from (more than the alarm's 30)
 
@@ -190,9 +190,10 @@ class Rulebook:
         assert self.daybook is not None
         daybook = self.daybook
         start, end = day_range(day, self.zone)
-        if end > now:
+        if end + SETTLE_MS > now:
             return []
-        by_meter, basis = daybook.readings_between(start, end)
+        # Up to the settle time after midnight: the reading of the midnight slot closes the day.
+        by_meter, basis = daybook.readings_between(start, end + SETTLE_MS)
         kept = []
         for meter in self.meters.values():
             seen = self._seen.get(meter.id)

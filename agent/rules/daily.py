@@ -1,11 +1,17 @@
 """One meter's local day: totalizer at start and end, volume, flow statistics, slots and report rate.
 
-The volume is summed step by step along the totalizer, from the last reading before the day to the
-last reading in it, so a gap in the readings is bridged by the totalizer and no volume falls
-between days. The steps follow the quality rules (agent/quality.py, ../meters rules section 3.4):
+A platform takes a day's volume from the totalizer at 00:00 and at the next 00:00. So does this
+module: the reading of the slot at local midnight closes the day before and opens the day it
+starts, and the volume is summed step by step along the totalizer from the day's opening reading
+(else the last one before it) to its closing reading (else the last one before it). A gap in the
+readings is bridged by the totalizer, and no volume falls between days: each step belongs to the
+day whose slots it closes. The steps follow the quality rules (agent/quality.py, ../meters rules
+section 3.4):
 
 - a rise is volume, abnormal or not (a ``suspect`` step is counted and flagged, never clipped);
-- a ``wrapped`` step adds the rest of the register's range and what the new cycle shows;
+- a ``wrapped`` step adds the rest of the register's range and what the new cycle shows: ``wrap_at``
+  is the value at which the totalizer starts again from 0 (its largest value plus one count: 100000
+  for a register showing 0 to 99999.99 m3 in steps of 0.01);
 - a step onto a registered meter change (``replacement``, from ``meterlink manual-reading``) adds
   nothing: the new meter starts at the value it shows;
 - any other drop adds nothing and is counted in ``negative_steps``: a reset or an unregistered
@@ -13,7 +19,8 @@ between days. The steps follow the quality rules (agent/quality.py, ../meters ru
 
 Report rate: the day is cut into the meter's poll interval; a slot is filled when a reading's slot
 (or, for a meter's own reports, its time) falls into it. Slots before ``since`` (the meter was not
-configured yet) are not expected.
+configured yet) are not expected. Flow statistics, slots and the reading count are the day's own,
+from 00:00 to 24:00 by reading time.
 """
 
 from __future__ import annotations
@@ -100,16 +107,22 @@ def summarize_day(
     wrap_at: float | None = None,
     since: int | None = None,
 ) -> DaySummary:
-    """One meter's day from its readings in ``bounds`` (ms, ``[start, end)``, any order).
+    """One meter's day from its readings (any order) in ``bounds`` (ms, ``[start, end)``) and up to
+    the next day's midnight slot, whose reading closes the day.
 
-    ``baseline`` is the meter's last totalizer reading before the day; ``wrap_at`` the largest value
-    its totalizer shows before it wraps (None: it does not wrap).
+    ``baseline`` is the meter's last totalizer reading before the day's slots (the closing reading
+    of the day before); ``wrap_at`` the value at which its totalizer starts again from 0 (None: it
+    does not wrap).
     """
     start, end = bounds
     inside = sorted((r for r in readings if start <= r.ts < end), key=lambda r: (r.ts, r.quantity))
-    totals = [r for r in inside if r.quantity == VOLUME]
+    by_slot = sorted((r for r in readings if r.quantity == VOLUME), key=lambda r: (r.slot, r.ts))
+    opening = [r for r in by_slot if r.slot <= start][-1:]
+    totals = [r for r in by_slot if start < r.slot <= end]
     flows = [r.value for r in inside if r.quantity == FLOW]
-    steps = ([baseline] if baseline is not None else []) + totals
+    candidates = ([baseline] if baseline is not None else []) + opening
+    first = max(candidates, key=lambda r: (r.slot, r.ts)) if candidates else None
+    steps = ([first] if first is not None else []) + totals
     volume: float | None = None
     negative = 0
     if totals:
@@ -119,7 +132,7 @@ def summarize_day(
             volume += added
             negative += dropped
     flags: set[str] = set()
-    for r in inside:
+    for r in (*(r for r in inside if r.quantity != VOLUME), *totals):  # a totalizer's, on the day of its step
         flags.update(Flag(r.flags).names())
     first_slot = start // interval_ms
     buckets = {(r.slot if r.slot % interval_ms == 0 else r.ts) // interval_ms for r in inside}
@@ -129,7 +142,7 @@ def summarize_day(
         meter=meter,
         day=day,
         start_total=steps[0].value if steps else None,
-        end_total=totals[-1].value if totals else (baseline.value if baseline is not None else None),
+        end_total=totals[-1].value if totals else (first.value if first is not None else None),
         volume=volume,
         flow_min=min(flows) if flows else None,
         flow_mean=math.fsum(flows) / len(flows) if flows else None,

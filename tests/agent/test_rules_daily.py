@@ -47,17 +47,18 @@ def test_periods() -> None:
 
 
 def test_a_full_day_of_minute_readings() -> None:
-    readings = [total(m, 1000 + m * 0.5) for m in range(1440)] + [flow(m, 30.0 + (m % 3)) for m in range(1440)]
+    """From this midnight's reading to the next one's (minute 1440), as a platform takes a day."""
+    readings = [total(m, 1000 + m * 0.5) for m in range(1441)] + [flow(m, 30.0 + (m % 3)) for m in range(1440)]
     s = summarize_day("m1", DAY, (START, END), readings, interval_ms=MIN, baseline=total(-1, 999.5))
-    assert (s.start_total, s.end_total) == (999.5, 1000 + 1439 * 0.5)
-    assert s.volume == pytest.approx(720.0)  # 1440 steps of 0.5 m3, the first from yesterday's last
+    assert (s.start_total, s.end_total) == (1000.0, 1000 + 1440 * 0.5)
+    assert s.volume == pytest.approx(720.0)  # 1440 steps of 0.5 m3
     assert (s.flow_min, s.flow_max) == (30.0, 32.0) and s.flow_mean == pytest.approx(31.0)
     assert (s.slots_expected, s.slots_filled, s.report_rate) == (1440, 1440, 1.0)
     assert s.flags == () and s.negative_steps == 0
 
 
 def test_a_gap_is_bridged_by_the_totalizer_and_costs_only_report_rate() -> None:
-    readings = [total(m, 1000 + m) for m in range(1440) if not 600 <= m < 744]  # 144 slots missing
+    readings = [total(m, 1000 + m) for m in range(1441) if not 600 <= m < 744]  # 144 slots missing
     s = summarize_day("m1", DAY, (START, END), readings, interval_ms=MIN, baseline=total(-1, 999))
     assert s.volume == pytest.approx(1440)
     assert s.slots_filled == 1296 and s.report_rate == pytest.approx(0.9)
