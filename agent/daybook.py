@@ -16,8 +16,9 @@ is reconciled from them long after its readings were purged).
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -69,13 +70,12 @@ class StoredDay:
     sent: bool
 
 
-class Daybook:
-    """The rules' tables in ``store``'s database; call it on the store's thread, like the store."""
+class DayReader:
+    """The rules' queries that only read: on the store's connection, or on a read-only one
+    (``meterlink report`` and ``status`` read the store while the agent runs)."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.db = store.db
-        self.db.executescript(_SCHEMA)
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
 
     # -- readings for the rules --------------------------------------------------------------------
 
@@ -102,18 +102,23 @@ class Daybook:
         """Every reading (delivered or not) with ``start <= ts < end``, by meter, and each meter's basis
         (how many readings and the highest seq: a late reading changes it)."""
         floor = self.first_seq_from(start - SCAN_MARGIN_MS)
-        rows = self.db.execute(
-            "SELECT r.seq, s.meter, s.quantity, r.value, s.unit, r.ts, r.slot, r.flags FROM readings r "
-            "JOIN series s ON s.id = r.series WHERE r.seq >= ? AND r.ts >= ? AND r.ts < ?",
-            (floor, start, end),
-        ).fetchall()
         by_meter: dict[str, list[Reading]] = {}
         top: dict[str, int] = {}
-        for seq, *fields in rows:
-            reading = Reading(*fields)
+        for seq, reading in self.scan(floor, start, end):
             by_meter.setdefault(reading.meter, []).append(reading)
             top[reading.meter] = max(top.get(reading.meter, 0), seq)
         return by_meter, {m: f"{len(rs)}:{top[m]}" for m, rs in by_meter.items()}
+
+    def scan(self, floor: int, start: int, end: int) -> Iterator[tuple[int, Reading]]:
+        """``(seq, reading)`` of every reading from seq ``floor`` on with ``start <= ts < end``, in seq
+        order, one at a time (a report's pass over a quarter never holds all of it)."""
+        cursor = self.db.execute(
+            "SELECT r.seq, s.meter, s.quantity, r.value, s.unit, r.ts, r.slot, r.flags FROM readings r "
+            "JOIN series s ON s.id = r.series WHERE r.seq >= ? AND r.ts >= ? AND r.ts < ? ORDER BY r.seq",
+            (floor, start, end),
+        )
+        for seq, *fields in cursor:
+            yield seq, Reading(*fields)
 
     def last_total_before(self, meter: str, before: int) -> Reading | None:
         """The meter's last totalizer reading before ``before`` (a day's baseline when the day before
@@ -159,6 +164,15 @@ class Daybook:
             for m, d, v, s, b, sent in rows
             if wanted is None or m in wanted
         ]
+
+
+class Daybook(DayReader):
+    """The rules' tables in ``store``'s database; call it on the store's thread, like the store."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store.db)
+        self.store = store
+        self.db.executescript(_SCHEMA)
 
     def keep_day(self, summary: DaySummary, basis: str, now: int) -> StoredDay | None:
         """Store ``summary`` as a new version if it differs from the latest; returns what was stored."""
