@@ -7,10 +7,13 @@ since 1 January, local time; never a difference of totalizers, which resets woul
 
 - ``permit_threshold`` and ``plan_threshold``: the year-to-date volume reached 80 %, 90 %, 100 %
   (configurable) of the permitted or planned annual volume; one event per tier and year, each with
-  the date the limit is reached at this year's pace so far. A new year clears them.
+  the date the limit is reached at this year's pace so far. A new year clears them, as soon as
+  the last day of the old one has been judged (:func:`new_year`).
 - ``volume_large`` (scope ``day``): the intake's daily volume above its permitted daily maximum.
-- ``permit_expiring`` 90 and 30 days before the permit's expiry, ``permit_expired`` from that day;
-  a renewed permit (a later expiry in the config) clears them.
+  Its subject is ``INTAKE/day``, so an intake and a meter of the same name never share one.
+- ``permit_expiring`` from 90 and from 30 days before the permit's expiry date, its last valid day
+  (有效期至), and ``permit_expired`` from the day after it; judged each morning for the day that
+  begins, as calibration dates are; a renewed permit (a later expiry in the config) clears them.
 """
 
 from __future__ import annotations
@@ -57,12 +60,12 @@ class YearToDate:
 
     def projected(self, limit: float) -> date | None:
         """When ``limit`` is reached at this year's pace so far (None: not this year, or no pace)."""
-        if self.volume >= limit:
+        if self.volume >= limit or self.volume <= 0:
             return None
-        pace = self.volume / self.days
-        if pace <= 0:
-            return None
-        reached = date(self.day.year, 1, 1) + timedelta(days=math.ceil(limit / pace) - 1)
+        # Days of the year needed at this pace; one division (not limit / (volume / days)), and a
+        # nudge below, so an exact day does not become the next by a rounding error.
+        needed = math.ceil(limit * self.days / self.volume - 1e-9)
+        reached = date(self.day.year, 1, 1) + timedelta(days=needed - 1)
         return reached if reached.year == self.day.year else None
 
     def share(self, limit: float | None) -> float | None:
@@ -114,7 +117,7 @@ def permit_rules(
         over = day_volume > intake.daily_max
         event = conditions.update(
             "volume_large",
-            intake.id,
+            f"{intake.id}/day",
             over,
             started=ytd.day.isoformat(),
             detail={
@@ -127,7 +130,7 @@ def permit_rules(
             },
         )
         events += [event] if event is not None else []
-    events += expiry_rules(conditions, intake, ytd.day)
+    events += expiry_rules(conditions, intake, ytd.day + timedelta(days=1))
     return events
 
 
@@ -143,12 +146,13 @@ def new_year(conditions: Conditions, intake: Intake, year: int) -> list[RuleEven
 
 
 def expiry_rules(conditions: Conditions, intake: Intake, today: date) -> list[RuleEvent]:
-    """``permit_expiring`` (90 and 30 days ahead) and ``permit_expired``, cleared by a renewed permit."""
+    """``permit_expiring`` (90 and 30 days ahead) and ``permit_expired`` on ``today``, cleared by a
+    renewed permit. ``intake.expires`` is the permit's last valid day."""
     events: list[RuleEvent] = []
     expires = intake.expires
     left = (expires - today).days if expires is not None else None
     for ahead in EXPIRY_WARNINGS:
-        within = left is not None and 0 < left <= ahead
+        within = left is not None and 0 <= left <= ahead
         event = conditions.update(
             "permit_expiring",
             f"{intake.id}/{ahead}",
@@ -158,7 +162,7 @@ def expiry_rules(conditions: Conditions, intake: Intake, today: date) -> list[Ru
             detail={"intake": intake.id, "permit": intake.permit, "expires": str(expires), "days": ahead},
         )
         events += [event] if event is not None else []
-    expired = left is not None and left <= 0
+    expired = left is not None and left < 0
     event = conditions.update(
         "permit_expired",
         intake.id,
