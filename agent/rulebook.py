@@ -126,7 +126,7 @@ class Rulebook:
             if watch is not None:
                 self._events += watch.on_readings(rs)
             if meter not in self._seen:
-                self._seen[meter] = min(r.ts for r in rs)
+                self._seen[meter] = min(r.slot for r in rs)  # its slots are expected from its first one
 
     async def run(self) -> None:
         """Tick until cancelled: record events, ask for silence and drift, summarise ended days."""
@@ -248,7 +248,7 @@ class Rulebook:
         if self.upload_interval_ms:
             start, end = day_range(day, self.zone)
             confirmed = await self.outbox.call(daybook.upload_slots, start, end)
-            first = min(self._seen.values(), default=start)
+            first = min(self._seen.values(), default=end)  # none seen yet: the gateway was not running
             expected = max(0, (end - max(start, first)) // self.upload_interval_ms)
             if expected:
                 rate = min(1.0, confirmed / expected)
@@ -261,11 +261,12 @@ class Rulebook:
             for stored in year_days:
                 daily.setdefault(stored.day, {})[stored.meter] = stored.summary.get("volume")
             for intake in self.intakes:
-                self._events += permits.new_year(self.conditions, intake, day.year)
                 ytd = permits.year_to_date(intake, day, daily)
                 self._events += permits.permit_rules(
                     self.conditions, intake, ytd, intake.day_volume(daily.get(day, {}))
                 )
+                # After the year's last day was judged: its volume is final, the next starts from 0.
+                self._events += permits.new_year(self.conditions, intake, (day + timedelta(days=1)).year)
         today = day + timedelta(days=1)
         for m in self.meters.values():
             self._events += archive.calibration_rules(self.conditions, m.id, m.calibrated, m.calibration_months, today)
