@@ -4,8 +4,9 @@ Every meter is polled at its interval, aligned to the clock as the agent's sched
 scenario's first midnight until the replay ends. Its flow is a step function of time (its base flow
 and pattern, changed by the scenario's happenings) and its totalizer counts that flow exactly, so
 the water a day saw is known to the litre. What the meter shows is then stepped, reset, replaced or
-wrapped as the happenings say, and every reading goes through the agent's own quality check
-(agent/quality.py), which sets the flags a real poll would carry.
+wrapped as the happenings say, and every polled reading goes through the agent's own quality check
+(agent/quality.py), which sets the flags a real poll would carry. A registered replacement is a
+manual reading, flagged by hand, that the check takes as its new base, as the agent does.
 """
 
 from __future__ import annotations
@@ -178,7 +179,8 @@ def _meter_readings(scenario: Scenario, meter: MeterSpec, run: SiteRun) -> list[
             elif h.kind == "replacement" and h.total is not None:
                 offset = h.total - (start_total + model.volume(at))
                 manual = Reading(meter.id, "volume_total", shown(at), "m3", at, at, Flag.MANUAL | Flag.REPLACEMENT)
-                take([manual])
+                check.rebase(manual)  # as the agent does with a registered meter change: no reset
+                out.append(manual)
         answered = not any(a <= slot < b for a, b in silent)
         if answered:
             take(

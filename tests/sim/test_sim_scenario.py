@@ -116,7 +116,7 @@ def test_the_agents_quality_check_flags_the_totalizers_steps() -> None:
         (1.67, Flag.WRAPPED),  # passed 100,000 m3 2.5 min before the 18:05 poll
         (481.67, Flag.METER_RESET),  # a drop of 120 m3
         (1.67, Flag.METER_RESET),  # a reset to 0
-        (500.0, Flag.METER_RESET | Flag.MANUAL | Flag.REPLACEMENT),  # the registered replacement
+        (500.0, Flag.MANUAL | Flag.REPLACEMENT),  # the registered replacement: the next poll is judged against it
     ]
     assert all(v == pytest.approx(960.0) for v in run.flowed.values())
 
