@@ -148,3 +148,16 @@ def test_replay_command_on_a_bad_file_says_one_line_and_exits_2(
     captured = capsys.readouterr()
     assert captured.err == "error: site.toml: oops: unknown key (misspelt? it would be ignored, so it is an error)\n"
     assert captured.out == ""
+
+
+def test_a_meters_pattern_shapes_its_flow_by_local_hour() -> None:
+    scenario = builtin("month-of-anomalies")
+    [well3] = [m for m in scenario.spec.meters if m.id == "well-3"]
+    assert well3.pattern is not None
+    run = generate(scenario)
+    assert run.flowed[("well-3", date(2026, 12, 11))] == pytest.approx(25 * sum(well3.pattern))
+    seven = scenario.ms(datetime(2026, 12, 11, 7, 0))  # 07:00 site time: 1.4 x 25 m3/h
+    [flow] = [
+        r for t, rs in run.batches if t == seven + 300 for r in rs if r.meter == "well-3" and r.quantity == "flow_rate"
+    ]
+    assert flow.value == 35.0
