@@ -49,6 +49,12 @@ def register_max(spec: ValueSpec) -> float | None:
     return total * abs(spec.scale) + spec.offset
 
 
+def register_step(spec: ValueSpec) -> float:
+    """The smallest step the totalizer's integer registers show (one count of the lowest part)."""
+    steps = [part.multiplier for part in spec.parts if not part.dtype.is_float]
+    return (min(steps) if steps else 1.0) * abs(spec.scale)
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     kind: str  # "totalizer_wrapped", "totalizer_reset", "abnormal_jump", "negative_total"
@@ -71,6 +77,10 @@ class QualityCheck:
         self.max_flow = max_flow_m3h
         self.maxima = {s.quantity: register_max(s) for s in specs if s.quantity.startswith("volume")}
         self.maxima.update(maxima or {})
+        # Where each totalizer starts again from 0: its largest value plus one count (a uint16 showing
+        # 0..65535 wraps at 65536), so a wrap's volume loses no count.
+        steps = {s.quantity: register_step(s) for s in specs}
+        self.moduli = {q: top + steps.get(q, 1.0) if top else None for q, top in self.maxima.items()}
         self._last: dict[str, tuple[float, int]] = {}
 
     def rebase(self, reading: Reading) -> None:
@@ -107,8 +117,9 @@ class QualityCheck:
         detail = {**base, "previous": previous}
         if delta < 0:
             if top and previous >= WRAP_HIGH * top and r.value <= WRAP_LOW * top:
+                modulus = self.moduli[r.quantity] or top
                 return Flag.WRAPPED, Finding("totalizer_wrapped", {**detail, "register_max": top,
-                                                                   "volume": top - previous + r.value})
+                                                                   "volume": modulus - previous + r.value})
             return Flag.METER_RESET, Finding("totalizer_reset", detail)
         if self.max_flow is not None:
             hours = max(r.ts - previous_ts, 1) / 3_600_000

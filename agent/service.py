@@ -197,7 +197,7 @@ class Agent:
         if terminal is not None:
             states = {m.meter.id: m.state for p in pollers for m in p.meters}
             terminal.meter_failing = lambda meter: meter in states and states[meter].online is False
-        wrap_at = {m.meter.id: m.quality.maxima.get("volume_total") if m.quality else None
+        wrap_at = {m.meter.id: m.quality.moduli.get("volume_total") if m.quality else None
                    for p in pollers for m in p.meters}
         rulebook = Rulebook(
             outbox, rules_config.meter_settings(cfg, wrap_at), zone=cfg.gateway.zone,

@@ -41,7 +41,8 @@ def test_a_wrap_a_reset_and_a_jump_are_told_apart() -> None:
     kinds = [f.kind for f in findings]
     assert kinds == ["totalizer_wrapped", "totalizer_reset", "abnormal_jump", "negative_total"]
     wrap = findings[0].detail
-    assert wrap["volume"] == 450 + 30  # what flowed across the wrap: up to the top, then from 0
+    # What flowed across the wrap: up to the top, one count from the top to 0, then from 0.
+    assert wrap["volume"] == 450 + 1 + 30
     assert [r.value for r in out] == [r.value for r in series]  # values are never changed or dropped
 
 
