@@ -132,13 +132,14 @@ class DayReader:
         ).fetchone()
         return Reading(*row) if row else None
 
-    def last_reading_ts(self) -> dict[str, int]:
-        """Each meter's newest reading time, for ``no_data`` after a restart."""
-        return dict(
-            self.db.execute(
-                "SELECT s.meter, max(r.ts) FROM readings r JOIN series s ON s.id = r.series GROUP BY s.meter"
-            ).fetchall()
-        )
+    def reading_spans(self) -> dict[str, tuple[int, int]]:
+        """Each meter's first slot and newest reading time, in one pass over the readings: where its
+        slots start to be expected (a store from before the rules kept that), and ``no_data`` after a
+        restart."""
+        rows = self.db.execute(
+            "SELECT s.meter, min(r.slot), max(r.ts) FROM readings r JOIN series s ON s.id = r.series GROUP BY s.meter"
+        ).fetchall()
+        return {meter: (int(first), int(last)) for meter, first, last in rows}
 
     # -- day summaries -----------------------------------------------------------------------------
 

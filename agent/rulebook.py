@@ -102,8 +102,11 @@ class Rulebook:
         self.daybook = daybook = await self.outbox.call(Daybook, self.outbox.store)
         opened = await self.outbox.call(daybook.open_conditions)
         self.conditions = Conditions(opened)
-        last = await self.outbox.call(daybook.last_reading_ts)
+        spans = await self.outbox.call(daybook.reading_spans)
+        last = {meter: span[1] for meter, span in spans.items()}
         self._seen = await self.outbox.call(daybook.meters_seen)
+        for meter, (first, _) in spans.items():  # meters read before the rules kept their first slot
+            self._seen.setdefault(meter, first)
         for m in self.meters.values():
             self.watches[m.id] = anomalies.MeterWatch(
                 m.id,
