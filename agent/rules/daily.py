@@ -131,9 +131,10 @@ def summarize_day(
             added, dropped = step_volume(prev, cur, wrap_at)
             volume += added
             negative += dropped
-    flags: set[str] = set()
+    seen_flags = 0  # the flags' names once for the day, not per reading (a day of minutes is thousands)
     for r in (*(r for r in inside if r.quantity != VOLUME), *totals):  # a totalizer's, on the day of its step
-        flags.update(Flag(r.flags).names())
+        seen_flags |= r.flags
+    flags = Flag(seen_flags).names()
     first_slot = start // interval_ms
     buckets = {(r.slot if r.slot % interval_ms == 0 else r.ts) // interval_ms for r in inside}
     floor = max(start, since) if since is not None else start
