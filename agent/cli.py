@@ -63,6 +63,39 @@ def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(handler=cmd_status)
 
 
+REPORT_JSON = """\
+--json prints one array of objects, each with a "record" key:
+  "meter": a meter's day (key "day") or, for a month or quarter, its period (key "period", with
+    "first", "last", "days", "days_kept", "days_computed"); both carry "volume", "unit",
+    "start_total", "end_total", "flow_min", "flow_max", "slots_expected", "slots_filled",
+    "report_rate" (filled / expected), "readings", "negative_steps", "flags" and "partial" (a day
+    not over yet); a day also "flow_mean", "source" ("kept" by the agent, "computed" now from the
+    readings, null: no figures) and "version" (the kept version);
+  "intake": "intake", "permit", "meters" (id -> +1, or -1 for a return flow), "volume" (the
+    period's), "ytd" to "ytd_through" ("ytd_days" of "year_days" with figures), "annual_permit",
+    "permit_share", "permit_reached_on", "permit_projected" (at this year's pace), the same for
+    "plan", "daily_max", "permit_expires", "expires_in_days";
+  "warning": an open condition: "kind", "subject", "level", "id", "since", "detail".
+Volumes are in the meters' units (m3); null where there is no figure."""
+
+
+def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "report", help="daily volumes, report rates, permits and warnings from the store (safe while running)",
+        description="A period's daily volumes, report rates and flags per meter, the intakes against their "
+        "permit and plan, and the open warnings: from the store alone, as the agent kept each day, else "
+        "computed now from the readings. Default period: yesterday, in the site's time zone.",
+        epilog=REPORT_JSON, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", required=True, type=Path, help="the site's TOML file")
+    p.add_argument("--day", metavar="YYYY-MM-DD", help="one local day")
+    p.add_argument("--month", metavar="YYYY-MM", help="a month: one row per meter")
+    p.add_argument("--quarter", metavar="YYYYQN", help="a quarter (2026Q3): one row per meter")
+    p.add_argument("--days", action="store_true", help="with --month or --quarter: each meter's days too")
+    p.add_argument("--meter", action="append", metavar="ID", help="only this meter (repeatable)")
+    p.add_argument("--json", action="store_true", help="a JSON array instead of the table (see below)")
+    p.set_defaults(handler=cmd_report)
+
+
 def _add_manual_reading(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("manual-reading", help="store a reading taken by hand, with a photo as evidence")
     p.add_argument("-c", "--config", required=True, type=Path)
@@ -146,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"meterlink {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_run, _add_check_config, _add_keygen, _add_verify, _add_read, _add_status,
+    for add in (_add_run, _add_check_config, _add_keygen, _add_verify, _add_read, _add_status, _add_report,
                 _add_manual_reading, _add_profiles, _add_decode, _add_sim, _add_demo):
         add(sub)
     return parser
@@ -289,6 +322,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .commission import show_status
 
     return show_status(args.config)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import period_of, run_report
+
+    given = [(kind, text) for kind in ("day", "month", "quarter") if (text := getattr(args, kind)) is not None]
+    try:
+        if len(given) > 1:
+            raise ValueError(f"give one of --day, --month, --quarter, not {' and '.join('--' + k for k, _ in given)}")
+        period = period_of(*given[0]) if given else None
+    except ValueError as exc:
+        print(f"meterlink report: {exc}", file=sys.stderr)
+        return 2
+    return run_report(args.config, period, args.meter, as_json=args.json, per_day=args.days)
 
 
 def cmd_manual_reading(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 from meterlink.drivers.base import DriverError
 from meterlink.drivers.modbus import profiles
@@ -14,7 +15,10 @@ from . import config as cfgmod
 from .clock import now_ms
 from .config import MeterConfig
 from .errors import MeterlinkError
+from .report import build_report, status_lines
+from .rules.calendar import Period, day_of
 from .service import build_bus, bus_params
+from .store_readonly import has_table, read_store
 
 
 def at(mc: MeterConfig) -> str:
@@ -60,30 +64,29 @@ def show_status(config_path: Path) -> int:
     """Read-only look at the store, safe while the agent runs: per uplink, what waits for delivery."""
     config = cfgmod.load(config_path)
     path = config.store.path
-    if not path.exists():
-        raise MeterlinkError(f"store {path} does not exist yet (the agent has not run)")
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
+    now = now_ms()
+    today = day_of(now, config.gateway.zone)
+
+    def read(db: sqlite3.Connection) -> tuple[Any, ...]:
         meta = dict(db.execute("SELECT key, value FROM meta"))
         low = int(meta.get("pending_from", 1))
         pending, oldest = db.execute(
             "SELECT count(*), min(ts) FROM readings WHERE seq >= ? AND sent IS NULL", (low,)
         ).fetchone()
         rows, first_ts = db.execute("SELECT count(*), min(ts) FROM readings").fetchone()
-        last_sent = meta.get("last_sent")
         events = db.execute("SELECT count(*) FROM events WHERE sent IS NULL").fetchone()[0]
         reports = None
         if config.uplink.szy206 is not None:
-            has_table = db.execute(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'szy206_reports'").fetchone()[0]
-            reports = (0, 0, None, None) if not has_table else db.execute(
+            reports = (0, 0, None, None) if not has_table(db, "szy206_reports") else db.execute(
                 "SELECT count(confirmed), count(*) - count(confirmed),"
                 " min(CASE WHEN confirmed IS NULL THEN slot END), max(confirmed) FROM szy206_reports"
             ).fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise MeterlinkError(f"store {path}: {exc}") from None
-    finally:
-        db.close()
+        # The intakes to today and the open warnings, as `meterlink report` finds them.
+        rules = build_report(db, config, Period(today.isoformat(), today, today), None, now, with_meters=False)
+        return meta, pending, oldest, rows, first_ts, events, reports, rules
+
+    meta, pending, oldest, rows, first_ts, events, reports, rules = read_store(path, read)
+    last_sent = meta.get("last_sent")
 
     def when(ms: int | None) -> str:
         return "-" if ms is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
@@ -102,6 +105,8 @@ def show_status(config_path: Path) -> int:
         confirmed, waiting, first_waiting, last_confirmed = reports
         print(f"szy206 reports {waiting} waiting (oldest slot {when(first_waiting)}), "
               f"{confirmed} confirmed (last at {when(last_confirmed)})")
+    for line in status_lines(rules):
+        print(line)
     return 0
 
 
