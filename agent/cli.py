@@ -71,19 +71,20 @@ REPORT_JSON = """\
     "report_rate" (filled / expected), "readings", "negative_steps", "flags" and "partial" (a day
     not over yet); a day also "flow_mean", "source" ("kept" by the agent, "computed" now from the
     readings, null: no figures) and "version" (the kept version);
-  "intake": "intake", "permit", "meters" (id -> +1, or -1 for a return flow), "volume" (the
+  "intake": "intake", "permit", "source", "meters" (id -> +1, or -1 for a return flow), "volume" (the
     period's), "ytd" to "ytd_through" ("ytd_days" of "year_days" with figures), "annual_permit",
     "permit_share", "permit_reached_on", "permit_projected" (at this year's pace), the same for
     "plan", "daily_max", "permit_expires", "expires_in_days";
-  "warning": an open condition: "kind", "subject", "level", "id", "since", "detail".
+  "warning": an open condition: "kind", "subject", "level", "id", "since" (the day, or the local
+    time, it started), "detail".
 Volumes are in the meters' units (m3); null where there is no figure."""
 
 
 def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "report", help="daily volumes, report rates, permits and warnings from the store (safe while running)",
-        description="A period's daily volumes, report rates and flags per meter, the intakes against their "
-        "permit and plan, and the open warnings: from the store alone, as the agent kept each day, else "
+        description="A period's daily volumes, report rates and flags per meter, the intakes against their\n"
+        "permit and plan, and the open warnings: from the store alone, as the agent kept each day, else\n"
         "computed now from the readings. Default period: yesterday, in the site's time zone.",
         epilog=REPORT_JSON, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--config", required=True, type=Path, help="the site's TOML file")

@@ -16,6 +16,7 @@ meter's days of the run through the rulebook's own per-day queries instead.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -102,20 +103,29 @@ class DayFigures:
 
     def collect(self, wanted: Mapping[str, Collection[date]]) -> dict[tuple[str, date], MeterDay]:
         """Figures of each ``meter -> days`` wanted: kept ones, else computed; a meter's day before
-        its first slot, or not begun, has none."""
+        its first slot, not kept and before the readings held, or not begun, has none."""
         tasks: dict[date, set[str]] = {}
+        held_from = self._oldest_reading()
         for meter, days in wanted.items():
             for day in days:
                 start, end = day_range(day, self.zone)
                 if (meter, day) in self.kept:
                     self.found[(meter, day)] = self.kept[(meter, day)]
-                elif meter in self.meters and start < self.now and self.seen.get(meter, start) < end:
+                elif (
+                    meter in self.meters and held_from < end and start < self.now and self.seen.get(meter, start) < end
+                ):
                     tasks.setdefault(day, set()).add(meter)
         if tasks and not set().union(*tasks.values()) <= set(self.seen):
             self._read_spans()
         for run in _runs(tasks):
             self._compute(run)
         return {(m, d): self.found[(m, d)] for m, days in wanted.items() for d in sorted(days) if (m, d) in self.found}
+
+    def _oldest_reading(self) -> float:
+        """When the oldest reading the store still holds was taken: a day that ended before it had its
+        readings purged, and has no figures unless the agent kept them (not a day of silence)."""
+        row = self.reader.db.execute("SELECT ts FROM readings ORDER BY seq LIMIT 1").fetchone()
+        return math.inf if row is None else int(row[0])
 
     def _read_spans(self) -> None:
         """Meters the agent has not recorded a first slot of: their first reading's (one pass)."""

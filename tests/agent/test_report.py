@@ -311,6 +311,25 @@ def test_a_day_the_agent_did_not_keep_is_computed_from_the_readings(
     assert figures(m1) == figures(meter_rows(report(kept.config, "--day", last, capsys=capsys))[("m1", last)])
 
 
+def test_days_neither_kept_nor_held_any_more_have_no_figures(
+    sites: tuple[Site, Site], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The first two days' summaries gone and their readings purged: no figures, not days of silence."""
+    kept, _ = sites
+    site, path = copy_site(kept.store, tmp_path / "site")
+    retention = 86_400_000
+    store = Store(path, "gw-report", retention_ms=retention, uploaded=False)
+    try:
+        store.db.execute("DELETE FROM daily WHERE day < ?", (DAYS[2].isoformat(),))
+        assert store.purge(day_range(DAYS[2], _zone())[0] + retention) > 0
+    finally:
+        store.close()
+    rows = meter_rows(report(site, "--month", "2026-11", "--days", capsys=capsys))
+    m1_days = sorted(d for m, d in rows if m == "m1" and d != "2026-11")
+    assert m1_days[0] == DAYS[2].isoformat()  # then every day to the month's end: held, silent after the 6th
+    assert rows[("m1", m1_days[0])]["source"] == "kept" and rows[("m1", "2026-11")]["days"] == len(m1_days) == 27
+
+
 def test_a_quarter_adds_each_meters_days_up(sites: tuple[Site, Site], capsys: pytest.CaptureFixture[str]) -> None:
     kept, _ = sites
     records = report(kept.config, "--quarter", "2026Q4", capsys=capsys)
