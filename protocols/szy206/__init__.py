@@ -1,11 +1,15 @@
 """SZY206-2016 / SL/T 427-2021 water-resources monitoring protocol: a pure (sans-I/O) codec.
 
 Modules: ``frame`` (one frame <-> :class:`Frame`), ``stream`` (reassembly from a byte stream),
-``elements`` (BCD values, alarm/status words), ``messages`` and ``settings`` (typed builders and
-parsers), ``describe`` (JSON view), ``layout`` (PW policy, Tp inference), ``fields`` (address,
-time label, clock), ``crc`` (CRC-8/E5), ``errors``. Stdlib only: no I/O, no clock, no logging.
+``line`` (reassembly plus giving up an idle partial frame), ``conversation`` and ``events`` (the
+link's state machine: requests, FCB, retries, confirms), ``elements`` (BCD values, alarm/status
+words), ``messages`` and ``settings`` (typed builders and parsers), ``describe`` (JSON view),
+``layout`` (PW policy, Tp inference), ``fields`` (address, time label, clock), ``times`` (time
+fields <-> ms, given "now"), ``crc`` (CRC-8/E5), ``errors``. Stdlib only: no I/O, no clock, no
+logging.
 """
 
+from .conversation import CONFIRMED_AFNS, Conversation, Role
 from .crc import crc8
 from .describe import decode_report, describe
 from .elements import (
@@ -35,13 +39,30 @@ from .errors import (
     EndByteError,
     FramingError,
     LengthError,
+    LocalProtocolError,
     StartByteError,
     SZY206Error,
     UnsupportedError,
 )
+from .events import (
+    Answered,
+    Event,
+    GaveUp,
+    LinkCheck,
+    Misdirected,
+    QueryReceived,
+    Refused,
+    ReportReceived,
+    ReportRepeated,
+    Request,
+    Resend,
+    Taking,
+    Unsolicited,
+)
 from .fields import Address, Clock, TimeLabel
 from .frame import Direction, Frame, decode, encode
 from .layout import AFN, carries_pw, infer_tp_len
+from .line import LineReader
 from .messages import (
     Confirm,
     FlowReport,
@@ -81,33 +102,51 @@ from .stream import NEED_DATA, Reassembler
 
 __all__ = [
     "AFN",
+    "CONFIRMED_AFNS",
     "DEFAULT_PW",
     "INVALID",
     "NEED_DATA",
     "Address",
     "AlarmBit",
+    "Answered",
     "BufferFullError",
     "ChecksumError",
     "Clock",
     "Confirm",
+    "Conversation",
     "DataError",
     "Direction",
     "EncodeError",
     "EndByteError",
+    "Event",
     "FlowReport",
     "FlowUnit",
     "Frame",
     "FramingError",
+    "GaveUp",
     "Kinds",
     "LengthError",
+    "LineReader",
+    "LinkCheck",
     "LinkKind",
+    "LocalProtocolError",
     "Meter",
+    "Misdirected",
+    "QueryReceived",
     "Readings",
     "Reassembler",
+    "Refused",
+    "ReportReceived",
+    "ReportRepeated",
+    "Request",
+    "Resend",
+    "Role",
     "SZY206Error",
     "StartByteError",
     "StatusBit",
+    "Taking",
     "TimeLabel",
+    "Unsolicited",
     "UnsupportedError",
     "WorkMode",
     "build_clock_answer",

@@ -72,3 +72,11 @@ class BufferFullError(SZY206Error):
     """The stream reassembler holds more undrained bytes than its bound allows."""
 
     reason = "receive buffer full"
+
+
+class LocalProtocolError(SZY206Error):
+    """The caller asked a :class:`~.conversation.Conversation` for something the protocol does not
+    allow: a second request while one awaits the same answer, a frame in the other side's
+    direction, a confirm of a frame that is no report."""
+
+    reason = "not allowed in this conversation"

@@ -37,6 +37,21 @@ def time_label_at(ms: int, *, tp_len: int = 5, utc_offset_h: float = 8.0, delay_
     raise ValueError(f"a time label has 5 or 7 bytes, not {tp_len}")
 
 
+def reply_label(
+    tp: TimeLabel | None, ms: int, *, utc_offset_h: float = 8.0, delay_min: int | None = None
+) -> TimeLabel | None:
+    """The Tp of a reply to a frame that carried ``tp``: moment ``ms`` in the same edition (5 or 7
+    bytes), with ``tp``'s allowed delay unless ``delay_min`` is given; None when ``tp`` is None.
+
+    SL/T 427 terminals set their clock from the Tp of a confirm, so a reply carries the replier's
+    clock in the form the terminal sent.
+    """
+    if tp is None:
+        return None
+    delay = tp.delay_min if delay_min is None else delay_min
+    return time_label_at(ms, tp_len=tp.size, utc_offset_h=utc_offset_h, delay_min=delay)
+
+
 def full_year(two_digits: int, now_ms: int) -> int:
     """The four-digit year nearest to now that ends in ``two_digits``."""
     this = datetime.fromtimestamp(now_ms / 1000, UTC).year
@@ -66,11 +81,11 @@ def label_to_ms(tp: TimeLabel, *, now_ms: int, utc_offset_h: float = 8.0, ahead_
     year, month = latest.year, latest.month
     for _ in range(13):  # the same day number occurs at least once a year
         try:
-            when = datetime(year, month, tp.day, tp.hour, tp.minute, tp.second, tzinfo=zone)
+            day = datetime(year, month, tp.day, tp.hour, tp.minute, tp.second, tzinfo=zone)
         except ValueError:
-            when = None
-        if when is not None and when <= latest:
-            return int(when.timestamp() * 1000)
+            day = None
+        if day is not None and day <= latest:
+            return int(day.timestamp() * 1000)
         month -= 1
         if month == 0:
             year, month = year - 1, 12
