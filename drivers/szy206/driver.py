@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from meterlink.drivers.base import DecodeError, Reading
-from meterlink.protocols.szy206 import AFN, Frame, SZY206Error, build_realtime_query, parse_flow_report
+from meterlink.protocols.szy206 import SZY206Error, build_realtime_query, parse_flow_report
 from meterlink.protocols.szy206.elements import FLOW_TYPE  # C type code 3: flow/volume pairs
 
 from .link import Szy206Link
@@ -33,11 +33,7 @@ class Szy206Driver:
             TransportError: the port or connection is unusable.
         """
         self.link.add_meter(meter)  # its self-reports are welcome from now on
-
-        def query(fcb: int) -> Frame:
-            return build_realtime_query(meter.address, FLOW_TYPE, fcb=fcb)
-
-        answer = await self.link.query(meter.address, query, AFN.QUERY_REALTIME)
+        answer = await self.link.query(build_realtime_query(meter.address, FLOW_TYPE))
         try:
             report = parse_flow_report(answer.frame)
         except SZY206Error as exc:

@@ -1,10 +1,13 @@
 """An SZY206 link: one serial port or TCP endpoint, one query at a time, self-reports confirmed.
 
-Everything that arrives goes through one :class:`Receiver` (receiver.py: the codec's reassembler,
-so frames split across reads, glued together or wrapped in line noise are found, and every byte
-thrown away is counted). Each valid frame is then dispatched:
+The link is the centre of its bus. What it says and hears follows one sans-I/O
+:class:`~meterlink.protocols.szy206.Conversation` (FCB countdown, answers matched to queries,
+which copies of a report to confirm, partial frames given up), run from asyncio by a
+:class:`~.pump.Pump`. This module keeps the I/O: the pipe, the bus lock, and what to do with
+each event:
 
-- the answer a query waits for (uplink, same address and AFN) ends it;
+- the answer a query waits for ends it; a query whose last try timed out ends in
+  :class:`MeterTimeout`, or :class:`BadFrame` when bytes arrived but none made a valid answer;
 - a self-report (C0H, 81H, 82H) of a configured meter goes to :class:`SelfReports` (reports.py:
   handed to ``on_report``, confirmed once that says it is durable);
 - a link check (02H) of a configured meter is answered with data 00H;
@@ -26,16 +29,28 @@ from dataclasses import dataclass, field
 from meterlink.drivers.base import BadFrame, MeterTimeout, TransportError
 from meterlink.drivers.params import SerialParams, TcpParams, describe
 from meterlink.protocols.szy206 import (
-    AFN,
     Address,
+    Answered,
+    Conversation,
+    Event,
     Frame,
+    GaveUp,
+    LinkCheck,
+    Misdirected,
+    ReportReceived,
+    ReportRepeated,
+    Request,
+    Resend,
+    Role,
+    Unsolicited,
     build_link_reply,
     encode,
 )
 from meterlink.protocols.szy206.times import SKEW_MS
 
+from .counters import LinkCounters
 from .meter import Szy206Meter, address_text
-from .receiver import Receiver
+from .pump import Pump
 from .reports import REPORT_AFNS, ReportCallback, SelfReports
 from .transport import SerialTransport, TcpTransport, open_transport
 
@@ -48,40 +63,6 @@ MAX_TRIES = 4  # FCB 3, 2, 1, 0: "when FCB reaches 0 the transfer has failed"
 KEEP_OPEN_CHECK_S = 1.0  # how often a listening link looks whether its pipe is still open
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-@dataclass(slots=True)
-class LinkCounters:
-    """What the link saw, for logs and commissioning output."""
-
-    requests: int = 0  # queries (their first try)
-    retries: int = 0  # queries sent again with a lower FCB
-    answers: int = 0
-    timeouts: int = 0  # queries that ended in MeterTimeout
-    bad_answers: int = 0  # queries that ended in BadFrame
-    frames_ok: int = 0  # valid frames found on the line
-    bad_frames: int = 0  # candidates the reassembler refused (CRC, end byte, length, Tp)
-    bytes_discarded: int = 0
-    resyncs: int = 0  # partial frames given up after resync_after
-    self_reports: int = 0  # reports of configured meters (resends included)
-    duplicate_reports: int = 0
-    confirms_sent: int = 0
-    unconfirmed_reports: int = 0  # undecodable, or on_report failed
-    link_checks: int = 0
-    unknown_frames: int = 0  # valid frames from addresses not configured
-    stray_frames: int = 0  # late answers, downlink frames
-    connects: int = 0
-    connect_failures: int = 0
-    disconnects: int = 0
-    last_error: str = ""
-
-    def summary(self) -> str:
-        """``requests=3 retries=1 ...``: every count, for one log line."""
-        return " ".join(f"{name}={getattr(self, name)}" for name in self.__slots__ if name != "last_error")
-
-
 @dataclass(frozen=True, slots=True)
 class Answer:
     """A query's answer and its arrival time (ms since the epoch)."""
@@ -92,10 +73,9 @@ class Answer:
 
 @dataclass(slots=True)
 class _Waiter:
-    address: Address
-    afn: int
+    request: Request
     future: asyncio.Future[Answer]
-    fcbs: set[int] = field(default_factory=set)
+    fcbs: set[int] = field(default_factory=lambda: {3})
 
 
 class Szy206Link:
@@ -104,13 +84,14 @@ class Szy206Link:
     Args:
         name: the link's name in logs.
         params: the serial port or TCP endpoint.
+        clock: the time readings and confirms carry, ms since the epoch: the agent passes its
+            own (with the offset a trusted station set), tests a fake one.
         timeout: seconds to wait for an answer, per try; also the pause after a failed open.
         retries: tries after the first, each with the FCB one lower (0..3).
         meters: meters known from the start (the driver adds each meter it reads).
         on_report: awaited with (meter id, readings) for each self-report of a configured meter;
             the report is confirmed after it returns (the readings are durable), not if it
             raises. None: reports are left unconfirmed, with the meter.
-        clock: ms since the epoch (tests inject one).
         utc_offset_h: the site's time zone, for time labels.
         tp_ahead_s: how far ahead of ours a meter's clock may be (5-byte Tp, see protocols/szy206/times.py).
         confirm_work_mode: the work-mode byte of confirms (0..3), None for a confirm without data.
@@ -126,11 +107,11 @@ class Szy206Link:
         name: str,
         params: SerialParams | TcpParams,
         *,
+        clock: Callable[[], int],
         timeout: float = 1.0,
         retries: int = 3,
         meters: Iterable[Szy206Meter] = (),
         on_report: ReportCallback | None = None,
-        clock: Callable[[], int] = now_ms,
         utc_offset_h: float = SITE_UTC_OFFSET_H,
         tp_ahead_s: float = DEFAULT_AHEAD_S,
         confirm_work_mode: int | None = 0,
@@ -149,14 +130,23 @@ class Szy206Link:
         self.clock = clock
         self.resync_after = timeout / 2 if resync_after is None else resync_after
         self.counters = LinkCounters()
+        self.conversation = Conversation(
+            Role.CENTRE,
+            timeout_ms=max(1, round(timeout * 1000)),
+            tries=1 + retries,
+            resync_after_ms=max(1, round(self.resync_after * 1000)),
+            confirm_work_mode=confirm_work_mode,
+        )
+        self._pump = Pump(self.conversation, self._on_event, self._sync_counters)
         self.reports = SelfReports(
             name,
             self.counters,
+            self.conversation,
             self._send_quietly,
             on_report,
+            clock=clock,
             utc_offset_h=utc_offset_h,
             tp_ahead_s=tp_ahead_s,
-            confirm_work_mode=confirm_work_mode,
         )
         self.lock = asyncio.Lock()
         self._meters: dict[Address, Szy206Meter] = {}
@@ -164,8 +154,8 @@ class Szy206Link:
             self.add_meter(meter)
         self._transport: SerialTransport | TcpTransport | None = None
         self._next_open = 0.0
-        self._receiver = Receiver(name, self.counters, self._dispatch, self.resync_after)
         self._waiter: _Waiter | None = None
+        self._seen = (0, 0, 0)  # the conversation's (discarded, rejected, resyncs) already logged
         self._warned: set[Address] = set()  # unknown addresses already logged at WARNING
 
     @property
@@ -222,7 +212,7 @@ class Szy206Link:
         if time.monotonic() < self._next_open:
             raise TransportError(f"link {self.name}: not connected ({self.counters.last_error})")
         try:
-            transport = await open_transport(self.params, self._receiver.feed, self._on_lost, self.timeout)
+            transport = await open_transport(self.params, self._feed, self._on_lost, self.timeout)
         except OSError as exc:
             # Try again at most once per timeout, so a missing adapter does not spin.
             self._next_open = time.monotonic() + self.timeout
@@ -230,7 +220,7 @@ class Szy206Link:
             self.counters.last_error = f"cannot open {self.describe()}: {exc}"
             log.warning("event=szy206_open_failed link=%s endpoint=%s error=%r", self.name, self.describe(), str(exc))
             raise TransportError(f"link {self.name}: cannot open {self.describe()}: {exc}") from exc
-        self._receiver.reset()  # bytes of an earlier connection never join this one's
+        self.conversation.drop_buffered()  # bytes of an earlier connection never join this one's
         self._transport = transport
         self.counters.connects += 1
         log.info("event=szy206_link_open link=%s endpoint=%s", self.name, self.describe())
@@ -240,7 +230,7 @@ class Szy206Link:
         if transport is not self._transport:
             return
         self._transport = None
-        self._receiver.stop()
+        self.conversation.drop_buffered()
         self.counters.disconnects += 1
         self.counters.last_error = f"connection lost: {error or 'closed by the other end'}"
         log.warning("event=szy206_link_lost link=%s error=%r", self.name, str(error or "eof"))
@@ -256,7 +246,7 @@ class Szy206Link:
 
         Reports whose commit still runs are left unconfirmed: the meter sends them again.
         """
-        self._receiver.stop()
+        self._pump.stop()
         await self.reports.close()
         transport, self._transport = self._transport, None
         if transport is not None:
@@ -266,8 +256,8 @@ class Szy206Link:
 
     # --- queries ---------------------------------------------------------------------------------
 
-    async def query(self, address: Address, build: Callable[[int], Frame], afn: int) -> Answer:
-        """Send ``build(fcb)`` and wait for the uplink answer with ``afn`` from ``address``.
+    async def query(self, frame: Frame) -> Answer:
+        """Send ``frame`` and wait for the uplink answer with its AFN from its address.
 
         The first try has FCB 3; each retry the next lower FCB. An answer with any FCB is taken:
         a slow meter's answer to the first try is as good as its answer to the second, and some
@@ -280,38 +270,32 @@ class Szy206Link:
         """
         async with self.lock:
             await self._ensure_open()
-            loop = asyncio.get_running_loop()
-            waiter = _Waiter(address, afn, loop.create_future())
-            self._receiver.sync()
-            bad_before = self.counters.bad_frames + self.counters.bytes_discarded
+            request = self._pump.request(frame)
+            waiter = _Waiter(request, asyncio.get_running_loop().create_future())
             self._waiter = waiter
             self.counters.requests += 1
             try:
-                for attempt in range(self.tries):
-                    fcb = 3 - attempt
-                    waiter.fcbs.add(fcb)
-                    if attempt:
-                        self.counters.retries += 1
-                    self._write(encode(build(fcb)))
-                    done, _ = await asyncio.wait({waiter.future}, timeout=self.timeout)
-                    if done:
-                        answer = waiter.future.result()  # TransportError if the pipe was lost
-                        self.counters.answers += 1
-                        return answer
+                self._write(encode(request.frame))
+                answer = await waiter.future
             finally:
                 self._waiter = None
+                self._pump.cancel(request)
                 if not waiter.future.done():
                     waiter.future.cancel()
-            self._receiver.sync()
-            junk = self.counters.bad_frames + self.counters.bytes_discarded - bad_before + self._receiver.buffered
-            where = f"{address_text(address)} on {self.name}"
-            if junk:
-                self.counters.bad_answers += 1
-                self.counters.last_error = f"no valid answer from {where}"
-                raise BadFrame(f"{junk} bad bytes from {where}, no valid answer in {self.tries} tries")
+            self.counters.answers += 1
+            return answer
+
+    def _gave_up(self, waiter: _Waiter, noise: int) -> None:
+        where = f"{address_text(waiter.request.address)} on {self.name}"
+        if noise:
+            self.counters.bad_answers += 1
+            self.counters.last_error = f"no valid answer from {where}"
+            error: Exception = BadFrame(f"{noise} bad bytes from {where}, no valid answer in {self.tries} tries")
+        else:
             self.counters.timeouts += 1
             self.counters.last_error = f"no answer from {where}"
-            raise MeterTimeout(f"no answer from {where} in {self.timeout:g} s x {self.tries} tries")
+            error = MeterTimeout(f"no answer from {where} in {self.timeout:g} s x {self.tries} tries")
+        waiter.future.set_exception(error)
 
     def _write(self, data: bytes) -> None:
         transport = self._transport
@@ -327,47 +311,83 @@ class Szy206Link:
 
     # --- what arrives ----------------------------------------------------------------------------
 
-    def _dispatch(self, frame: Frame) -> None:
-        arrived = self.clock()
-        if not frame.up:
+    def _feed(self, data: bytes) -> None:
+        """Bytes from the pipe, from the event loop: never raises."""
+        try:
+            self._pump.feed(data)
+        except Exception:
+            # A bug, not bad bytes (those are counted): keep the link alive on a fresh buffer.
+            log.exception("event=szy206_receive_failed link=%s", self.name)
+            self.conversation.drop_buffered(count=True)
+
+    def _on_event(self, event: Event) -> None:
+        try:
+            if isinstance(event, Resend | GaveUp | Answered):
+                self._answer(event)
+            elif isinstance(event, ReportReceived | ReportRepeated | LinkCheck | Unsolicited | Misdirected):
+                self._heard(event)
+        except Exception:
+            # A bug, not bad bytes (those are counted): log it, keep the link alive.
+            log.exception("event=szy206_dispatch_failed link=%s", self.name)
+
+    def _answer(self, event: Resend | GaveUp | Answered) -> None:
+        """What becomes of the query that waits: its next try, its failure, its answer."""
+        waiter = self._waiter
+        if waiter is None or event.request is not waiter.request or waiter.future.done():
+            return
+        if isinstance(event, Resend):
+            self.counters.retries += 1
+            waiter.fcbs.add(event.frame.fcb)
+            try:
+                self._write(encode(event.frame))
+            except TransportError:
+                pass  # the waiter has failed with the pipe
+        elif isinstance(event, GaveUp):
+            self._gave_up(waiter, event.noise)
+        else:
+            if event.frame.fcb not in waiter.fcbs:
+                log.debug("event=szy206_fcb_not_echoed link=%s fcb=%d sent=%s", self.name, event.frame.fcb,
+                          sorted(waiter.fcbs))
+            waiter.future.set_result(Answer(event.frame, self.clock()))
+
+    def _heard(self, event: ReportReceived | ReportRepeated | LinkCheck | Unsolicited | Misdirected) -> None:
+        """A frame that answers no query of ours."""
+        frame = event.frame
+        if isinstance(event, Misdirected):
             self.counters.stray_frames += 1
             log.debug("event=szy206_downlink_seen link=%s afn=%02X", self.name, frame.afn)
-            return
-        waiter = self._waiter
-        if (
-            waiter is not None
-            and frame.afn == waiter.afn
-            and frame.address == waiter.address
-            and not waiter.future.done()
-        ):
-            if frame.fcb not in waiter.fcbs:
-                log.debug(
-                    "event=szy206_fcb_not_echoed link=%s fcb=%d sent=%s", self.name, frame.fcb, sorted(waiter.fcbs)
-                )
-            waiter.future.set_result(Answer(frame, arrived))
             return
         meter = self._meters.get(frame.address)
         if meter is None:
             self.counters.unknown_frames += 1
             level = logging.DEBUG if frame.address in self._warned else logging.WARNING
             self._warned.add(frame.address)
-            log.log(
-                level,
-                "event=szy206_unknown_address link=%s address=%s afn=%02X",
-                self.name,
-                address_text(frame.address),
-                frame.afn,
-            )
-        elif frame.afn in REPORT_AFNS:
-            self.reports.handle(meter, frame, arrived)
-        elif frame.afn == AFN.LINK:
+            log.log(level, "event=szy206_unknown_address link=%s address=%s afn=%02X", self.name,
+                    address_text(frame.address), frame.afn)
+        elif isinstance(event, ReportReceived | ReportRepeated) and frame.afn in REPORT_AFNS:
+            self.reports.handle(meter, event, self.clock())
+        elif isinstance(event, LinkCheck):
             self.counters.link_checks += 1
             self._send_quietly(build_link_reply(frame), meter, "link_reply")
         else:
             self.counters.stray_frames += 1
-            log.info(
-                "event=szy206_stray_frame link=%s meter=%s afn=%02X fcb=%d", self.name, meter.id, frame.afn, frame.fcb
-            )
+            log.info("event=szy206_stray_frame link=%s meter=%s afn=%02X fcb=%d", self.name, meter.id, frame.afn,
+                     frame.fcb)
+
+    def _sync_counters(self) -> None:
+        """Copy what the conversation threw away into the counters; log new rejections."""
+        conv, counters = self.conversation, self.counters
+        counters.frames_ok = conv.frames_received
+        counters.resyncs = conv.resyncs
+        counters.bytes_discarded = conv.bytes_discarded
+        counters.bad_frames = conv.frames_rejected
+        discarded, rejected, resyncs = self._seen
+        if conv.resyncs != resyncs:
+            log.info("event=szy206_resync link=%s buffered=%d reason=%r", self.name, conv.buffered, "idle")
+        if conv.frames_rejected != rejected:
+            log.warning("event=szy206_bad_frame link=%s rejected=%d discarded=%d reason=%r", self.name,
+                        conv.frames_rejected - rejected, conv.bytes_discarded - discarded, conv.last_error)
+        self._seen = (conv.bytes_discarded, conv.frames_rejected, conv.resyncs)
 
     def _send_quietly(self, frame: Frame, meter: Szy206Meter, what: str) -> bool:
         try:

@@ -7,7 +7,9 @@ the report to a kill, a power cut or a full disk inside the commit. Its readings
 own time: the Tp converted to UTC (protocols/szy206/times.py), or the arrival time when it has none.
 A resent report (same content, FCB one lower: the meter missed our confirm, or our commit was slow)
 is not handed over twice: if it is already durable it is confirmed again at once, if its commit is
-still running the confirm that follows the commit answers the resend's FCB.
+still running the confirm that follows the commit answers the resend's FCB. Telling copies apart
+is the link's conversation's (protocols/szy206/conversation.py: ``take``, ``confirm``,
+``abandon``); this module runs the commits.
 
 Confirm form (notes section 4, the sources differ): same AFN, DIR = 0, the report's FCB and type
 code echoed, data = one work-mode byte, 00H "compatible" by default. 00H keeps the meter
@@ -26,18 +28,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from meterlink.drivers.base import DecodeError, Reading
-from meterlink.protocols.szy206 import AFN, AlarmBit, Frame, SZY206Error, build_confirm, parse_flow_report
+from meterlink.protocols.szy206 import (
+    AFN,
+    AlarmBit,
+    Conversation,
+    Frame,
+    ReportReceived,
+    ReportRepeated,
+    SZY206Error,
+    Taking,
+    parse_flow_report,
+)
 from meterlink.protocols.szy206.errors import DataError
-from meterlink.protocols.szy206.times import label_to_ms, time_label_at
+from meterlink.protocols.szy206.times import label_to_ms, reply_label
 
+from .counters import LinkCounters
 from .meter import Szy206Meter, report_readings
-
-if TYPE_CHECKING:
-    from .link import LinkCounters
 
 log = logging.getLogger("meterlink.szy206")
 
@@ -47,74 +55,60 @@ ReportCallback = Callable[[str, list[Reading]], Awaitable[object]]
 Send = Callable[[Frame, Szy206Meter, str], bool]  # (frame, meter, what) -> written
 
 
-@dataclass(slots=True)
-class _Taking:
-    """A report whose readings are being committed; ``latest`` is the last copy of it that arrived."""
-
-    key: tuple[object, ...]
-    latest: Frame
-    arrived: int
-
-
 class SelfReports:
     """The self-report side of one link (see the module docstring).
 
     Args:
         link: the link's name in logs.
         counters: the link's counters (self_reports, duplicate_reports, confirms_sent, ...).
+        conversation: the link's conversation: which copies are new, the confirm to send.
         send: writes a frame on the link; False when it could not.
         on_report: awaited with (meter id, readings); returns once they are durable. None: nobody
             takes reports here, so none is confirmed (the meter keeps them for the agent).
+        clock: our time, ms since the epoch (a confirm's Tp).
         utc_offset_h: the site's time zone.
         tp_ahead_s: how far ahead of ours a meter's clock may be.
-        confirm_work_mode: the work-mode byte of confirms, None for none.
     """
 
     def __init__(
         self,
         link: str,
         counters: LinkCounters,
+        conversation: Conversation,
         send: Send,
         on_report: ReportCallback | None,
         *,
+        clock: Callable[[], int],
         utc_offset_h: float,
         tp_ahead_s: float,
-        confirm_work_mode: int | None,
     ) -> None:
         self.link = link
         self.counters = counters
+        self.conversation = conversation
         self.send = send
         self.on_report = on_report
+        self.clock = clock
         self.utc_offset_h = utc_offset_h
         self.tp_ahead_s = tp_ahead_s
-        self.confirm_work_mode = confirm_work_mode
-        self._last: dict[str, tuple[tuple[object, ...], int]] = {}  # meter id -> (content, FCB) taken
-        self._taking: dict[str, _Taking] = {}  # meter id -> the report whose commit runs
         self._tasks: set[asyncio.Task[None]] = set()
         self._alarms: dict[str, int] = {}
         self._tp_warned: set[str] = set()
 
-    def handle(self, meter: Szy206Meter, frame: Frame, arrived: int) -> None:
+    def handle(self, meter: Szy206Meter, event: ReportReceived | ReportRepeated, arrived: int) -> None:
         """Take one report of ``meter`` that arrived at ``arrived`` (ms). Never raises.
 
         Called from the link's receive path; the commit and the confirm run in a task of their own.
         """
         self.counters.self_reports += 1
-        key = (frame.afn, frame.function, frame.data, frame.tp)
-        taking = self._taking.get(meter.id)
-        if taking is not None and taking.key == key:
-            # Sent again while we commit it: the confirm after the commit answers this copy.
-            taking.latest, taking.arrived = frame, arrived
+        frame = event.frame
+        if isinstance(event, ReportRepeated):
             self.counters.duplicate_reports += 1
-            log.info("event=szy206_report_resent link=%s meter=%s fcb=%d committing=1", self.link, meter.id, frame.fcb)
-            return
-        last = self._last.get(meter.id)
-        if last is not None and last[0] == key and frame.fcb < last[1]:
-            # The meter missed our confirm and sent the same report again (FCB one lower).
-            self._last[meter.id] = (key, frame.fcb)
-            self.counters.duplicate_reports += 1
-            log.info("event=szy206_report_resent link=%s meter=%s fcb=%d", self.link, meter.id, frame.fcb)
-            self._confirm(meter, frame, arrived)
+            if event.committing:  # the confirm after the commit answers this copy
+                log.info("event=szy206_report_resent link=%s meter=%s fcb=%d committing=1", self.link, meter.id,
+                         frame.fcb)
+            else:  # the meter missed our confirm and sent the same report again (FCB one lower)
+                log.info("event=szy206_report_resent link=%s meter=%s fcb=%d", self.link, meter.id, frame.fcb)
+                self._confirm(meter, frame)
             return
         try:
             report = parse_flow_report(frame)
@@ -130,8 +124,7 @@ class SelfReports:
             log.info("event=szy206_report_not_taken link=%s meter=%s reason=%r", self.link, meter.id,
                      "no store here: left with the meter, unconfirmed")
             return
-        taking = _Taking(key, frame, arrived)
-        self._taking[meter.id] = taking
+        taking = self.conversation.take(frame)
         task = asyncio.get_running_loop().create_task(
             self._take(self.on_report, meter, readings, taking), name=f"meterlink.szy206.report.{meter.id}"
         )
@@ -139,22 +132,20 @@ class SelfReports:
         task.add_done_callback(self._tasks.discard)
 
     async def _take(self, on_report: ReportCallback, meter: Szy206Meter, readings: list[Reading],
-                    taking: _Taking) -> None:
+                    taking: Taking) -> None:
         try:
             await on_report(meter.id, readings)
         except asyncio.CancelledError:
+            self.conversation.abandon(taking)
             raise
         except Exception as exc:
+            # Not remembered: a resend of a report we failed to take is new to us.
+            self.conversation.abandon(taking)
             self.counters.unconfirmed_reports += 1
             log.warning("event=szy206_report_not_stored link=%s meter=%s error=%r action=%r", self.link, meter.id,
                         f"{type(exc).__name__}: {exc}", "not confirmed: the meter keeps it and sends it again")
             return
-        finally:
-            if self._taking.get(meter.id) is taking:
-                del self._taking[meter.id]
-        # Remembered only once durable: a resend of a report we failed to take is new to us.
-        self._last[meter.id] = (taking.key, taking.latest.fcb)
-        self._confirm(meter, taking.latest, taking.arrived)
+        self._confirm(meter, taking)
 
     @property
     def taking(self) -> int:
@@ -183,12 +174,11 @@ class SelfReports:
             log.warning("event=szy206_bad_time_label meter=%s tp=%r using=arrival", meter.id, tp)
             return arrived
 
-    def _confirm(self, meter: Szy206Meter, report: Frame, now: int) -> None:
-        tp = None
-        if report.tp is not None:
-            tp = time_label_at(now, tp_len=report.tp.size, utc_offset_h=self.utc_offset_h,
-                               delay_min=report.tp.delay_min)
-        if self.send(build_confirm(report, work_mode=self.confirm_work_mode, tp=tp), meter, "confirm"):
+    def _confirm(self, meter: Szy206Meter, report: Frame | Taking) -> None:
+        """Confirm now: our clock in the report's Tp edition, with its delay (every copy has the same Tp)."""
+        first = report.frame if isinstance(report, Taking) else report
+        tp = reply_label(first.tp, self.clock(), utc_offset_h=self.utc_offset_h)
+        if self.send(self.conversation.confirm(report, tp=tp), meter, "confirm"):
             self.counters.confirms_sent += 1
 
     def note_alarm(self, meter: Szy206Meter, alarm: int) -> None:

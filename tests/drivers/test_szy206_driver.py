@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import pytest
+from support.szy206 import FakeClock, address, endpoint, run, sim_meter, wall_ms
 
 from meterlink.drivers.base import BadFrame, DecodeError, MeterTimeout, Reading, TransportError
 from meterlink.drivers.modbus.bus import SerialParams, TcpParams
@@ -17,51 +15,8 @@ from meterlink.protocols.szy206 import AFN, Address, Frame, Meter
 from meterlink.sim.szy206_meter import Fault, SimSzy206Meter
 from meterlink.sim.szy206_meter_server import Szy206SimServer
 
-T = TypeVar("T")
-START = 1_717_200_000.0  # 2024-06-01 08:00 at the site (UTC+8)
 TIMEOUT = 0.2
 TRANSPORTS = ["pty", "tcp"]
-
-
-class FakeClock:
-    """Seconds since the epoch, moved by the test."""
-
-    def __init__(self, t: float = START) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def run(body: Callable[[], Awaitable[T]]) -> T:
-    """Run one test body in a fresh loop; fail if it leaves tasks or file descriptors behind."""
-    fds = set(os.listdir("/proc/self/fd"))
-
-    async def wrapped() -> T:
-        result = await body()
-        await asyncio.sleep(0)
-        leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-        assert not leftovers, leftovers
-        return result
-
-    result = asyncio.run(wrapped())
-    assert set(os.listdir("/proc/self/fd")) <= fds, "file descriptors leaked"
-    return result
-
-
-def address(station: int = 13) -> Address:
-    return Address(division="530381", station=station)
-
-
-def sim_meter(station: int = 13, **kwargs: object) -> SimSzy206Meter:
-    kwargs.setdefault("clock", FakeClock())
-    return SimSzy206Meter(address(station), **kwargs)  # type: ignore[arg-type]
-
-
-async def endpoint(server: Szy206SimServer, kind: str) -> SerialParams | TcpParams:
-    if kind == "pty":
-        return SerialParams(device=server.start_pty())
-    return TcpParams("127.0.0.1", await server.start_tcp())
 
 
 def by_quantity(readings: list[Reading]) -> dict[str, float]:
@@ -124,7 +79,8 @@ def test_several_meters_share_one_pty() -> None:
 
     async def body() -> None:
         server = Szy206SimServer(sims)
-        driver = Szy206Driver(Szy206Link("bus", SerialParams(device=server.start_pty()), timeout=TIMEOUT, retries=0))
+        params = SerialParams(device=server.start_pty())
+        driver = Szy206Driver(Szy206Link("bus", params, timeout=TIMEOUT, retries=0, clock=wall_ms))
         try:
             results = await asyncio.gather(*(driver.read(m, 0) for m in meters))
             for readings, meter, sim in zip(results, meters, sims, strict=True):
@@ -150,7 +106,7 @@ def test_no_answer_times_out_after_every_try_with_fcb_counting_down(kind: str, r
 
     async def body() -> None:
         server = Szy206SimServer([sim])
-        link = Szy206Link("t", await endpoint(server, kind), timeout=TIMEOUT, retries=retries)
+        link = Szy206Link("t", await endpoint(server, kind), timeout=TIMEOUT, retries=retries, clock=wall_ms)
         try:
             with pytest.raises(MeterTimeout, match=rf"530381:13 .* x {1 + retries} tries"):
                 await Szy206Driver(link).read(Szy206Meter("m", address()), 0)
@@ -173,7 +129,7 @@ def test_bad_crc_is_a_bad_frame(kind: str) -> None:
 
     async def body() -> None:
         server = Szy206SimServer([sim])
-        link = Szy206Link("t", await endpoint(server, kind), timeout=TIMEOUT, retries=1)
+        link = Szy206Link("t", await endpoint(server, kind), timeout=TIMEOUT, retries=1, clock=wall_ms)
         try:
             with pytest.raises(BadFrame, match="no valid answer in 2 tries"):
                 await Szy206Driver(link).read(Szy206Meter("m", address()), 0)
@@ -202,7 +158,7 @@ def test_a_retry_recovers_from_one_bad_answer() -> None:
 
     async def body() -> None:
         server = Szy206SimServer([sim])
-        link = Szy206Link("t", SerialParams(device=server.start_pty()), timeout=TIMEOUT)
+        link = Szy206Link("t", SerialParams(device=server.start_pty()), timeout=TIMEOUT, clock=wall_ms)
         try:
             readings = await Szy206Driver(link).read(Szy206Meter("m", address()), 0)
             assert_matches(readings, sim.values())
@@ -224,7 +180,7 @@ def test_split_frames_and_garbage_still_decode(kind: str) -> None:
 
     async def body() -> None:
         server = Szy206SimServer([sim])
-        link = Szy206Link("t", await endpoint(server, kind), timeout=0.5, retries=0)
+        link = Szy206Link("t", await endpoint(server, kind), timeout=0.5, retries=0, clock=wall_ms)
         driver = Szy206Driver(link)
         try:
             for _ in range(4):
@@ -248,7 +204,7 @@ def test_value_faults_seen_from_the_driver() -> None:
 
     async def body() -> None:
         server = Szy206SimServer([sim])
-        driver = Szy206Driver(Szy206Link("t", SerialParams(device=server.start_pty()), timeout=TIMEOUT))
+        driver = Szy206Driver(Szy206Link("t", SerialParams(device=server.start_pty()), timeout=TIMEOUT, clock=wall_ms))
 
         async def read() -> tuple[float, float]:
             values = by_quantity(await driver.read(meter, 0))
@@ -292,7 +248,7 @@ def test_invalid_and_absent_values_give_no_reading(caplog: pytest.LogCaptureFixt
 
     async def body() -> None:
         server = Szy206SimServer([sim])
-        driver = Szy206Driver(Szy206Link("t", SerialParams(device=server.start_pty()), timeout=TIMEOUT))
+        driver = Szy206Driver(Szy206Link("t", SerialParams(device=server.start_pty()), timeout=TIMEOUT, clock=wall_ms))
         meter = Szy206Meter("m", address(), pairs=2)
         try:
             sim.set_fault(Fault.INVALID)
@@ -317,7 +273,7 @@ def test_fewer_pairs_than_configured_is_a_decode_error() -> None:
 
     async def body() -> None:
         server = Szy206SimServer([sim])
-        driver = Szy206Driver(Szy206Link("t", SerialParams(device=server.start_pty()), timeout=TIMEOUT))
+        driver = Szy206Driver(Szy206Link("t", SerialParams(device=server.start_pty()), timeout=TIMEOUT, clock=wall_ms))
         try:
             with pytest.raises(DecodeError, match="1 flow/volume pairs, configured 3"):
                 await driver.read(Szy206Meter("m", address(), pairs=3), 0)
@@ -332,7 +288,7 @@ def test_missing_port_is_a_transport_error_retried_at_most_once_per_timeout() ->
     """A port that cannot be opened: TransportError; the next request inside the timeout does not retry."""
 
     async def body() -> None:
-        link = Szy206Link("t", SerialParams(device="/dev/meterlink-no-such-port"), timeout=TIMEOUT)
+        link = Szy206Link("t", SerialParams(device="/dev/meterlink-no-such-port"), timeout=TIMEOUT, clock=wall_ms)
         driver = Szy206Driver(link)
         try:
             for _ in range(2):
@@ -352,7 +308,7 @@ def test_tcp_link_reconnects_after_the_meter_restarts() -> None:
     async def body() -> None:
         server = Szy206SimServer([sim])
         port = await server.start_tcp()
-        link = Szy206Link("t", TcpParams("127.0.0.1", port), timeout=TIMEOUT)
+        link = Szy206Link("t", TcpParams("127.0.0.1", port), timeout=TIMEOUT, clock=wall_ms)
         driver = Szy206Driver(link)
         meter = Szy206Meter("m", address())
         try:
@@ -382,7 +338,7 @@ def test_pty_link_reopens_after_the_line_goes_away() -> None:
 
     async def body() -> None:
         server = Szy206SimServer([sim])
-        link = Szy206Link("t", SerialParams(device=server.start_pty()), timeout=TIMEOUT)
+        link = Szy206Link("t", SerialParams(device=server.start_pty()), timeout=TIMEOUT, clock=wall_ms)
         driver = Szy206Driver(link)
         try:
             assert await driver.read(Szy206Meter("m", address()), 0)
@@ -402,7 +358,7 @@ def test_pty_link_reopens_after_the_line_goes_away() -> None:
 
 def test_a_meter_address_belongs_to_one_meter_id() -> None:
     """Two meter ids with one address on a link is a configuration error."""
-    link = Szy206Link("t", SerialParams(device="/dev/null"), meters=[Szy206Meter("a", address())])
+    link = Szy206Link("t", SerialParams(device="/dev/null"), meters=[Szy206Meter("a", address())], clock=wall_ms)
     link.add_meter(Szy206Meter("a", address(), pairs=2))  # the same meter, reconfigured
     with pytest.raises(ValueError, match="already meter a"):
         link.add_meter(Szy206Meter("b", address()))
@@ -428,4 +384,4 @@ def test_meter_config_is_checked(kwargs: dict[str, object], message: str) -> Non
 )
 def test_link_config_is_checked(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        Szy206Link("t", SerialParams(device="/dev/null"), **kwargs)  # type: ignore[arg-type]
+        Szy206Link("t", SerialParams(device="/dev/null"), clock=wall_ms, **kwargs)  # type: ignore[arg-type]

@@ -3,50 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import pytest
+from support.szy206 import address, run, sim_meter
 
 from meterlink.drivers.base import Reading
 from meterlink.drivers.modbus.bus import SerialParams, TcpParams
 from meterlink.drivers.szy206 import Szy206Driver, Szy206Link, Szy206Meter
-from meterlink.protocols.szy206 import AFN, Address, Meter
+from meterlink.protocols.szy206 import AFN, Meter
 from meterlink.protocols.szy206.times import time_label_at
-from meterlink.sim.szy206_meter import Fault, SimSzy206Meter
+from meterlink.sim.szy206_meter import Fault
 from meterlink.sim.szy206_meter_server import Szy206SimServer
 
-T = TypeVar("T")
 START = 1_717_200_000  # 2024-06-01 08:00:00 at the site (UTC+8)
 START_MS = START * 1000
 GATEWAY_MS = START_MS + 1_500  # the gateway's clock, 1.5 s after the meter's label
 CONFIRM_TIMEOUT = 0.15
 TRANSPORTS = ["pty", "tcp"]
-
-
-def run(body: Callable[[], Awaitable[T]]) -> T:
-    """Run one test body in a fresh loop; fail if it leaves tasks or file descriptors behind."""
-    fds = set(os.listdir("/proc/self/fd"))
-
-    async def wrapped() -> T:
-        result = await body()
-        await asyncio.sleep(0)
-        leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-        assert not leftovers, leftovers
-        return result
-
-    result = asyncio.run(wrapped())
-    assert set(os.listdir("/proc/self/fd")) <= fds, "file descriptors leaked"
-    return result
-
-
-def address(station: int = 13) -> Address:
-    return Address(division="530381", station=station)
-
-
-def sim_meter(station: int = 13, **kwargs: object) -> SimSzy206Meter:
-    return SimSzy206Meter(address(station), clock=lambda: float(START), **kwargs)  # type: ignore[arg-type]
 
 
 class Collector:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import pytest
+from support.szy206 import run, wall_ms
 
 from meterlink.drivers.base import DecodeError, MeterTimeout, Reading, TransportError
 from meterlink.drivers.modbus.bus import TcpParams
@@ -26,25 +25,8 @@ from meterlink.protocols.szy206 import (
     parse_link_reply,
 )
 
-T = TypeVar("T")
 A13 = Address(division="530381", station=13)
 Script = Callable[[Frame, asyncio.StreamWriter], Awaitable[None]]
-
-
-def run(body: Callable[[], Awaitable[T]]) -> T:
-    """Run one test body in a fresh loop; fail if it leaves tasks or file descriptors behind."""
-    fds = set(os.listdir("/proc/self/fd"))
-
-    async def wrapped() -> T:
-        result = await body()
-        await asyncio.sleep(0)
-        leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-        assert not leftovers, leftovers
-        return result
-
-    result = asyncio.run(wrapped())
-    assert set(os.listdir("/proc/self/fd")) <= fds, "file descriptors leaked"
-    return result
 
 
 class Peer:
@@ -113,7 +95,7 @@ def test_a_late_answer_is_not_taken_for_the_next_query() -> None:
 
     async def body() -> None:
         peer = Peer(script)
-        link = Szy206Link("t", await peer.start(), timeout=0.2, retries=0)
+        link = Szy206Link("t", await peer.start(), timeout=0.2, retries=0, clock=wall_ms)
         driver = Szy206Driver(link)
         meter = Szy206Meter("m", A13)
         try:
@@ -141,7 +123,7 @@ def test_an_echo_of_our_own_query_is_skipped() -> None:
 
     async def body() -> None:
         peer = Peer(script)
-        link = Szy206Link("t", await peer.start(), timeout=0.2)
+        link = Szy206Link("t", await peer.start(), timeout=0.2, clock=wall_ms)
         driver = Szy206Driver(link)
         try:
             assert values(await driver.read(Szy206Meter("m", A13), 0)) == {"flow_rate": 1.5, "volume_total": 42.0}
@@ -161,7 +143,7 @@ def test_an_answer_without_flow_data_is_a_decode_error() -> None:
 
     async def body() -> None:
         peer = Peer(script)
-        driver = Szy206Driver(Szy206Link("t", await peer.start(), timeout=0.2))
+        driver = Szy206Driver(Szy206Link("t", await peer.start(), timeout=0.2, clock=wall_ms))
         try:
             with pytest.raises(DecodeError, match="type code 2"):
                 await driver.read(Szy206Meter("m", A13), 0)
@@ -180,7 +162,7 @@ def test_link_checks_of_a_known_meter_are_answered() -> None:
 
     async def body() -> None:
         peer = Peer(script)
-        link = Szy206Link("t", await peer.start(), timeout=0.2, meters=[Szy206Meter("m", A13)])
+        link = Szy206Link("t", await peer.start(), timeout=0.2, clock=wall_ms, meters=[Szy206Meter("m", A13)])
         try:
             await link.open()
             for _ in range(50):
@@ -211,7 +193,7 @@ def test_close_ends_a_waiting_query() -> None:
 
     async def body() -> None:
         peer = Peer(script)
-        link = Szy206Link("t", await peer.start(), timeout=5.0)
+        link = Szy206Link("t", await peer.start(), timeout=5.0, clock=wall_ms)
         driver = Szy206Driver(link)
         try:
             read = asyncio.create_task(driver.read(Szy206Meter("m", A13), 0))

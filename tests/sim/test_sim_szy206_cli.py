@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from support.szy206 import wall_ms
 
 from meterlink.drivers.base import MeterTimeout, Reading
 from meterlink.drivers.modbus.bus import SerialParams, TcpParams
@@ -142,7 +143,8 @@ def test_a_whole_run_serves_tcp_and_pty_until_sigterm() -> None:
 
             for params in (TcpParams(host, int(port)), SerialParams(device=pty_line[2])):
                 reporters.clear()
-                driver = Szy206Driver(Szy206Link("cli", params, timeout=0.3, retries=0, on_report=on_report))
+                link = Szy206Link("cli", params, timeout=0.3, retries=0, on_report=on_report, clock=wall_ms)
+                driver = Szy206Driver(link)
                 try:
                     values = {r.quantity: r.value for r in await driver.read(m13, 0)}
                     assert values["flow_rate"] > 0 and values["volume_total_2"] > 0
