@@ -9,7 +9,9 @@ Simulated time runs ``speed`` times faster than ``clock`` from the moment the me
 Time labels (Tp) give simulated time in site local time; 0, 5 (SZY206-2016) or 7 bytes.
 
 This module decides what to send; :mod:`meterlink.sim.szy206_meter_server` moves the bytes,
-times the self-reports and waits for their confirms. Wire faults are carried out by
+times the self-reports and waits for their confirms. A self-report in flight, its FCB countdown
+and which confirm answers it follow the codec's conversation (protocols/szy206/conversation.py,
+a terminal whose tries the server times). Wire faults are carried out by
 :meth:`SimSzy206Meter.wire`, which turns one frame into timed pieces of bytes.
 """
 
@@ -20,7 +22,6 @@ import random
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import replace
 from enum import StrEnum
 from itertools import pairwise
 
@@ -31,11 +32,14 @@ from meterlink.protocols.szy206 import (
     INVALID,
     Address,
     AlarmBit,
+    Answered,
     Confirm,
+    Conversation,
     Frame,
     Meter,
+    Request,
+    Role,
     StatusBit,
-    SZY206Error,
     TimeLabel,
     WorkMode,
     build_flow_report,
@@ -98,14 +102,7 @@ class SimSzy206Meter:
         report_interval: float | None = None,
         utc_offset_h: float = SITE_UTC_OFFSET_H,
     ) -> None:
-        if not 1 <= pairs <= MAX_PAIRS:
-            raise ValueError(f"pairs must be 1..{MAX_PAIRS}, got {pairs}")
-        if tp_len not in (0, 5, 7):
-            raise ValueError(f"tp_len must be 0, 5 or 7, got {tp_len}")
-        if not (math.isfinite(speed) and speed > 0):
-            raise ValueError(f"speed must be positive, got {speed}")
-        if report_interval is not None and not (math.isfinite(report_interval) and report_interval > 0):
-            raise ValueError(f"report_interval must be positive, got {report_interval}")
+        _check_settings(pairs, tp_len, speed, report_interval)
         self.address = address
         self.pairs = pairs
         self.tp_len = tp_len
@@ -133,7 +130,9 @@ class SimSzy206Meter:
         self._rng = random.Random(rng.getrandbits(64))  # wire faults only
         self._faults: set[Fault] = set()
         self._noise_count = 0
-        self._report: Frame | None = None
+        self._conversation = Conversation(Role.TERMINAL)  # the server times the tries
+        self._request: Request | None = None
+        self._report: Frame | None = None  # the try sent last
         self.queries_answered = 0
         self.queries_ignored = 0
         self.unsupported = 0
@@ -279,18 +278,15 @@ class SimSzy206Meter:
             self.confirms_ignored += 1
             self.faults_applied[Fault.IGNORE_CONFIRM] += 1
             return False
-        try:
-            confirm = parse_confirm(frame)
-        except SZY206Error:
-            self.confirms_unexpected += 1
-            return False
-        if self._report is None or frame.afn != self._report.afn:
+        self._conversation.receive_frame(frame, self._now_ms())
+        event = self._conversation.next_event()
+        if not isinstance(event, Answered):  # no report in flight, another AFN, not a confirm
             self.confirms_unexpected += 1
             return False
         self.last_confirmed = self._report
-        self._report = None
+        self._report = self._request = None
         self.confirms_received += 1
-        self.last_confirm = confirm
+        self.last_confirm = parse_confirm(frame)
         return True
 
     # --- self-reports ----------------------------------------------------------------------------
@@ -306,30 +302,38 @@ class SimSzy206Meter:
 
     def start_report(self, afn: int = AFN.REPORT) -> Frame:
         """A new self-report (C0H by default, or 81H/82H) with FCB 3, now in flight."""
-        if self._report is not None:
+        if self._request is not None:
             self.reports_failed += 1  # a newer report replaces one never confirmed
-        self._report = self._flow_frame(afn, 3)
+            self._conversation.cancel(self._request)
+        self._request = self._conversation.request(self._flow_frame(afn, 3), self._now_ms())
+        self._report = self._request.frame
         self.reports_sent += 1
         if not self.needs_confirm:
             self.faults_applied[Fault.NO_CONFIRM_NEEDED] += 1
         return self._report
 
     def resend(self) -> Frame | None:
-        """The report in flight again with FCB one lower; None when FCB 0 was sent (failed)."""
-        report = self._report
-        if report is None:
+        """The confirm of the report in flight timed out: the report again with FCB one lower;
+        None when FCB 0 was sent (it failed)."""
+        if self._request is None:
             return None
-        if report.fcb == 0:
-            self._report = None
+        frame = self._conversation.retry(self._request)
+        if frame is None:
+            self._report = self._request = None
             self.reports_failed += 1
             return None
-        self._report = replace(report, fcb=report.fcb - 1)
+        self._report = frame
         self.report_resends += 1
-        return self._report
+        return frame
 
     def forget_report(self) -> None:
         """Stop waiting for a confirm (``no_confirm_needed``)."""
-        self._report = None
+        if self._request is not None:
+            self._conversation.cancel(self._request)
+        self._report = self._request = None
+
+    def _now_ms(self) -> int:
+        return math.floor(self.now() * 1000)
 
     # --- bytes on the wire -----------------------------------------------------------------------
 
@@ -363,3 +367,14 @@ class SimSzy206Meter:
             # until the receiver gives up on the candidate.
             noise = bytes((0x68, rng.randint(60, 250), 0x68)) + noise
         return noise
+
+
+def _check_settings(pairs: int, tp_len: int, speed: float, report_interval: float | None) -> None:
+    if not 1 <= pairs <= MAX_PAIRS:
+        raise ValueError(f"pairs must be 1..{MAX_PAIRS}, got {pairs}")
+    if tp_len not in (0, 5, 7):
+        raise ValueError(f"tp_len must be 0, 5 or 7, got {tp_len}")
+    if not (math.isfinite(speed) and speed > 0):
+        raise ValueError(f"speed must be positive, got {speed}")
+    if report_interval is not None and not (math.isfinite(report_interval) and report_interval > 0):
+        raise ValueError(f"report_interval must be positive, got {report_interval}")

@@ -9,9 +9,10 @@ them on any number of endpoints:
 
 Every endpoint is a shared line: a frame is handled only by the meter it is addressed to, frames
 for other addresses and uplink frames are counted and ignored. Input goes through the codec's
-:class:`Reassembler` (noise skipped and counted). B0H queries are answered on the endpoint they
-came from; self-reports go to every endpoint (every connected agent), and each is resent with a
-lower FCB when no confirm comes within ``confirm_timeout`` (FCB 3, 2, 1, 0, then it failed).
+:class:`LineReader` (noise skipped and counted, a partial frame given up after a pause). B0H
+queries are answered on the endpoint they came from; self-reports go to every endpoint (every
+connected agent), and each is resent with a lower FCB when no confirm comes within
+``confirm_timeout`` (FCB 3, 2, 1, 0, then it failed: the meter's conversation counts the tries).
 Output goes through one writer task per endpoint, so the pauses of ``split_frames`` never let two
 frames interleave.
 """
@@ -24,7 +25,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from meterlink.protocols.szy206 import AFN, NEED_DATA, Address, BufferFullError, Frame, Reassembler
+from meterlink.protocols.szy206 import AFN, NEED_DATA, Address, Frame, LineReader
 from meterlink.protocols.szy206.layout import REPORT_AFNS
 
 from .listeners import close_listeners
@@ -33,7 +34,7 @@ from .szy206_meter import SimSzy206Meter
 
 log = logging.getLogger("meterlink.sim.szy206")
 
-RESYNC_AFTER_S = 0.2  # give up a partial frame after this long without a byte
+RESYNC_AFTER_MS = 200  # give up a partial frame after this long without a byte
 Pieces = list[tuple[float, bytes]]
 
 
@@ -52,12 +53,13 @@ class ServerStats:
 
 
 class _Endpoint:
-    """One line: a reassembler for what arrives, a writer task for what leaves."""
+    """One line: a reader for what arrives, a writer task for what leaves."""
 
     def __init__(self, name: str, stats: ServerStats) -> None:
         self.name = name
         self.stats = stats
-        self.rx = Reassembler()
+        self.rx = LineReader(resync_after_ms=RESYNC_AFTER_MS)
+        self.seen = (0, 0)  # the reader's (discarded, rejected) already added to the stats
         self.resync: asyncio.TimerHandle | None = None
         self._queue: asyncio.Queue[Pieces] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_loop(), name=f"szy206-sim-writer {name}")
@@ -211,23 +213,27 @@ class Szy206SimServer:
     # --- frames in -------------------------------------------------------------------------------
 
     def _received(self, endpoint: _Endpoint, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
         rx = endpoint.rx
-        discarded, rejected = rx.bytes_discarded, rx.frames_rejected
-        try:
-            rx.feed(data)
-        except BufferFullError:
-            self.stats.bytes_discarded += rx.buffered
-            endpoint.rx = rx = Reassembler()
-            discarded = rejected = 0
-            rx.feed(data)
+        rx.feed(data, int(loop.time() * 1000))
         try:
             while (frame := rx.next_frame()) is not NEED_DATA:
                 self._handle(endpoint, frame)
         except Exception:
             # A bug, not bad bytes: log it and go on serving with a fresh buffer.
             log.exception("event=sim_szy206_receive_failed endpoint=%r", endpoint.name)
-            endpoint.rx = Reassembler()
-            return
+            rx.drop_buffered()
+        self._count_garbage(endpoint)
+        if endpoint.resync is not None:
+            endpoint.resync.cancel()
+            endpoint.resync = None
+        deadline = rx.deadline()
+        if deadline is not None:
+            endpoint.resync = loop.call_at(deadline / 1000, self._give_up, endpoint, deadline)
+
+    def _count_garbage(self, endpoint: _Endpoint) -> None:
+        rx = endpoint.rx
+        discarded, rejected = endpoint.seen
         if rx.bytes_discarded != discarded:
             self.stats.bytes_discarded += rx.bytes_discarded - discarded
             self.stats.frames_rejected += rx.frames_rejected - rejected
@@ -238,16 +244,12 @@ class Szy206SimServer:
                 rx.frames_rejected - rejected,
                 rx.last_error,
             )
-        if endpoint.resync is not None:
-            endpoint.resync.cancel()
-            endpoint.resync = None
-        if rx.buffered:
-            endpoint.resync = asyncio.get_running_loop().call_later(RESYNC_AFTER_S, self._give_up, endpoint)
+        endpoint.seen = (rx.bytes_discarded, rx.frames_rejected)
 
-    def _give_up(self, endpoint: _Endpoint) -> None:
+    def _give_up(self, endpoint: _Endpoint, deadline: int) -> None:
         endpoint.resync = None
-        self.stats.resyncs += 1
-        endpoint.rx.resync()
+        if endpoint.rx.tick(deadline):
+            self.stats.resyncs += 1
         self._received(endpoint, b"")
 
     def _handle(self, endpoint: _Endpoint, frame: Frame) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from support.szy206 import START, FakeClock
 
 from meterlink.protocols.szy206 import (
     AFN,
@@ -23,16 +24,7 @@ from meterlink.protocols.szy206 import (
 )
 from meterlink.sim.szy206_meter import Fault, SimSzy206Meter
 
-START = 1_717_200_000.0  # 2024-06-01 00:00 UTC = 08:00 at the site
 A13 = Address(division="530381", station=13)
-
-
-class FakeClock:
-    def __init__(self, t: float = START) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def meter(clock: FakeClock | None = None, **kwargs: object) -> SimSzy206Meter:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import pytest
+from support.szy206 import START, run
 
 from meterlink.protocols.szy206 import (
     AFN,
@@ -25,26 +24,8 @@ from meterlink.protocols.szy206 import (
 from meterlink.sim.szy206_meter import Fault, SimSzy206Meter
 from meterlink.sim.szy206_meter_server import Szy206SimServer
 
-T = TypeVar("T")
-START = 1_717_200_000.0
 A13 = Address(division="530381", station=13)  # 0x0D: a cooked pty would turn it into 0D 0A
 A14 = Address(division="530381", station=14)
-
-
-def run(body: Callable[[], Awaitable[T]]) -> T:
-    """Run one test body in a fresh loop; fail if it leaves tasks or file descriptors behind."""
-    fds = set(os.listdir("/proc/self/fd"))
-
-    async def wrapped() -> T:
-        result = await body()
-        await asyncio.sleep(0)
-        leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-        assert not leftovers, leftovers
-        return result
-
-    result = asyncio.run(wrapped())
-    assert set(os.listdir("/proc/self/fd")) <= fds, "file descriptors leaked"
-    return result
 
 
 def sim(address: Address = A13, **kwargs: object) -> SimSzy206Meter:
