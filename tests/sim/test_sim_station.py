@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from support.szy206 import run
 
 from meterlink.protocols.szy206 import (
     AFN,
@@ -33,29 +32,12 @@ from meterlink.protocols.szy206 import (
 )
 from meterlink.sim.station import Station, UnknownTerminal
 
-T = TypeVar("T")
 ADDR = Address(division="530381", station=13)
 OTHER = Address(division="530381", station=14)
 NOW = datetime(2026, 3, 5, 1, 2, 3, tzinfo=UTC).timestamp()  # 09:02:03 on the 5th at UTC+8 (a Thursday)
 TP5 = TimeLabel(second=0, minute=45, hour=8, day=9, delay_min=10)
 TP7 = TimeLabel(second=0, minute=45, hour=8, day=9, month=3, year=26, delay_min=10)
 WAIT = 2.0
-
-
-def run(coro: Callable[[], Awaitable[T]]) -> T:
-    """Run one test body in a fresh loop; fail if it leaves tasks or file descriptors behind."""
-    fds = set(os.listdir("/proc/self/fd"))
-
-    async def body() -> T:
-        result = await coro()
-        await asyncio.sleep(0)
-        leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-        assert not leftovers, leftovers
-        return result
-
-    result = asyncio.run(body())
-    assert set(os.listdir("/proc/self/fd")) <= fds, "file descriptors leaked"
-    return result
 
 
 class Terminal:
