@@ -5,7 +5,8 @@ takes the most recent moment, not later than "now" plus a small allowance for a 
 running ahead, whose local day and time match (without the allowance, a label a few seconds in
 our future would read as a month earlier). The 7-byte SL/T 427 label and the 6-byte clock
 (11H/51H) carry two digits of the year: the century is the one that puts it nearest to now.
-Pure: the caller passes "now"; times are ms since the Unix epoch.
+Pure: the caller passes "now" (its own clock, with any offset it applies); times are ms since the
+Unix epoch.
 """
 
 from __future__ import annotations
@@ -99,9 +100,14 @@ def clock_at(ms: int, *, utc_offset_h: float = 8.0) -> Clock:
                  weekday=t.isoweekday())
 
 
-def clock_to_ms(clock: Clock, *, utc_offset_h: float = 8.0) -> int:
+def clock_to_ms(clock: Clock, *, now_ms: int, utc_offset_h: float = 8.0) -> int:
+    """The moment a 6-byte clock (or B1H stamp) names; its two-digit year is read nearest to ``now_ms``.
+
+    Raises:
+        DataError: no such moment (30 February).
+    """
     try:
-        when = datetime(full_year(clock.year, utc_ms(datetime.now(UTC))), clock.month, clock.day, clock.hour,
+        when = datetime(full_year(clock.year, now_ms), clock.month, clock.day, clock.hour,
                         clock.minute, clock.second, tzinfo=_zone(utc_offset_h))
     except ValueError as exc:
         raise DataError(f"clock names no date: {exc}") from None

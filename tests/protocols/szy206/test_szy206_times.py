@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meterlink.protocols.szy206.errors import DataError
-from meterlink.protocols.szy206.fields import TimeLabel
-from meterlink.protocols.szy206.times import clock_at, clock_to_ms, label_to_ms, time_label_at, utc_ms
+from meterlink.protocols.szy206.fields import Clock, TimeLabel
+from meterlink.protocols.szy206.times import clock_at, clock_to_ms, label_to_ms, reply_label, time_label_at, utc_ms
 
 NOW = utc_ms(datetime(2026, 11, 29, 0, 45, tzinfo=UTC))  # 08:45 in UTC+8
 
@@ -41,10 +41,23 @@ def test_a_five_byte_label_is_the_most_recent_matching_moment() -> None:
 def test_seven_byte_labels_and_clocks_are_exact() -> None:
     full = label(29, 8, 45, month=11, year=26)
     assert label_to_ms(full, now_ms=NOW) == NOW
-    assert clock_to_ms(clock_at(NOW)) == NOW
+    assert clock_to_ms(clock_at(NOW), now_ms=NOW) == NOW
     assert clock_at(NOW).weekday == 7  # 2026-11-29 is a Sunday
     with pytest.raises(DataError):
         label_to_ms(label(31, 0, month=2, year=26), now_ms=NOW)
+
+
+def test_a_clock_takes_its_century_from_the_now_it_is_given() -> None:
+    """The 6-byte clock has two digits of year: "now" is the caller's, not the machine's."""
+    clock = Clock(second=0, minute=0, hour=8, day=1, month=1, year=99)
+    assert clock_to_ms(clock, now_ms=NOW) == local(1999, 1, 1, 8, 0)
+    assert clock_to_ms(clock, now_ms=local(2090, 1, 1, 0, 0)) == local(2099, 1, 1, 8, 0)
+
+
+def test_a_reply_carries_the_repliers_time_in_the_requests_edition() -> None:
+    assert reply_label(None, NOW) is None
+    assert reply_label(label(1, 2, delay_min=10), NOW) == label(29, 8, 45, delay_min=10)
+    assert reply_label(label(1, 2, month=3, year=4), NOW, delay_min=0) == label(29, 8, 45, month=11, year=26)
 
 
 @given(st.integers(utc_ms(datetime(2001, 1, 1)), utc_ms(datetime(2098, 1, 1))).map(lambda ms: ms // 1000 * 1000),
