@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -43,8 +44,9 @@ BAUDRATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200)
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # ASCII digits only: \d would also match other scripts' digits, which no frame can carry.
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
-# TOML has no path type: a path is a string, so these fields alone convert (everything else is strict).
-FilePath = Annotated[Path, Field(strict=False)]
+# TOML has no path type: a path is a string, so these fields alone convert (everything else is strict),
+# relative to the config file's folder.
+FilePath = Annotated[Path, Field(strict=False), BeforeValidator(lambda v, info: _resolve(v, info))]
 Seconds = Annotated[float, Field(gt=0)]
 # A TOML date (2026-11-03), or the same written as a string.
 Day = Annotated[date, Field(strict=False)]
@@ -258,10 +260,6 @@ class StoreConfig(Strict):
     overflow: Literal["drop_oldest", "refuse"] = "drop_oldest"
     retention_days: Annotated[float, Field(ge=0, le=3650)] = 35
 
-    @field_validator("path", mode="before")
-    @classmethod
-    def _relative_to_file(cls, v: Any, info: ValidationInfo) -> Any:
-        return _resolve(v, info)
 
 
 class IntakeConfig(Strict):
@@ -295,10 +293,6 @@ class RulesConfig(Strict):
 class SigningConfig(Strict):
     key: FilePath
 
-    @field_validator("key", mode="before")
-    @classmethod
-    def _relative_to_file(cls, v: Any, info: ValidationInfo) -> Any:
-        return _resolve(v, info)
 
 
 class MqttConfig(Strict):
@@ -329,10 +323,6 @@ class MqttConfig(Strict):
     evidence: bool = False
     evidence_max_kb: Annotated[int, Field(ge=1, le=65_536)] = 4096
 
-    @field_validator("ca", "client_cert", "client_key", "password_file", "receipt_key", mode="before")
-    @classmethod
-    def _relative_to_file(cls, v: Any, info: ValidationInfo) -> Any:
-        return _resolve(v, info)
 
     @field_validator("broker")
     @classmethod

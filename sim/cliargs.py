@@ -1,4 +1,5 @@
-"""What the simulators' commands share: argument checks that end in one line, and waiting for a signal.
+"""What the simulators' commands share: argument checks that end in one line, the options every
+simulated meter command has, and waiting for a signal.
 
 Arguments are checked here rather than by argparse types, so that every mistake ends in one line on
 stderr naming the option (argparse would add a usage block).
@@ -6,11 +7,13 @@ stderr naming the option (argparse would add a usage block).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import math
 import signal
 from collections.abc import Collection
+from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
 
@@ -75,3 +78,41 @@ async def until_signalled() -> None:
         for sig in signals:
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
+
+
+def add_endpoint_arguments(parser: argparse.ArgumentParser, *, tcp_help: str, pty_help: str,
+                           faults: type[Enum], target: str) -> None:
+    """The options every simulated meter command has: where it serves, faults (of enum ``faults``, for
+    every meter or the one a ``target`` number picks), seed and speed."""
+    parser.add_argument("--tcp", metavar="PORT", help=f"{tcp_help} (0 = any free port)")
+    parser.add_argument("--pty", action="store_true", help=pty_help)
+    parser.add_argument("--host", default="127.0.0.1", help="TCP address to listen on (default 127.0.0.1)")
+    names = ", ".join(str(f.value) for f in faults)
+    parser.add_argument("--fault", action="append", metavar=f"[{target.upper()}:]NAME",
+                        help=f"switch a fault on, for every meter or one {target}; repeatable: {names}")
+    parser.add_argument("--seed", default="0", help="seed for values and noise (default 0)")
+    parser.add_argument("--speed", default="1", help="simulated seconds per real second (default 1)")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where a simulator serves, and the seed and speed of its meters (checked)."""
+
+    tcp_port: int | None
+    pty: bool
+    host: str
+    seed: int
+    speed: float
+
+
+def check_endpoints(args: argparse.Namespace) -> Endpoints:
+    """The options of :func:`add_endpoint_arguments`, checked.
+
+    Raises:
+        UsageError: nothing to serve, or a bad number.
+    """
+    if args.tcp is None and not args.pty:
+        raise UsageError("nothing to serve: give --tcp PORT and/or --pty")
+    port = None if args.tcp is None else whole_number(args.tcp, "--tcp", 0, 65535)
+    seed = whole_number(args.seed, "--seed", 0, 2**63 - 1)
+    return Endpoints(port, args.pty, args.host, seed, positive(args.speed, "--speed"))

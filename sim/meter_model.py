@@ -30,6 +30,8 @@ from meterlink.protocols.modbus import rtu
 from meterlink.protocols.modbus.registers import RegisterError, encode
 from meterlink.protocols.modbus.values import ValueSpec
 
+from .faults import FaultSwitches
+
 
 class Fault(StrEnum):
     """Fault switches; several can be on at once."""
@@ -122,7 +124,7 @@ def _unit_noise(key: int, knot: int) -> float:
     return z / _MASK64 * 2.0 - 1.0
 
 
-class SimMeter:
+class SimMeter(FaultSwitches[Fault]):
     """One simulated meter at one unit id.
 
     Args:
@@ -192,27 +194,12 @@ class SimMeter:
 
     # --- faults ----------------------------------------------------------------------------------
 
-    @property
-    def faults(self) -> frozenset[Fault]:
-        return frozenset(self._faults)
+    def _fault_kind(self) -> type[Fault]:
+        return Fault
 
-    def set_fault(self, fault: Fault | str, on: bool = True) -> None:
-        """Switch one fault on or off. ``totalizer_reset`` zeroes the totals each time it goes on."""
-        fault = Fault(fault)
-        self.update()  # integrate up to now under the old faults
-        if on and fault is Fault.TOTALIZER_RESET and fault not in self._faults:
-            self._total = 0.0
-            self._reverse = 0.0
-            self.faults_applied[fault] += 1
-        if on:
-            self._faults.add(fault)
-        else:
-            self._faults.discard(fault)
-
-    def clear_faults(self) -> None:
-        """Switch every fault off."""
-        for fault in list(self._faults):
-            self.set_fault(fault, False)
+    def restart_totals(self) -> None:
+        self._total = 0.0
+        self._reverse = 0.0
 
     def note_fault(self, fault: Fault) -> None:
         """Count a fault the transport carried out."""

@@ -30,7 +30,7 @@ from typing import Any
 
 from meterlink.drivers.modbus import profiles
 
-from .cliargs import UsageError, positive, until_signalled, whole_number
+from .cliargs import UsageError, add_endpoint_arguments, check_endpoints, until_signalled, whole_number
 from .cliargs import faults as parse_faults
 from .meter_model import Fault, SimMeter
 from .modbus_server import ModbusSimServer
@@ -57,23 +57,16 @@ class Plan:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``meterlink sim modbus`` to ``parser``."""
-    parser.add_argument("--tcp", metavar="PORT", help="serve Modbus TCP on PORT (0 = any free port)")
-    parser.add_argument("--pty", action="store_true", help="serve Modbus RTU on a new pty")
-    parser.add_argument("--host", default="127.0.0.1", help="TCP address to listen on (default 127.0.0.1)")
+    add_endpoint_arguments(
+        parser, tcp_help="serve Modbus TCP on PORT", pty_help="serve Modbus RTU on a new pty", faults=Fault,
+        target="unit",
+    )
     parser.add_argument(
         "--meter",
         action="append",
         metavar="PROFILE[:UNIT]",
         help=f"a simulated meter, repeatable (default {DEFAULT_METER}); profiles: {', '.join(profiles.names())}",
     )
-    parser.add_argument(
-        "--fault",
-        action="append",
-        metavar="[UNIT:]NAME",
-        help=f"switch a fault on, for every meter or one unit; repeatable: {', '.join(f.value for f in Fault)}",
-    )
-    parser.add_argument("--seed", default="0", help="seed for values and noise (default 0)")
-    parser.add_argument("--speed", default="1", help="simulated seconds per real second (default 1)")
     parser.add_argument(
         "--stats",
         metavar="FILE",
@@ -111,17 +104,13 @@ def check(args: argparse.Namespace) -> Plan:
     Raises:
         UsageError: the first thing wrong, in one line.
     """
-    if args.tcp is None and not args.pty:
-        raise UsageError("nothing to serve: give --tcp PORT and/or --pty")
-    port = None if args.tcp is None else whole_number(args.tcp, "--tcp", 0, 65535)
+    where = check_endpoints(args)
     meters = _meters(args.meter or [DEFAULT_METER])
     faults = parse_faults(args.fault or [], Fault, "unit", 247, meters)
-    seed = whole_number(args.seed, "--seed", 0, 2**63 - 1)
-    speed = positive(args.speed, "--speed")
     stats_file = None if args.stats is None else Path(args.stats)
     if stats_file is not None and (not stats_file.name or stats_file.is_dir()):
         raise UsageError(f"--stats {args.stats}: give a file, not a folder")
-    return Plan(port, args.pty, args.host, meters, faults, seed, speed, stats_file)
+    return Plan(where.tcp_port, where.pty, where.host, meters, faults, where.seed, where.speed, stats_file)
 
 
 def stats(meters: Iterable[SimMeter]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from meterlink.drivers.szy206.meter import MAX_PAIRS
 from meterlink.protocols.szy206 import INVALID, Address, Frame, SZY206Error, parse_flow_report
 
-from .cliargs import UsageError, positive, until_signalled, whole_number
+from .cliargs import UsageError, add_endpoint_arguments, check_endpoints, positive, until_signalled, whole_number
 from .cliargs import faults as parse_faults
 from .szy206_meter import Fault, SimSzy206Meter
 from .szy206_meter_server import Szy206SimServer
@@ -61,9 +61,10 @@ class Plan:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``meterlink sim szy206-meter`` to ``parser``."""
-    parser.add_argument("--tcp", metavar="PORT", help="listen for the agent on TCP PORT (0 = any free port)")
-    parser.add_argument("--pty", action="store_true", help="serve on a new pty (a shared serial line)")
-    parser.add_argument("--host", default="127.0.0.1", help="TCP address to listen on (default 127.0.0.1)")
+    add_endpoint_arguments(
+        parser, tcp_help="listen for the agent on TCP PORT", pty_help="serve on a new pty (a shared serial line)",
+        faults=Fault, target="station",
+    )
     parser.add_argument(
         "--meter",
         action="append",
@@ -80,14 +81,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="resend a self-report after S seconds unconfirmed (default 3)",
     )
     parser.add_argument("--tp", default="5", metavar="0|5|7", help="time label bytes: 0 none, 5 SZY206, 7 SL/T 427")
-    parser.add_argument(
-        "--fault",
-        action="append",
-        metavar="[STATION:]NAME",
-        help=f"switch a fault on, for every meter or one station; repeatable: {', '.join(f.value for f in Fault)}",
-    )
-    parser.add_argument("--seed", default="0", help="seed for values and noise (default 0)")
-    parser.add_argument("--speed", default="1", help="simulated seconds per real second (default 1)")
     parser.add_argument(
         "--print-confirms",
         action="store_true",
@@ -122,9 +115,7 @@ def check(args: argparse.Namespace) -> Plan:
     Raises:
         UsageError: the first thing wrong, in one line.
     """
-    if args.tcp is None and not args.pty:
-        raise UsageError("nothing to serve: give --tcp PORT and/or --pty")
-    port = None if args.tcp is None else whole_number(args.tcp, "--tcp", 0, 65535)
+    where = check_endpoints(args)
     meters = _meters(args.meter or [DEFAULT_METER])
     interval = None if args.report_interval is None else positive(args.report_interval, "--report-interval")
     confirm_timeout = positive(args.confirm_timeout, "--confirm-timeout")
@@ -133,9 +124,8 @@ def check(args: argparse.Namespace) -> Plan:
         raise UsageError(f"--tp: {tp_len} must be 0, 5 or 7")
     faults = parse_faults(args.fault or [], Fault, "station", MAX_STATION,
                           {m.address.station for m in meters})
-    seed = whole_number(args.seed, "--seed", 0, 2**63 - 1)
-    speed = positive(args.speed, "--speed")
-    return Plan(port, args.pty, args.host, meters, interval, confirm_timeout, tp_len, faults, seed, speed,
+    return Plan(where.tcp_port, where.pty, where.host, meters, interval, confirm_timeout, tp_len, faults, where.seed,
+                where.speed,
                 args.print_confirms)
 
 

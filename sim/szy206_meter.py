@@ -48,6 +48,7 @@ from meterlink.protocols.szy206 import (
 )
 from meterlink.protocols.szy206.times import time_label_at
 
+from .faults import FaultSwitches
 from .meter_model import MAX_STEP_S, MAX_STEPS, SimMeter
 
 
@@ -73,7 +74,7 @@ FRAMES_KEPT = 128
 _DOOR_CLOSED = int(StatusBit.DOOR_CLOSED)
 
 
-class SimSzy206Meter:
+class SimSzy206Meter(FaultSwitches[Fault]):
     """One simulated SZY206 terminal with ``pairs`` flow/volume channels.
 
     Args:
@@ -159,30 +160,11 @@ class SimSzy206Meter:
 
     # --- faults ----------------------------------------------------------------------------------
 
-    @property
-    def faults(self) -> frozenset[Fault]:
-        return frozenset(self._faults)
+    def _fault_kind(self) -> type[Fault]:
+        return Fault
 
-    def set_fault(self, fault: Fault | str, on: bool = True) -> None:
-        """Switch one fault on or off. ``totalizer_reset`` zeroes the totals each time it goes on.
-
-        Raises:
-            ValueError: an unknown fault name.
-        """
-        fault = Fault(fault)
-        self.update()  # integrate up to now under the old faults
-        if on and fault is Fault.TOTALIZER_RESET and fault not in self._faults:
-            self._totals = [0.0] * self.pairs
-            self.faults_applied[fault] += 1
-        if on:
-            self._faults.add(fault)
-        else:
-            self._faults.discard(fault)
-
-    def clear_faults(self) -> None:
-        """Switch every fault off."""
-        for fault in list(self._faults):
-            self.set_fault(fault, False)
+    def restart_totals(self) -> None:
+        self._totals = [0.0] * self.pairs
 
     # --- values ----------------------------------------------------------------------------------
 

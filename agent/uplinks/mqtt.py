@@ -20,7 +20,6 @@ import logging
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -346,6 +345,3 @@ class MqttLink:
         if self._loop is not None and sock.fileno() != -1:
             self._loop.remove_writer(sock)
 
-
-def monotonic_ms() -> int:
-    return int(time.monotonic() * 1000)
