@@ -17,7 +17,7 @@ from typing import Any
 from meterlink.drivers.serialport import diagnose
 
 from . import config as cfgmod
-from . import pollcost, signing, storecheck
+from . import keys, pollcost, storecheck
 from .errors import ConfigError, KeyFileError
 
 
@@ -57,7 +57,7 @@ def _file_problems(config: cfgmod.Config) -> list[str]:
     if found:
         return found  # a missing file would only be reported again below
     try:
-        signing.load_private_key(config.signing.key)
+        keys.load_private_key(config.signing.key)
     except KeyFileError as exc:
         found.append(f"signing.key: {exc}")
     m = config.uplink.mqtt
@@ -65,7 +65,7 @@ def _file_problems(config: cfgmod.Config) -> list[str]:
         return found
     if m.receipt_key is not None:
         try:
-            signing.load_public_key(m.receipt_key)
+            keys.load_public_key(m.receipt_key)
         except KeyFileError as exc:
             found.append(f"uplink.mqtt.receipt_key: {exc}")
     if m.password_file is not None:

@@ -6,9 +6,10 @@ for that batch arrives::
 
     {"gateway": "hn-430100-0007", "batch": 42, "first_seq": 1017, "last_seq": 1516}
 
-A receipt must be authentic: signed as a JWS by the platform's key (``receipt_key``, verified like
-the gateway's own messages), or, without a key, accepted only because the broker lets nobody but
-the platform publish on that topic (an ACL the platform team sets up; docs/wire-format.md).
+Its body is the wire format's (meterlink.wire.receipts). A receipt must be authentic: signed as a
+JWS by the platform's key (``receipt_key``, verified like the gateway's own messages), or, without
+a key, accepted only because the broker lets nobody but the platform publish on that topic (an ACL
+the platform team sets up; docs/wire-format.md).
 Until ``receipt_timeout`` passes, readings awaiting a receipt are not sent again; after it, they go
 out again (receivers drop duplicates by (gateway, seq)).
 """
@@ -20,7 +21,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .signing import Verifier, VerifyError
+from meterlink.wire.errors import WireError
+from meterlink.wire.jws import Verifier
+from meterlink.wire.receipts import parse_receipt
 
 log = logging.getLogger("meterlink.receipts")
 
@@ -56,15 +59,12 @@ class ReceiptBook:
         """The (first, last) seq a receipt confirms, or None (logged) when it must not be trusted."""
         try:
             body: Any = self.verifier.verify(payload).json() if self.verifier else json.loads(payload)
-            if body.get("gateway") != self.gateway:
-                raise ValueError(f"receipt for gateway {body.get('gateway')!r}")
-            first, last, batch = int(body["first_seq"]), int(body["last_seq"]), int(body["batch"])
-            if not 1 <= first <= last:
-                raise ValueError("bad seq range")
-        except (VerifyError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            receipt = parse_receipt(body, self.gateway)
+        except (WireError, ValueError, RecursionError) as exc:  # ValueError, RecursionError: json.loads
             self.refused += 1
             log.warning("event=receipt_refused error=%r", str(exc))
             return None
+        batch, first, last = receipt.batch, receipt.first_seq, receipt.last_seq
         self._awaited.pop(batch, None)
         self.accepted += 1
         return first, last

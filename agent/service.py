@@ -18,8 +18,9 @@ from meterlink.drivers.params import SerialParams, TcpParams
 from meterlink.drivers.szy206 import Szy206Driver, Szy206Link, Szy206Meter
 from meterlink.drivers.szy206 import quantities as szy206_quantities
 from meterlink.protocols.szy206.fields import Address
+from meterlink.wire import jws
 
-from . import rules_config, signing
+from . import keys, rules_config
 from .capture import GroupCommit
 from .clock import ClockCheck, kernel_clock_offset_s, now_ms, offset_ms
 from .config import BusConfig, Config, MeterConfig
@@ -146,7 +147,7 @@ class Agent:
 
     def build(self) -> Parts:
         cfg = self.config
-        key = signing.load_private_key(cfg.signing.key, check_mode=self.check_key_mode)
+        key = keys.load_private_key(cfg.signing.key, check_mode=self.check_key_mode)
         if self.lock is None:
             lock = RunLock(cfg.store.path)
             lock.acquire_or_fail()  # one agent per store: two would hand out the same seq
@@ -159,11 +160,11 @@ class Agent:
         link = uploader = terminal = None
         m = cfg.uplink.mqtt
         if m is not None:
-            signer = signing.Signer(key, compress=m.compression == "deflate")
+            signer = jws.Signer(key, compress=m.compression == "deflate")
             link = MqttLink(mqtt_settings(cfg, backoff_max=self.backoff_max))
             receipts = None
             if m.receipts:
-                verifier = signing.Verifier([signing.load_public_key(m.receipt_key)]) if m.receipt_key else None
+                verifier = jws.Verifier([keys.load_public_key(m.receipt_key)]) if m.receipt_key else None
                 receipts = ReceiptBook(cfg.gateway.id, int(m.receipt_timeout * 1000), verifier)
                 topic = f"{m.topic_prefix}/{cfg.gateway.id}/receipts"
                 link.subscriptions.append(topic)
@@ -208,7 +209,7 @@ class Agent:
         self.parts = Parts(store, outbox, GroupCommit(outbox), latest, link, uploader, terminal, pollers, buses,
                            rulebook)
         log.info("event=agent_started gateway=%s meters=%d buses=%d kid=%s store=%s next_seq=%d uplinks=%s",
-                 cfg.gateway.id, sum(len(p.meters) for p in pollers), len(pollers), signing.thumbprint(
+                 cfg.gateway.id, sum(len(p.meters) for p in pollers), len(pollers), jws.thumbprint(
                      key.public_key()), cfg.store.path, store.next_seq,
                  ",".join(n for n, u in (("mqtt", link), ("szy206", terminal)) if u is not None))
         return self.parts

@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from meterlink.drivers.base import Reading
+from meterlink.wire.payload import StoredEvent, StoredReading
 
 from .errors import StoreError
 from .osuser import effective_user
-from .payload import StoredEvent, StoredReading
 from .salvage import Salvage, SalvagedEvent, SalvagedReading, salvage
 from .seqmark import SeqMark
 

@@ -24,10 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .clock import current_slot, next_slot, now_ms
-from .daybook import Daybook
-from .outbox import Outbox
-from .payload import (
+from meterlink.wire.jws import Signer
+from meterlink.wire.payload import (
     StoredReading,
     archive_message,
     daily_message,
@@ -35,8 +33,11 @@ from .payload import (
     evidence_message,
     readings_message,
 )
+
+from .clock import current_slot, next_slot, now_ms
+from .daybook import Daybook
+from .outbox import Outbox
 from .receipts import ReceiptBook
-from .signing import Signer
 from .tasks import cancel_and_wait
 from .uplinks.base import UplinkError
 from .uplinks.mqtt import MqttLink

@@ -21,13 +21,13 @@ from _common import figure, header
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from meterlink.agent.outbox import Outbox
-from meterlink.agent.payload import StoredReading, readings_message
-from meterlink.agent.signing import Signer
 from meterlink.agent.store import Store
 from meterlink.agent.uplinks.mqtt import MqttLink, MqttSettings
 from meterlink.agent.uploader import Uploader
 from meterlink.drivers.base import Reading
 from meterlink.sim.broker import LocalBroker
+from meterlink.wire.jws import Signer
+from meterlink.wire.payload import StoredReading, readings_message
 
 T0 = 1_764_374_400_000
 QUANTITIES = (("flow_rate", "m3/h"), ("volume_total", "m3"), ("velocity", "m/s"), ("volume_net", "m3"))

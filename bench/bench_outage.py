@@ -24,10 +24,11 @@ from support.configs import write_site
 from support.outage import inject_outage
 from support.procs import start_sim
 
-from meterlink.agent import signing
 from meterlink.agent.clock import now_ms
+from meterlink.agent.keys import load_public_key
 from meterlink.sim.broker import LocalBroker
 from meterlink.sim.platform import Platform
+from meterlink.wire.jws import Verifier
 
 SITE = """
 [gateway]
@@ -82,7 +83,7 @@ def main() -> None:
         site = write_site(folder / "site", SITE.format(port=sim.tcp_port, broker=broker.url, rate=args.rate))
         injected = inject_outage(folder / "site" / "state" / "meterlink.db", "bench-outage", meters=args.meters,
                                  days=args.days, end_ms=now_ms())
-        verifier = signing.Verifier([signing.load_public_key(folder / "site" / "keys" / "gateway.pub")])
+        verifier = Verifier([load_public_key(folder / "site" / "keys" / "gateway.pub")])
         platform = Platform(broker.host, broker.port, verifier, gateway="bench-outage")
         platform.start()
         agent = subprocess.Popen([sys.executable, "-m", "meterlink", "run", "-c", str(site)],

@@ -4,7 +4,7 @@ Simulated meters (:class:`meterlink.sim.meter_model.SimMeter`) are read by the r
 through a stand-in bus that answers from the meter's register image and advances a fake clock by
 the time an RS-485 exchange at 9600 baud takes. Each poll cycle goes into a real
 :class:`~meterlink.agent.store.Store`; messages are built by ``readings_message`` /
-``events_message`` and signed by :class:`~meterlink.agent.signing.Signer`, exactly as the agent
+``events_message`` and signed by :class:`~meterlink.wire.jws.Signer`, exactly as the agent
 does. Everything is driven by fixed times and seeds, and Ed25519 signatures are deterministic, so
 the output is the same on every run.
 
@@ -32,14 +32,14 @@ from unittest import mock
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from meterlink.agent.payload import events_message, readings_message
-from meterlink.agent.signing import Signer
 from meterlink.agent.store import Store
 from meterlink.drivers.base import Reading
 from meterlink.drivers.modbus.driver import ModbusDriver, ModbusMeter
 from meterlink.drivers.modbus.registermap import Profile
 from meterlink.protocols.modbus.plan import ReadRequest
 from meterlink.sim.meter_model import SimMeter
+from meterlink.wire.jws import Signer
+from meterlink.wire.payload import events_message, readings_message
 
 RFC8037_D = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"
 GATEWAY = "hn-430100-0007"

@@ -7,23 +7,11 @@ uplinks: ``await driver.read(meter)`` returns readings or raises one of the erro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntFlag
 from typing import Any, Protocol
 
-
-class Flag(IntFlag):
-    """Quality flags a reading carries to the platform (names appear in the payload)."""
-
-    NONE = 0
-    CLOCK_UNSYNCED = 1  # taken while the system clock was not synchronised (no RTC, no NTP yet)
-    SUSPECT = 4  # failed a plausibility rule: an abnormal jump, a negative totalizer (agent/quality)
-    METER_RESET = 8  # a totalizer dropped: meter reset or replaced, not a negative volume
-    WRAPPED = 16  # a totalizer wrapped around its register range
-    MANUAL = 32  # entered by a technician (meterlink manual-reading), with photo evidence
-    REPLACEMENT = 64  # a registered meter change: the totalizer starts again at this value
-
-    def names(self) -> list[str]:
-        return [f.name.lower() for f in Flag if f and f in self and f.name]
+# A reading's flags are the wire format's vocabulary (their names travel in the payload); they are
+# defined there and named here too, beside the Reading that carries them.
+from meterlink.wire.flags import Flag as Flag
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,10 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from meterlink.agent.payload import PayloadError, check_message
-from meterlink.agent.signing import Signer, Verifier, VerifyError
+from meterlink.wire.errors import PayloadError, VerifyError
+from meterlink.wire.jws import Signer, Verifier
+from meterlink.wire.payload import check_message
+from meterlink.wire.receipts import receipt_message
 
 
 @dataclass
@@ -131,8 +133,7 @@ class Platform:
     def _send_receipt(self, payload: dict[str, Any]) -> None:
         """Tell the gateway this batch is stored: only then may it count the readings as delivered."""
         seqs = [r["seq"] for r in payload["readings"]]
-        body = json.dumps({"gateway": payload["gateway"], "batch": payload["batch"], "first_seq": min(seqs),
-                           "last_seq": max(seqs)}, separators=(",", ":")).encode()
+        body = receipt_message(payload["gateway"], payload["batch"], min(seqs), max(seqs))
         message = self.receipt_signer.sign(body) if self.receipt_signer else body
         self.client.publish(f"{self.prefix}/{payload['gateway']}/receipts", message, qos=1)
         with self.lock:

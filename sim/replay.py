@@ -26,11 +26,11 @@ from pathlib import Path
 
 from meterlink.agent.daybook import StoredDay
 from meterlink.agent.outbox import Outbox
-from meterlink.agent.payload import StoredEvent
 from meterlink.agent.rulebook import MeterRuleSettings, Rulebook
 from meterlink.agent.rules.anomalies import AnomalySettings
 from meterlink.agent.rules.permits import Intake
 from meterlink.agent.store import Store
+from meterlink.wire.payload import StoredEvent
 
 from .scenario import RULE_KINDS, Scenario, ScenarioError, load
 from .scenario_readings import SiteRun, generate

@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # tests/support importable as `support`
 
 from meterlink.agent import clock as agent_clock
-from meterlink.agent import signing
+from meterlink.agent.keys import generate_keypair
 from meterlink.sim.broker import LocalBroker
 
 
@@ -29,7 +29,7 @@ def broker(tmp_path: Path) -> Iterator[LocalBroker]:
 @pytest.fixture
 def keys(tmp_path: Path) -> tuple[Path, Path]:
     """A fresh gateway key pair: (private key path, public key path)."""
-    return signing.generate_keypair(tmp_path / "keys")
+    return generate_keypair(tmp_path / "keys")
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,5 @@
 """``python -m meterlink`` is the same as the ``meterlink`` command."""
 
-from meterlink.agent.cli import main
+from meterlink.cli.main import main
 
 raise SystemExit(main())

@@ -11,8 +11,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from support.procs import METERLINK, start_sim
 
-from meterlink.agent import signing
-from meterlink.agent.payload import StoredReading, readings_message
+from meterlink.agent.keys import generate_keypair, load_private_key, load_public_key
+from meterlink.wire.jws import Signer, b64url, b64url_decode, thumbprint
+from meterlink.wire.payload import StoredReading, readings_message
 
 
 def ml(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -21,7 +22,7 @@ def ml(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[by
 
 def message(key: Ed25519PrivateKey, seq: int = 1, compress: bool = True) -> bytes:
     rows = [StoredReading(seq, "m1", "flow_rate", 12.5, "m3/h", 1_764_374_400_123, 1_764_374_400_000, 0)]
-    return signing.Signer(key, compress=compress).sign(readings_message("gw", 7, 1_764_374_402_000, rows))
+    return Signer(key, compress=compress).sign(readings_message("gw", 7, 1_764_374_402_000, rows))
 
 
 def test_keygen(tmp_path: Path) -> None:
@@ -29,7 +30,7 @@ def test_keygen(tmp_path: Path) -> None:
     assert proc.returncode == 0
     key = tmp_path / "k" / "gateway.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    kid = signing.thumbprint(signing.load_public_key(tmp_path / "k" / "gateway.pub"))
+    kid = thumbprint(load_public_key(tmp_path / "k" / "gateway.pub"))
     assert proc.stdout.decode().splitlines()[-1] == f"kid {kid}"
     again = ml("keygen", "--out", str(tmp_path / "k"))
     assert again.returncode == 1 and b"already exists" in again.stderr and b"Traceback" not in again.stderr
@@ -66,7 +67,7 @@ def test_keygen_key_is_0600_whatever_was_left_at_its_tmp_path(tmp_path: Path) ->
 
 def test_verify_prints_payloads_and_rejects_tampering(tmp_path: Path, keys: tuple[Path, Path]) -> None:
     key_path, pub_path = keys
-    key = signing.load_private_key(key_path)
+    key = load_private_key(key_path)
     good = message(key, 1) + b"\n" + message(key, 2, compress=False) + b"\n"
     proc = ml("verify", "--pubkey", str(pub_path), "-", stdin=good)
     assert proc.returncode == 0, proc.stderr
@@ -75,9 +76,9 @@ def test_verify_prints_payloads_and_rejects_tampering(tmp_path: Path, keys: tupl
     assert proc.stderr.decode().strip() == "2 verified, 0 rejected"
 
     obj = json.loads(message(key, 3, compress=False))
-    body = json.loads(signing.b64url_decode(obj["payload"]))
+    body = json.loads(b64url_decode(obj["payload"]))
     body["readings"][0]["value"] = 99.0
-    obj["payload"] = signing.b64url(json.dumps(body).encode())
+    obj["payload"] = b64url(json.dumps(body).encode())
     altered = good + json.dumps(obj).encode() + b"\n"
     (tmp_path / "msgs").write_bytes(altered)
     proc = ml("verify", "--pubkey", str(pub_path), str(tmp_path / "msgs"))
@@ -91,9 +92,9 @@ def test_verify_prints_payloads_and_rejects_tampering(tmp_path: Path, keys: tupl
 
 
 def test_verify_with_old_and_new_keys_during_a_rotation(tmp_path: Path) -> None:
-    old_key, old_pub = signing.generate_keypair(tmp_path / "old")
-    new_key, new_pub = signing.generate_keypair(tmp_path / "new")
-    msgs = message(signing.load_private_key(old_key), 1) + b"\n" + message(signing.load_private_key(new_key), 2)
+    old_key, old_pub = generate_keypair(tmp_path / "old")
+    new_key, new_pub = generate_keypair(tmp_path / "new")
+    msgs = message(load_private_key(old_key), 1) + b"\n" + message(load_private_key(new_key), 2)
     proc = ml("verify", "--pubkey", str(old_pub), "--pubkey", str(new_pub), stdin=msgs)
     assert proc.returncode == 0, proc.stderr
 

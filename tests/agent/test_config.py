@@ -12,8 +12,8 @@ import pytest
 from support.configs import BASE, write_site
 
 from meterlink.agent import config as cfgmod
-from meterlink.agent.cli import main
 from meterlink.agent.errors import ConfigError
+from meterlink.cli.main import main
 
 # The base with its serial bus on TCP: /dev/null is not a serial port (an error since check-config
 # tries the port), and a missing one would add a warning line to what these tests compare.

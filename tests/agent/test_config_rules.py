@@ -9,8 +9,8 @@ import pytest
 from support.configs import BASE, write_site
 
 from meterlink.agent import config as cfgmod
-from meterlink.agent.cli import main
 from meterlink.agent.errors import ConfigError
+from meterlink.cli.main import main
 
 INTAKES = """
 [[intakes]]

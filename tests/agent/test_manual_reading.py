@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from support.configs import write_site
 
-from meterlink.agent.cli import main
 from meterlink.agent.manual import media_type
+from meterlink.cli.main import main
 from meterlink.drivers.base import Flag
 
 SITE = """

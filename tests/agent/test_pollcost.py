@@ -12,7 +12,7 @@ import pytest
 from support.configs import write_site
 from support.runs import ABSENT_DEVICE
 
-from meterlink.agent.cli import main
+from meterlink.cli.main import main
 
 SITE = """
 [gateway]

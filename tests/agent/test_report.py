@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 from support.configs import write_site
 
-from meterlink.agent import cli, rules_config
+import meterlink.cli.main as cli
 from meterlink.agent import config as cfgmod
+from meterlink.agent import rules_config
 from meterlink.agent.clock import now_ms
 from meterlink.agent.daybook import Daybook
 from meterlink.agent.outbox import Outbox

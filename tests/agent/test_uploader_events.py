@@ -8,13 +8,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from meterlink.agent.outbox import Outbox
-from meterlink.agent.signing import Signer, Verifier
 from meterlink.agent.store import Store
 from meterlink.agent.uplinks.mqtt import MqttLink, MqttSettings
 from meterlink.agent.uploader import Uploader
 from meterlink.drivers.base import Reading
 from meterlink.sim.broker import LocalBroker
 from meterlink.sim.platform import Platform
+from meterlink.wire.jws import Signer, Verifier
 
 T0 = 1_764_374_400_000
 

@@ -26,9 +26,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from joserfc.errors import BadSignatureError
 
-from meterlink.agent import signing
-from meterlink.agent.cli import main as cli_main
-from meterlink.agent.payload import (
+from meterlink.cli.main import main as cli_main
+from meterlink.drivers.base import Flag
+from meterlink.wire.jws import Signer, Verifier, b64url, b64url_decode, thumbprint
+from meterlink.wire.payload import (
     StoredEvent,
     StoredReading,
     check_message,
@@ -36,8 +37,6 @@ from meterlink.agent.payload import (
     reading_dict,
     readings_message,
 )
-from meterlink.agent.signing import Signer, Verifier, b64url, b64url_decode
-from meterlink.drivers.base import Flag
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "wire-format.md"
@@ -125,7 +124,7 @@ def test_the_public_key_and_kid_shown_are_the_rfc_8037_key() -> None:
     assert BLOCKS["public-key-pem"].encode("ascii") + b"\n" == rfc_pem()
     shown = serialization.load_pem_public_key(BLOCKS["public-key-pem"].encode("ascii"))
     assert isinstance(shown, Ed25519PublicKey)
-    assert BLOCKS["kid"] == signing.thumbprint(rfc_public()) == RFC_THUMBPRINT
+    assert BLOCKS["kid"] == thumbprint(rfc_public()) == RFC_THUMBPRINT
     canonical = BLOCKS["thumbprint-input"]
     assert canonical == json.dumps({"crv": "Ed25519", "kty": "OKP", "x": RFC_X}, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode("ascii")).digest()
@@ -142,7 +141,7 @@ def test_each_message_verifies_and_carries_the_payload_shown(name: str, header_n
     jws = json.loads(message(name))
     assert b64url_decode(jws["protected"]).decode("ascii") == BLOCKS[header_name]
     assert verified.header == json.loads(BLOCKS[header_name])
-    assert verified.header["kid"] == BLOCKS["kid"] == signing.thumbprint(rfc_public())
+    assert verified.header["kid"] == BLOCKS["kid"] == thumbprint(rfc_public())
     assert ("cty" in verified.header) == compressed
 
 

@@ -13,14 +13,15 @@ import pytest
 from support.configs import write_site
 
 from meterlink.agent import config as cfgmod
-from meterlink.agent import signing
 from meterlink.agent.clock import now_ms
+from meterlink.agent.keys import load_public_key
 from meterlink.agent.rules.calendar import day_of, midnight
 from meterlink.agent.service import Agent
 from meterlink.agent.store import Store
 from meterlink.drivers.base import Reading
 from meterlink.sim.broker import LocalBroker
 from meterlink.sim.platform import Platform
+from meterlink.wire.jws import Verifier
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +76,7 @@ def test_yesterday_is_summarised_and_sent(tmp_path: Path, broker: LocalBroker) -
     )
     store.close()
 
-    verifier = signing.Verifier([signing.load_public_key(site.parent / "keys" / "gateway.pub")])
+    verifier = Verifier([load_public_key(site.parent / "keys" / "gateway.pub")])
     platform = Platform(broker.host, broker.port, verifier, gateway=GATEWAY, client_id="platform-daily")
     platform.start()
 

@@ -15,7 +15,7 @@ import pytest
 from support.procs import METERLINK, wait_until
 from support.store_probe import last_and_pending
 
-from meterlink.agent.demo import site_time
+from meterlink.cli.demo import site_time
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +96,7 @@ def test_demo_without_mosquitto_says_how_to_install(tmp_path: Path) -> None:
         "import sys\n"
         "from meterlink.sim import broker\n"
         "broker.find_mosquitto = lambda: None\n"
-        "from meterlink.agent.cli import main\n"
+        "from meterlink.cli.main import main\n"
         "sys.exit(main(['demo', '--duration', '2']))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)

@@ -22,10 +22,11 @@ from support.outage import inject_outage
 from support.procs import start_agent, start_sim, wait_until
 from support.store_probe import last_and_pending
 
-from meterlink.agent import signing
 from meterlink.agent.clock import now_ms
+from meterlink.agent.keys import load_public_key
 from meterlink.sim.broker import LocalBroker
 from meterlink.sim.platform import Platform
+from meterlink.wire.jws import Verifier
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +76,7 @@ def test_a_week_long_outage_drains_with_nothing_lost(tmp_path: Path) -> None:
     injected = inject_outage(tmp_path / "site" / "state" / "meterlink.db", "gw-outage", meters=64, days=7,
                              end_ms=now_ms())
     assert injected == 64 * 7 * 24 * 60  # 645,120
-    verifier = signing.Verifier([signing.load_public_key(tmp_path / "site" / "keys" / "gateway.pub")])
+    verifier = Verifier([load_public_key(tmp_path / "site" / "keys" / "gateway.pub")])
     order: list[tuple[str, int]] = []  # (kind of message, its first seq), in the order they arrived
 
     def on_batch(kind: str, payload: dict, new: int) -> None:  # type: ignore[type-arg]

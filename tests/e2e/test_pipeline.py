@@ -12,10 +12,11 @@ from support.configs import write_site
 from support.procs import SimProcess, start_agent, start_sim, wait_until
 from support.store_probe import last_and_pending
 
-from meterlink.agent import signing
 from meterlink.agent.clock import now_ms
+from meterlink.agent.keys import load_public_key
 from meterlink.sim.broker import LocalBroker
 from meterlink.sim.platform import Platform
+from meterlink.wire.jws import Verifier
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +92,7 @@ def make_site(tmp_path: Path, broker: LocalBroker, sims: tuple[SimProcess, SimPr
 
 
 def platform_for(site: Path, broker: LocalBroker) -> Platform:
-    verifier = signing.Verifier([signing.load_public_key(site.parent / "keys" / "gateway.pub")])
+    verifier = Verifier([load_public_key(site.parent / "keys" / "gateway.pub")])
     p = Platform(broker.host, broker.port, verifier, gateway="gw-e2e", client_id="platform-e2e")
     p.start()
     return p

@@ -10,9 +10,10 @@ import pytest
 from support.configs import write_site
 from support.procs import start_agent, start_sim, wait_until
 
-from meterlink.agent import signing
+from meterlink.agent.keys import generate_keypair, load_private_key, load_public_key
 from meterlink.sim.broker import LocalBroker
 from meterlink.sim.platform import Platform
+from meterlink.wire.jws import Signer, Verifier
 
 pytestmark = pytest.mark.slow
 
@@ -62,13 +63,13 @@ def pending(site: Path) -> tuple[int, int]:
 
 
 def test_readings_count_as_delivered_only_on_a_signed_receipt(tmp_path: Path) -> None:
-    platform_key, platform_pub = signing.generate_keypair(tmp_path / "platform")
-    impostor_key, _ = signing.generate_keypair(tmp_path / "impostor")
+    platform_key, platform_pub = generate_keypair(tmp_path / "platform")
+    impostor_key, _ = generate_keypair(tmp_path / "impostor")
     broker = LocalBroker(tmp_path / "broker")
     broker.start()
     sim = start_sim("--tcp", "0", "--meter", "xintai_water_meter:1")
     site = write_site(tmp_path / "site", SITE.format(port=sim.tcp_port, broker=broker.url, platform_pub=platform_pub))
-    verifier = signing.Verifier([signing.load_public_key(tmp_path / "site" / "keys" / "gateway.pub")])
+    verifier = Verifier([load_public_key(tmp_path / "site" / "keys" / "gateway.pub")])
     log_file = tmp_path / "agent.log"
     agent = start_agent(site, log_file)
     try:
@@ -79,7 +80,7 @@ def test_readings_count_as_delivered_only_on_a_signed_receipt(tmp_path: Path) ->
         assert pending(site)[1] == 0
         # 2. Receipts signed by someone else are refused.
         impostor = Platform(broker.host, broker.port, verifier, gateway="gw-rcpt",
-                            receipt_signer=signing.Signer(signing.load_private_key(impostor_key)))
+                            receipt_signer=Signer(load_private_key(impostor_key)))
         impostor.start()
         # Its receipts reached the agent and were refused, several of them.
         def refused() -> int:
@@ -91,7 +92,7 @@ def test_readings_count_as_delivered_only_on_a_signed_receipt(tmp_path: Path) ->
         silent.stop()
         # 3. The real platform's receipts: readings are marked sent; those never receipted went out again.
         real = Platform(broker.host, broker.port, verifier, gateway="gw-rcpt",
-                        receipt_signer=signing.Signer(signing.load_private_key(platform_key)))
+                        receipt_signer=Signer(load_private_key(platform_key)))
         real.start()
         assert wait_until(lambda: (t := pending(site))[1] > 0 and t[0] - t[1] <= 8, 30), pending(site)
         real.stop()

@@ -19,9 +19,10 @@ import pytest
 from support.configs import write_site
 from support.procs import METERLINK, SimProcess, start_agent, start_sim, wait_until
 
-from meterlink.agent import signing
+from meterlink.agent.keys import load_public_key
 from meterlink.sim.broker import LocalBroker
 from meterlink.sim.platform import Platform
+from meterlink.wire.jws import Verifier
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +113,7 @@ def events(platform: Platform, kind: str) -> list[dict[str, Any]]:
 
 def test_anomalies_and_a_manual_reading_arrive_signed(tmp_path: Path, broker: LocalBroker, sim: SimProcess) -> None:
     site = write_site(tmp_path / "site", SITE.format(gateway=GATEWAY, port=sim.tcp_port, broker=broker.url))
-    verifier = signing.Verifier([signing.load_public_key(site.parent / "keys" / "gateway.pub")])
+    verifier = Verifier([load_public_key(site.parent / "keys" / "gateway.pub")])
     platform = Platform(broker.host, broker.port, verifier, gateway=GATEWAY, client_id="platform-rules")
     platform.start()
     log = tmp_path / "agent.log"

@@ -18,11 +18,12 @@ import pytest
 from support.configs import write_site
 from support.procs import start_agent, wait_until
 
-from meterlink.agent import signing
+from meterlink.agent.keys import load_public_key
 from meterlink.agent.store import Store
 from meterlink.drivers.base import Reading
 from meterlink.sim.broker import LocalBroker
 from meterlink.sim.platform import Platform
+from meterlink.wire.jws import Verifier
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +90,7 @@ def test_a_store_with_an_overwritten_page_is_salvaged_and_delivered(tmp_path: Pa
         f.seek((leaves[len(leaves) // 2] - 1) * 4096)
         f.write(random.Random(7).randbytes(4096))
 
-    verifier = signing.Verifier([signing.load_public_key(site.parent / "keys" / "gateway.pub")])
+    verifier = Verifier([load_public_key(site.parent / "keys" / "gateway.pub")])
     platform = Platform(broker.host, broker.port, verifier, gateway=GATEWAY, client_id="platform-salvage")
     platform.start()
     log = tmp_path / "agent.log"

@@ -52,11 +52,12 @@ import pytest
 from support.configs import write_site
 from support.procs import SimProcess, start_agent, start_sim, wait_until
 
-from meterlink.agent import signing
+from meterlink.agent.keys import load_public_key
 from meterlink.drivers.base import Flag
 from meterlink.drivers.modbus import profiles
 from meterlink.sim.broker import LocalBroker
 from meterlink.sim.platform import Platform
+from meterlink.wire.jws import Verifier
 
 sys.path.insert(0, str(Path(__file__).parent))
 import faultkit
@@ -230,7 +231,7 @@ def make_rig(name: str, tmp_path: Path, broker: LocalBroker, sims: tuple[SimProc
     meters = "".join(METER.format(bus=bus, unit=u, profile=p) for bus, u, p in METERS)
     site = write_site(tmp_path / "site", SITE.format(gateway=gateway, tcp_port=tcp.tcp_port, pty=rtu.pty,
                                                      broker=broker.url, meters=meters))
-    verifier = signing.Verifier([signing.load_public_key(site.parent / "keys" / "gateway.pub")])
+    verifier = Verifier([load_public_key(site.parent / "keys" / "gateway.pub")])
     ledger = Ledger()
     # A fixed client id: the broker keeps the platform's queue, as a production platform's would be.
     platform = Platform(broker.host, broker.port, verifier, gateway=gateway, client_id=f"platform-{name}",

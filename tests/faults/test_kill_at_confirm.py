@@ -33,9 +33,10 @@ import pytest
 from support.configs import write_site
 from support.procs import METERLINK, start_agent, wait_until
 
-from meterlink.agent import signing
+from meterlink.agent.keys import load_public_key
 from meterlink.sim.broker import LocalBroker
 from meterlink.sim.platform import Platform
+from meterlink.wire.jws import Verifier
 
 sys.path.insert(0, str(Path(__file__).parent))
 import faultkit
@@ -192,7 +193,7 @@ def test_every_confirmed_report_survives_a_kill_at_its_confirm(
     site = write_site(tmp_path / "site", SITE.format(gateway=GATEWAY, pty=pty, broker=broker.url))
     db = site.parent / "state" / "meterlink.db"
     log = faultkit.AgentLog(tmp_path / "agent.log")
-    verifier = signing.Verifier([signing.load_public_key(site.parent / "keys" / "gateway.pub")])
+    verifier = Verifier([load_public_key(site.parent / "keys" / "gateway.pub")])
     platform = Platform(broker.host, broker.port, verifier, gateway=GATEWAY, client_id="platform-confirm")
     platform.start()
     agent: subprocess.Popen[bytes] | None = None

@@ -46,10 +46,11 @@ import pytest
 from support.configs import write_site
 from support.procs import SimProcess, start_agent, start_sim, wait_until
 
-from meterlink.agent import signing
+from meterlink.agent.keys import load_public_key
 from meterlink.agent.seqmark import SeqMark
 from meterlink.sim.broker import LocalBroker
 from meterlink.sim.platform import Platform
+from meterlink.wire.jws import Verifier
 
 sys.path.insert(0, str(Path(__file__).parent))
 import faultkit
@@ -349,7 +350,7 @@ def move_store_aside(db: Path, into: Path) -> list[str]:
 
 
 def lost_store_platform(site: Path, broker: LocalBroker, gateway: str, client_id: str) -> Platform:
-    verifier = signing.Verifier([signing.load_public_key(site.parent / "keys" / "gateway.pub")])
+    verifier = Verifier([load_public_key(site.parent / "keys" / "gateway.pub")])
     platform = Platform(broker.host, broker.port, verifier, gateway=gateway, client_id=client_id)
     platform.start()
     return platform

@@ -38,15 +38,17 @@ from support.configs import BASE, write_site
 from support.procs import METERLINK
 
 from meterlink.agent import config as cfgmod
-from meterlink.agent import signing
 from meterlink.agent.errors import ConfigError
-from meterlink.agent.payload import PayloadError, check_message
+from meterlink.agent.keys import generate_keypair, load_private_key
 from meterlink.protocols.modbus.registers import DataType, RegisterError, WordOrder
 from meterlink.protocols.modbus.registers import decode as decode_registers
 from meterlink.protocols.modbus.values import Part, ValueSpec
 from meterlink.protocols.szy206 import NEED_DATA, Reassembler, SZY206Error, crc8
 from meterlink.protocols.szy206 import decode as decode_frame
 from meterlink.protocols.szy206.describe import decode_report
+from meterlink.wire.errors import PayloadError, VerifyError
+from meterlink.wire.jws import Signer, Verifier, thumbprint
+from meterlink.wire.payload import check_message
 
 # No example database (nothing written outside this folder); processes are not shrunk (a failure
 # would otherwise start dozens more of them).
@@ -543,18 +545,18 @@ def test_meterlink_decode_szy206_on_random_hex_exits_0_or_1(raw: bytes) -> None:
 
 KEY = Ed25519PrivateKey.generate()
 OTHER = Ed25519PrivateKey.generate()
-VERIFIER = signing.Verifier([KEY.public_key()])
+VERIFIER = Verifier([KEY.public_key()])
 SMALL = b'{"gateway":"g","batch":1,"sent_at":2,"events":[]}'
 READINGS = (b'{"gateway":"gw-1","batch":7,"sent_at":1764374402113,"readings":[{"seq":1,"meter":"m1",'
             b'"quantity":"flow_rate","value":36.6,"unit":"m3/h","ts":1764374400381,"slot":1764374400000}]}')
-VALID = [signing.Signer(KEY, compress=c).sign(p) for c in (False, True) for p in (SMALL, READINGS)]
+VALID = [Signer(KEY, compress=c).sign(p) for c in (False, True) for p in (SMALL, READINGS)]
 
 
 def verify_and_check(message: bytes | str) -> bool:
     """True if accepted; False if rejected the documented way; anything else propagates."""
     try:
         check_message(VERIFIER.verify(message).json())
-    except (signing.VerifyError, PayloadError):
+    except (VerifyError, PayloadError):
         return False
     return True
 
@@ -575,7 +577,7 @@ json_values = st.recursive(
 headers = st.one_of(
     json_values,
     st.fixed_dictionaries({"alg": st.sampled_from(["EdDSA", "Ed25519", "none", "HS256", ""])},
-                          optional={"kid": st.text(max_size=44) | st.just(signing.thumbprint(KEY.public_key())),
+                          optional={"kid": st.text(max_size=44) | st.just(thumbprint(KEY.public_key())),
                                     "cty": st.sampled_from(["json+deflate", "json"]) | st.text(max_size=5),
                                     "crit": json_values, "zip": st.just("DEF")}),
 )
@@ -629,7 +631,7 @@ def test_a_mutated_message_is_never_accepted_with_a_changed_payload(message: byt
     detail outside the members), never the payload."""
     try:
         verified = VERIFIER.verify(message)
-    except signing.VerifyError:
+    except VerifyError:
         return
     assert verified.payload in (SMALL, READINGS)
 
@@ -654,7 +656,7 @@ def test_every_single_byte_mutation_of_a_member_is_rejected(member: str) -> None
     """Exhaustive: every position of the member in the raw message, every other byte value (255 per
     position; ~20,000 messages per member). Must raise only VerifyError/PayloadError, and reject.
 
-    For "signature" this needs a strict base64url decoder (agent/signing.py b64url_decode): a lenient
+    For "signature" this needs a strict base64url decoder (wire/jws.py b64url_decode): a lenient
     one accepts the 15 other last characters that differ only in the 4 unused bits, and "+" or "/"
     for "-" or "_", so one signature would have several spellings (a malleable JWS, which RFC 7515's
     base64url rules out). protected and payload are safe anyway: the signing input is their text.
@@ -697,7 +699,7 @@ HOSTILE = {
 
 @pytest.mark.parametrize("message", list(HOSTILE.values()), ids=list(HOSTILE))
 def test_hostile_json_is_rejected_not_raised(message: bytes) -> None:
-    """Was a bug (agent/signing.py Verifier.verify and Verifier._header): json.loads raises ValueError
+    """Was a bug (wire/jws.py Verifier.verify and Verifier._header): json.loads raises ValueError
     ("Exceeds the limit (4300 digits) for integer string conversion") for a long integer and
     RecursionError for deep nesting; these escaped verify() before any signature check, so anyone
     who could publish on the topic could make a receiver raise. verify() turns them into VerifyError."""
@@ -705,12 +707,12 @@ def test_hostile_json_is_rejected_not_raised(message: bytes) -> None:
 
 
 def test_meterlink_verify_rejects_a_hostile_message_and_goes_on(tmp_path: Path) -> None:
-    """Was a bug (same cause, agent/verify_cmd.py): `meterlink verify` stopped at the hostile message
+    """Was a bug (same cause, cli/verify.py): `meterlink verify` stopped at the hostile message
     with "meterlink: unexpected error: ValueError: ..." and exit 70 instead of "message 1: REJECTED:
     ..." and going on to verify the next message."""
-    _, pub = signing.generate_keypair(tmp_path / "keys")
-    key = signing.load_private_key(tmp_path / "keys" / "gateway.key")
-    good = signing.Signer(key).sign(READINGS)
+    _, pub = generate_keypair(tmp_path / "keys")
+    key = load_private_key(tmp_path / "keys" / "gateway.key")
+    good = Signer(key).sign(READINGS)
     (tmp_path / "messages").write_bytes(HOSTILE["a 5000-digit integer"] + b"\n" + good + b"\n")
     proc = subprocess.run([*METERLINK, "verify", "--pubkey", str(pub), str(tmp_path / "messages")],
                           capture_output=True, text=True, timeout=60)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from meterlink.agent import signing
+from meterlink.agent.keys import generate_keypair
 
 BASE = """
 [gateway]
@@ -48,7 +48,7 @@ def write_site(folder: Path, text: str = BASE) -> Path:
     """A config file plus keys/gateway.key next to it; returns the config path."""
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "keys" / "gateway.key").exists():
-        signing.generate_keypair(folder / "keys")
+        generate_keypair(folder / "keys")
     path = folder / "meterlink.toml"
     path.write_text(text)
     return path

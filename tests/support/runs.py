@@ -44,7 +44,7 @@ def meterlink_for_others() -> list[str]:
     system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
     boot = (
         f"import site, sys; site.addsitedir({sysconfig.get_paths()['purelib']!r}); "
-        "from meterlink.agent.cli import main; sys.exit(main())"
+        "from meterlink.cli.main import main; sys.exit(main())"
     )
     return [str(system), "-c", boot]
 

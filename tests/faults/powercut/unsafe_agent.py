@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
         patch_sync_off()
     else:
         patch_seqmark_no_fsync()
-    from meterlink.agent.cli import main as meterlink_main
+    from meterlink.cli.main import main as meterlink_main
 
     code: int = meterlink_main(argv[1:])
     return code

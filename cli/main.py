@@ -16,8 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from meterlink import __version__
-
-from .errors import ConfigError, MeterlinkError
+from meterlink.agent.errors import ConfigError, MeterlinkError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -214,8 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from . import config as cfgmod
-    from . import preflight
+    from meterlink.agent import config as cfgmod
+    from meterlink.agent import preflight
 
     config = cfgmod.load(args.config)
     found = preflight.check(config)
@@ -228,25 +227,26 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from . import signing
+    from meterlink.agent import keys
+    from meterlink.wire.jws import thumbprint
 
-    key_path, pub_path = signing.generate_keypair(args.out, force=args.force)
-    kid = signing.thumbprint(signing.load_public_key(pub_path))
+    key_path, pub_path = keys.generate_keypair(args.out, force=args.force)
+    kid = thumbprint(keys.load_public_key(pub_path))
     print(f"wrote {key_path} (private, mode 0600) and {pub_path} (public)")
     print(f"kid {kid}")
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify_cmd import run_verify
+    from .verify import run_verify
 
     return run_verify(args.pubkey, args.input)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import config as cfgmod
-    from . import logsetup, preflight
-    from .service import Agent
+    from meterlink.agent import config as cfgmod
+    from meterlink.agent import logsetup, preflight
+    from meterlink.agent.service import Agent
 
     config = cfgmod.load(args.config)
     found = preflight.check(config)  # what check-config checks, errors and warnings alike
@@ -314,19 +314,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    from .commission import read_once
+    from meterlink.agent.commission import read_once
 
     return asyncio.run(read_once(args.config, args.meter))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .commission import show_status
+    from meterlink.agent.commission import show_status
 
     return show_status(args.config)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import period_of, run_report
+    from meterlink.agent.report import period_of, run_report
 
     given = [(kind, text) for kind in ("day", "month", "quarter") if (text := getattr(args, kind)) is not None]
     try:
@@ -340,15 +340,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_manual_reading(args: argparse.Namespace) -> int:
-    from . import config as cfgmod
-    from .manual import command
+    from meterlink.agent import config as cfgmod
+    from meterlink.agent.manual import command
 
     return command(cfgmod.load(args.config), meter=args.meter, value=args.value, photo=args.evidence, at=args.at,
                    by=args.by, replacement=args.replacement, quantity=args.quantity, wait=args.wait)
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    from .commission import show_profiles
+    from meterlink.agent.commission import show_profiles
 
     return show_profiles(args.name)
 

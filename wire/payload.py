@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from meterlink.drivers.base import Flag
+from .errors import PayloadError
+from .flags import Flag
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _float_repr = float.__repr__  # what json uses for floats: the shortest repr that round-trips
@@ -88,8 +89,10 @@ def _reading_json(r: StoredReading) -> str:
         raise ValueError(f"reading {r.seq} has a non-finite value")
     value = str(int(v)) if v.is_integer() and abs(v) < 2**53 else _float_repr(v)
     flags = f',"flags":{_dumps(Flag(r.flags).names())}' if r.flags else ""
-    return (f'{{"seq":{r.seq}{_series_prefix(r.meter, r.quantity)}{value}{_unit_part(r.unit)}{r.ts},'
-            f'"slot":{r.slot}{flags}}}')
+    return (
+        f'{{"seq":{r.seq}{_series_prefix(r.meter, r.quantity)}{value}{_unit_part(r.unit)}{r.ts},'
+        f'"slot":{r.slot}{flags}}}'
+    )
 
 
 def readings_message(
@@ -128,10 +131,6 @@ def evidence_message(gateway: str, batch: int, sent_at: int, sha256: str, media_
     """A manual reading's photo: its digest, type, size and the bytes in base64."""
     body = {"sha256": sha256, "media_type": media_type, "size": len(data), "data": base64.b64encode(data).decode()}
     return _dumps({"gateway": gateway, "batch": batch, "sent_at": sent_at, "evidence": body}).encode("utf-8")
-
-
-class PayloadError(ValueError):
-    """A signed payload that does not have the documented shape."""
 
 
 def check_message(obj: Any) -> dict[str, Any]:

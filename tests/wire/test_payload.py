@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meterlink.agent.payload import (
-    PayloadError,
+from meterlink.wire.errors import PayloadError
+from meterlink.wire.payload import (
     StoredReading,
     check_message,
     reading_dict,

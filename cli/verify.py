@@ -6,9 +6,11 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import MeterlinkError
-from .payload import PayloadError, check_message
-from .signing import Verifier, VerifyError, load_public_key
+from meterlink.agent.errors import MeterlinkError
+from meterlink.agent.keys import load_public_key
+from meterlink.wire.errors import PayloadError, VerifyError
+from meterlink.wire.jws import Verifier
+from meterlink.wire.payload import check_message
 
 
 def split_messages(data: bytes) -> list[bytes]:

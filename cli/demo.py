@@ -4,8 +4,8 @@ One meter speaks Modbus TCP, one Modbus RTU over a pty (the way a site's RS-485 
 one SZY206 over a second pty. The agent polls them every 2 s and uploads every 2 s to a broker (a
 private mosquitto unless ``--broker`` is given); the simulated platform verifies every message with
 the gateway's public key and prints a line per upload. With ``--szy206-station HOST:PORT`` the
-agent also reports as an SZY206 site terminal to that central station, every 5 s. With the CLI,
-this is the only module of ``agent`` that imports ``sim``.
+agent also reports as an SZY206 site terminal to that central station, every 5 s. It sits with the
+command line, above ``agent`` and ``sim``, because it launches both.
 
 ``--dir`` keeps one config (``meterlink.toml``), the keys and the store, so a second run continues
 the same gateway and its seq; endpoints that change between runs (ports, the pty) are rewritten.
@@ -26,9 +26,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import config as cfgmod
-from . import logsetup, signing
-from .errors import MeterlinkError
+from meterlink.agent import config as cfgmod
+from meterlink.agent import keys, logsetup
+from meterlink.agent.errors import MeterlinkError
+from meterlink.wire.jws import Verifier
 
 DEMO_POLL_S = 2
 DEMO_UPLOAD_S = 2
@@ -120,7 +121,7 @@ def _gateway_id(config_path: Path) -> str:
 def _ensure_keys(folder: Path) -> Path:
     key = folder / "gateway.key"
     if not key.exists():
-        signing.generate_keypair(folder)
+        keys.generate_keypair(folder)
     return folder / "gateway.pub"
 
 
@@ -177,7 +178,8 @@ def say(text: str) -> None:
 
 
 async def _demo(folder: Path, args: argparse.Namespace) -> int:
-    # Imported here: only the demo brings the simulators into the agent's process.
+    # Imported here, when the demo runs: `meterlink run` never loads the simulators.
+    from meterlink.agent.service import Agent
     from meterlink.protocols.szy206.fields import Address
     from meterlink.sim.broker import BrokerError, LocalBroker
     from meterlink.sim.meter_model import SimMeter
@@ -185,8 +187,6 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
     from meterlink.sim.platform import Platform
     from meterlink.sim.szy206_meter import SimSzy206Meter
     from meterlink.sim.szy206_meter_server import Szy206SimServer
-
-    from .service import Agent
 
     config_path = folder / "meterlink.toml"
     gateway = _gateway_id(config_path)
@@ -237,7 +237,7 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
             say(f"  reporting as SZY206 site terminal 430100:7 to the station at {args.szy206_station} every 5 s")
         say(f"  broker {broker_url}{' (private mosquitto)' if broker else ''}; polling and uploading every 2 s")
 
-        verifier = signing.Verifier([signing.load_public_key(pub_path)])
+        verifier = Verifier([keys.load_public_key(pub_path)])
         host, port = urlsplit(broker_url).hostname or "127.0.0.1", urlsplit(broker_url).port or 1883
 
         def on_batch(kind: str, payload: dict, new: int) -> None:  # type: ignore[type-arg]

@@ -1,11 +1,9 @@
-"""Keys, thumbprints and JWS: RFC 8037 test vectors, an independent JOSE library, tampering."""
+"""Thumbprints and JWS: RFC 8037 test vectors, an independent JOSE library, tampering."""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -15,9 +13,10 @@ from hypothesis import strategies as st
 from joserfc import jws
 from joserfc.jwk import OKPKey
 
-from meterlink.agent import signing
-from meterlink.agent.errors import KeyFileError
-from meterlink.agent.signing import Signer, Verifier, VerifyError, b64url
+from meterlink.agent.keys import load_private_key
+from meterlink.wire.compression import inflate
+from meterlink.wire.errors import VerifyError
+from meterlink.wire.jws import Signer, Verifier, b64url, thumbprint
 
 # RFC 8037 appendix A: the Ed25519 example key, its thumbprint and a signed JWS.
 RFC_D = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"
@@ -33,7 +32,7 @@ def rfc_key() -> Ed25519PrivateKey:
 
 
 def test_thumbprint_matches_rfc_8037() -> None:
-    assert signing.thumbprint(rfc_key().public_key()) == RFC_THUMBPRINT
+    assert thumbprint(rfc_key().public_key()) == RFC_THUMBPRINT
 
 
 def test_signature_matches_rfc_8037_and_verifies() -> None:
@@ -53,7 +52,7 @@ def test_round_trip_and_header(compress: bool) -> None:
     assert set(jws_obj) == {"protected", "payload", "signature"}
     header = json.loads(base64.urlsafe_b64decode(jws_obj["protected"] + "=="))
     assert header["alg"] == "EdDSA"
-    assert header["kid"] == signing.thumbprint(key.public_key())
+    assert header["kid"] == thumbprint(key.public_key())
     assert ("cty" in header) == compress
     assert Verifier([key.public_key()]).verify(message).json() == {"gateway": "g", "batch": 1}
 
@@ -61,17 +60,17 @@ def test_round_trip_and_header(compress: bool) -> None:
 @pytest.mark.parametrize("compress", [False, True])
 def test_an_independent_jose_library_verifies_our_messages(compress: bool, keys: tuple[Path, Path]) -> None:
     key_path, pub_path = keys
-    message = Signer(signing.load_private_key(key_path), compress=compress).sign(b'{"x":1}')
+    message = Signer(load_private_key(key_path), compress=compress).sign(b'{"x":1}')
     public = OKPKey.import_key(pub_path.read_bytes())
     obj = jws.deserialize_json(json.loads(message), public, algorithms=["EdDSA"])
     assert obj.headers()["kid"] == public.thumbprint()
-    body = signing._inflate(obj.payload) if compress else obj.payload
+    body = inflate(obj.payload) if compress else obj.payload
     assert json.loads(body) == {"x": 1}
 
 
 def test_ed25519_alg_name_of_rfc_9864_is_accepted() -> None:
     key = Ed25519PrivateKey.generate()
-    protected = b64url(json.dumps({"alg": "Ed25519", "kid": signing.thumbprint(key.public_key())}).encode())
+    protected = b64url(json.dumps({"alg": "Ed25519", "kid": thumbprint(key.public_key())}).encode())
     payload = b64url(b"{}")
     sig = b64url(key.sign(f"{protected}.{payload}".encode()))
     msg = json.dumps({"protected": protected, "payload": payload, "signature": sig})
@@ -90,7 +89,7 @@ def test_altered_payload_header_or_signature_is_rejected() -> None:
     message = Signer(key, compress=False).sign(b'{"readings":[{"seq":1,"value":5}]}')
     obj = json.loads(message)
     forged_payload = b64url(b'{"readings":[{"seq":1,"value":6}]}')
-    forged_header = b64url(json.dumps({"alg": "EdDSA", "kid": signing.thumbprint(key.public_key()),
+    forged_header = b64url(json.dumps({"alg": "EdDSA", "kid": thumbprint(key.public_key()),
                                        "typ": "x"}).encode())
     for bad in (
         _tamper(message, "payload", forged_payload),
@@ -152,29 +151,3 @@ def test_random_jws_members_only_ever_raise_verify_error(protected: str, payload
     msg = json.dumps({"protected": protected, "payload": payload, "signature": signature})
     with pytest.raises(VerifyError):
         verifier.verify(msg)
-
-
-def test_keygen_writes_pkcs8_0600_and_spki(tmp_path: Path) -> None:
-    key_path, pub_path = signing.generate_keypair(tmp_path / "k")
-    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
-    assert key_path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
-    assert pub_path.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
-    assert signing.thumbprint(signing.load_public_key(pub_path)) == Signer(signing.load_private_key(key_path)).kid
-    with pytest.raises(KeyFileError, match="already exists"):
-        signing.generate_keypair(tmp_path / "k")
-
-
-def test_a_private_key_readable_by_others_is_refused(keys: tuple[Path, Path]) -> None:
-    key_path, _ = keys
-    os.chmod(key_path, 0o644)
-    with pytest.raises(KeyFileError, match="chmod 600"):
-        signing.load_private_key(key_path)
-
-
-def test_missing_and_wrong_key_files_say_what_is_wrong(tmp_path: Path, keys: tuple[Path, Path]) -> None:
-    with pytest.raises(KeyFileError, match="does not exist"):
-        signing.load_private_key(tmp_path / "nope.key")
-    _, pub_path = keys
-    os.chmod(pub_path, 0o600)
-    with pytest.raises(KeyFileError, match="not a PEM private key"):
-        signing.load_private_key(pub_path)
