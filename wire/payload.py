@@ -31,6 +31,8 @@ _float_repr = float.__repr__  # what json uses for floats: the shortest repr tha
 
 @dataclass(frozen=True, slots=True)
 class StoredReading:
+    """A reading as the store keeps it and the payload carries it; ``flags`` are Flag bits."""
+
     seq: int
     meter: str
     quantity: str
@@ -43,6 +45,8 @@ class StoredReading:
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
+    """An event as the store keeps it; ``detail`` becomes the event's other members."""
+
     seq: int
     ts: int
     kind: str
@@ -57,6 +61,7 @@ def _number(value: float) -> float | int:
 
 
 def reading_dict(r: StoredReading) -> dict[str, Any]:
+    """One reading of a readings payload, as a dict (the reference the fast encoder must equal)."""
     d: dict[str, Any] = {
         "seq": r.seq,
         "meter": r.meter,
@@ -108,6 +113,7 @@ def readings_message(
 
 
 def events_message(gateway: str, batch: int, sent_at: int, events: Sequence[StoredEvent]) -> bytes:
+    """An events payload: each event's ``seq``, ``ts`` and ``kind``, then its detail's members."""
     body = {
         "gateway": gateway,
         "batch": batch,
@@ -134,7 +140,14 @@ def evidence_message(gateway: str, batch: int, sent_at: int, sha256: str, media_
 
 
 def check_message(obj: Any) -> dict[str, Any]:
-    """Validate a decoded payload's shape (receivers use this after verifying the signature)."""
+    """Validate a decoded payload's shape (receivers use this after verifying the signature).
+
+    Returns:
+        ``obj`` itself, once its shape is the documented one.
+
+    Raises:
+        PayloadError: the first member that is missing or of the wrong type.
+    """
     if not isinstance(obj, dict):
         raise PayloadError("payload is not a JSON object")
     for key in ("gateway", "batch", "sent_at"):
