@@ -193,10 +193,12 @@ class Run:
                 self.term.receive_data(chunk, now)
             self.term.tick(now)
             self.cent.tick(now)
-            while self.commits and self.commits[0][0] <= now:
-                self._commit_done(heapq.heappop(self.commits)[2])
+            # What arrived is seen before a commit ends: a copy that came in this same instant may
+            # be the one the confirm answers, and the ghost state must know it came.
             self._terminal_events()
             self._centre_events()
+            while self.commits and self.commits[0][0] <= now:
+                self._commit_done(heapq.heappop(self.commits)[2])
         else:
             raise AssertionError("the conversation did not settle")
         assert self.next_report == REPORTS, "reports left unsent"
