@@ -93,13 +93,18 @@ class GroupCommit:
             oldest = self._held.popleft()
             self._held_readings -= len(oldest.readings)
             self.dropped += len(oldest.readings)
-            log.error("event=capture_dropped readings=%d total_dropped=%d reason=%r",
-                      len(oldest.readings), self.dropped, self.last_error)
+            log.error(
+                "event=capture_dropped readings=%d total_dropped=%d reason=%r",
+                len(oldest.readings),
+                self.dropped,
+                self.last_error,
+            )
             if oldest.done is not None and not oldest.done.done():
                 oldest.done.set_exception(StoreError(f"not stored, the store refuses commits ({self.last_error})"))
         if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_after(self.window),
-                                                                   name="meterlink.capture")
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush_after(self.window), name="meterlink.capture"
+            )
 
     @property
     def held(self) -> int:
@@ -136,11 +141,18 @@ class GroupCommit:
             self.last_error = str(exc)
             told = self._give_back(parcels, exc)
             if self.failures == 1 or self.failures % 60 == 0:
-                log.error("event=capture_failed readings_held=%d not_taken=%d error=%s detail=%r retry_in=%.0fs",
-                          self._held_readings, told, type(exc).__name__, str(exc), RETRY_S)
+                log.error(
+                    "event=capture_failed readings_held=%d not_taken=%d error=%s detail=%r retry_in=%.0fs",
+                    self._held_readings,
+                    told,
+                    type(exc).__name__,
+                    str(exc),
+                    RETRY_S,
+                )
             if self._held and self._flusher is None:
-                self._flusher = asyncio.get_running_loop().create_task(self._flush_after(RETRY_S),
-                                                                       name="meterlink.capture.retry")
+                self._flusher = asyncio.get_running_loop().create_task(
+                    self._flush_after(RETRY_S), name="meterlink.capture.retry"
+                )
             return
         self._in_commit = 0
         seq = first

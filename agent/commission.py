@@ -77,10 +77,14 @@ def show_status(config_path: Path) -> int:
         events = db.execute("SELECT count(*) FROM events WHERE sent IS NULL").fetchone()[0]
         reports = None
         if config.uplink.szy206 is not None:
-            reports = (0, 0, None, None) if not has_table(db, "szy206_reports") else db.execute(
-                "SELECT count(confirmed), count(*) - count(confirmed),"
-                " min(CASE WHEN confirmed IS NULL THEN slot END), max(confirmed) FROM szy206_reports"
-            ).fetchone()
+            reports = (
+                (0, 0, None, None)
+                if not has_table(db, "szy206_reports")
+                else db.execute(
+                    "SELECT count(confirmed), count(*) - count(confirmed),"
+                    " min(CASE WHEN confirmed IS NULL THEN slot END), max(confirmed) FROM szy206_reports"
+                ).fetchone()
+            )
         # The intakes to today and the open warnings, as `meterlink report` finds them.
         rules = build_report(db, config, Period(today.isoformat(), today, today), None, now, with_meters=False)
         return meta, pending, oldest, rows, first_ts, events, reports, rules
@@ -90,6 +94,7 @@ def show_status(config_path: Path) -> int:
 
     def when(ms: int | None) -> str:
         return "-" if ms is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
+
     print(f"store          {path}")
     print(f"gateway        {meta.get('gateway')}")
     print(f"next seq       {meta.get('next_seq')}")
@@ -103,8 +108,10 @@ def show_status(config_path: Path) -> int:
         print(f"readings kept  {config.store.retention_days:g} days (no [uplink.mqtt]: none wait for delivery)")
     if reports is not None:
         confirmed, waiting, first_waiting, last_confirmed = reports
-        print(f"szy206 reports {waiting} waiting (oldest slot {when(first_waiting)}), "
-              f"{confirmed} confirmed (last at {when(last_confirmed)})")
+        print(
+            f"szy206 reports {waiting} waiting (oldest slot {when(first_waiting)}), "
+            f"{confirmed} confirmed (last at {when(last_confirmed)})"
+        )
     for line in status_lines(rules):
         print(line)
     return 0
@@ -121,8 +128,10 @@ def show_profiles(name: str | None) -> int:
         raise MeterlinkError(f"no profile {name!r}; built-in: {', '.join(profiles.names())}") from None
     s = profile.serial
     print(f"{profile.name}: {profile.title}")
-    print(f"function {profile.function:02d}, numbering {profile.numbering}, serial {s.baudrate} "
-          f"{s.bytesize}{s.parity}{s.stopbits}")
+    print(
+        f"function {profile.function:02d}, numbering {profile.numbering}, serial {s.baudrate} "
+        f"{s.bytesize}{s.parity}{s.stopbits}"
+    )
     for reg in profile.registers:
         extra = ""
         if reg.fraction:

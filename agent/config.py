@@ -81,7 +81,7 @@ class GatewayConfig(Strict):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{v!r} is not a time zone name (IANA, e.g. \"Asia/Shanghai\")") from None
+            raise ValueError(f'{v!r} is not a time zone name (IANA, e.g. "Asia/Shanghai")') from None
         return v
 
     @property
@@ -192,11 +192,24 @@ class MeterConfig(Strict):
     @model_validator(mode="after")
     def _profile_or_map(self) -> MeterConfig:
         if self.bus is None:
-            stray = self.model_fields_set & {"profile", "registers", "numbering", "function", "max_gap", "scale",
-                                             "address", "unit_id", "pairs", "time_label", "szy206_position"}
+            stray = self.model_fields_set & {
+                "profile",
+                "registers",
+                "numbering",
+                "function",
+                "max_gap",
+                "scale",
+                "address",
+                "unit_id",
+                "pairs",
+                "time_label",
+                "szy206_position",
+            }
             if stray:
-                raise ValueError(f"a meter without a bus is read by hand: it has no {', '.join(sorted(stray))} "
-                                 "(give it a bus to poll it)")
+                raise ValueError(
+                    f"a meter without a bus is read by hand: it has no {', '.join(sorted(stray))} "
+                    "(give it a bus to poll it)"
+                )
             return self
         if self.address is not None:
             stray = self.model_fields_set & {"profile", "registers", "numbering", "function", "max_gap", "scale"}
@@ -209,7 +222,7 @@ class MeterConfig(Strict):
         if (self.profile is None) == (self.registers is None):
             raise ValueError("give either profile = NAME or an inline [[meters.registers]] map, not both")
         if self.registers is not None and self.numbering is None:
-            raise ValueError("an inline map must state numbering = \"wire\" (0-based) or \"manual\" (1-based)")
+            raise ValueError('an inline map must state numbering = "wire" (0-based) or "manual" (1-based)')
         if self.profile is not None and (self.numbering is not None or self.function is not None):
             raise ValueError("numbering and function come from the profile; use an inline map to change them")
         try:  # overlapping registers and duplicate quantities are errors now, not at run time
@@ -236,11 +249,16 @@ class MeterConfig(Strict):
             profile = profiles.load(self.profile)
             if self.max_gap is None:
                 return profile
-            return RegisterMap(function=profile.function, numbering=profile.numbering, max_gap=self.max_gap,
-                               registers=profile.registers)
+            return RegisterMap(
+                function=profile.function,
+                numbering=profile.numbering,
+                max_gap=self.max_gap,
+                registers=profile.registers,
+            )
         assert self.registers is not None and self.numbering is not None
-        return RegisterMap(function=self.function or 3, numbering=self.numbering, max_gap=self.max_gap or 0,
-                           registers=self.registers)
+        return RegisterMap(
+            function=self.function or 3, numbering=self.numbering, max_gap=self.max_gap or 0, registers=self.registers
+        )
 
     def value_specs(self) -> list[ValueSpec]:
         """The meter's values with wire addresses, scaled by any per-meter ``scale``."""
@@ -259,7 +277,6 @@ class StoreConfig(Strict):
     capacity_mb: Annotated[float, Field(ge=1, le=1_000_000)] | None = None  # default: sized per meter
     overflow: Literal["drop_oldest", "refuse"] = "drop_oldest"
     retention_days: Annotated[float, Field(ge=0, le=3650)] = 35
-
 
 
 class IntakeConfig(Strict):
@@ -294,7 +311,6 @@ class SigningConfig(Strict):
     key: FilePath
 
 
-
 class MqttConfig(Strict):
     broker: str
     client_id: str | None = None
@@ -322,7 +338,6 @@ class MqttConfig(Strict):
     # Photos of manual readings go out on <prefix>/<gateway>/evidence/<sha256> (off: only their digest).
     evidence: bool = False
     evidence_max_kb: Annotated[int, Field(ge=1, le=65_536)] = 4096
-
 
     @field_validator("broker")
     @classmethod
@@ -416,8 +431,10 @@ class Szy206UplinkConfig(Strict):
     def _backfill_needs_a_time_label(self) -> Szy206UplinkConfig:
         if self.backfill and self.time_label == "none":
             # Without a time label a backfilled report looks exactly like a live one to the station.
-            raise ValueError('backfill needs a time label to say which slot a late report is for: set '
-                             'time_label, or backfill = false')
+            raise ValueError(
+                "backfill needs a time label to say which slot a late report is for: set "
+                "time_label, or backfill = false"
+            )
         return self
 
 
@@ -460,8 +477,10 @@ class Config(Strict):
             raise ValueError(f"intakes: {', '.join(dupes)} named twice")
         for meter in self.meters:
             if meter.intake is not None and meter.intake not in intakes:
-                raise ValueError(f"meters[{meter.id}].intake: no intake named {meter.intake!r}"
-                                 + (f" (intakes: {', '.join(intakes)})" if intakes else " ([[intakes]] is empty)"))
+                raise ValueError(
+                    f"meters[{meter.id}].intake: no intake named {meter.intake!r}"
+                    + (f" (intakes: {', '.join(intakes)})" if intakes else " ([[intakes]] is empty)")
+                )
         seen: set[str] = set()
         for meter in self.meters:
             if meter.id in seen:
@@ -471,13 +490,21 @@ class Config(Strict):
                 continue  # read by hand
             bus = self.buses.get(meter.bus)
             if bus is None:
-                known = f"buses: {', '.join(self.buses)}" if self.buses else (
-                    "there are no [buses]; a meter read by hand has no bus")
+                known = (
+                    f"buses: {', '.join(self.buses)}"
+                    if self.buses
+                    else ("there are no [buses]; a meter read by hand has no bus")
+                )
                 raise ValueError(f"meters[{meter.id}].bus: no bus named {meter.bus!r} ({known})")
             if (bus.protocol == "szy206") != meter.is_szy206:
-                raise ValueError(f"meters[{meter.id}]: bus {meter.bus} speaks {bus.protocol}; "
-                                 + ("give this meter an address (SZY206)" if bus.protocol == "szy206"
-                                    else "an SZY206 meter (address) needs a bus with protocol = \"szy206\""))
+                raise ValueError(
+                    f"meters[{meter.id}]: bus {meter.bus} speaks {bus.protocol}; "
+                    + (
+                        "give this meter an address (SZY206)"
+                        if bus.protocol == "szy206"
+                        else 'an SZY206 meter (address) needs a bus with protocol = "szy206"'
+                    )
+                )
             if meter.is_szy206:
                 continue
             if bus.type == "serial" and not 1 <= meter.unit_id <= 247:
@@ -534,12 +561,16 @@ def warnings(config: Config) -> list[str]:
         if meter.archive.calibrated is not None and meter.archive.calibration_months is None:
             out.append(f"meters[{meter.id}].archive.calibration_months: not set, so no calibration is ever due")
     # One line for the whole archive: a site commissioned before its ledger is ready is not a fault.
-    gaps = {m.id: [f for f in ARCHIVE_FIELDS if getattr(m.archive, f) is None and f != "transmission"]
-            for m in config.meters}
+    gaps = {
+        m.id: [f for f in ARCHIVE_FIELDS if getattr(m.archive, f) is None and f != "transmission"]
+        for m in config.meters
+    }
     if incomplete := [m for m, fields in gaps.items() if fields]:
         fields = sorted({f for m in incomplete for f in gaps[m]}, key=ARCHIVE_FIELDS.index)
-        out.append(f"meters.archive: {len(incomplete)} of {len(config.meters)} meters lack archive fields "
-                   f"({', '.join(fields)}; e.g. meters[{incomplete[0]}]): the platform's meter archive asks for them")
+        out.append(
+            f"meters.archive: {len(incomplete)} of {len(config.meters)} meters lack archive fields "
+            f"({', '.join(fields)}; e.g. meters[{incomplete[0]}]): the platform's meter archive asks for them"
+        )
     return out
 
 
@@ -580,4 +611,3 @@ def describe(config: Config) -> str:
     meters = len(config.enabled_meters)
     buses = len({m.bus for m in config.enabled_meters if m.bus is not None})
     return f"OK: {meters} meter{'s' if meters != 1 else ''} on {buses} bus{'es' if buses != 1 else ''}"
-

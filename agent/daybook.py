@@ -269,13 +269,16 @@ class Daybook(DayReader):
     # -- evidence of manual readings -----------------------------------------------------------------
 
     def keep_evidence(self, sha256: str, media_type: str, size: int) -> None:
-        self.db.execute("INSERT OR IGNORE INTO evidence VALUES (?, ?, ?, ?, NULL)",
-                        (sha256, media_type, size, int(time.time() * 1000)))
+        self.db.execute(
+            "INSERT OR IGNORE INTO evidence VALUES (?, ?, ?, ?, NULL)",
+            (sha256, media_type, size, int(time.time() * 1000)),
+        )
 
     def unsent_evidence(self, limit: int) -> list[tuple[str, str, int]]:
         """(sha256, media_type, size) of photos not yet sent, oldest first."""
         rows = self.db.execute(
-            "SELECT sha256, media_type, size FROM evidence WHERE sent IS NULL ORDER BY created LIMIT ?", (limit,))
+            "SELECT sha256, media_type, size FROM evidence WHERE sent IS NULL ORDER BY created LIMIT ?", (limit,)
+        )
         return [(str(a), str(b), int(c)) for a, b, c in rows]
 
     def mark_evidence_sent(self, sha256: str, when: int) -> None:

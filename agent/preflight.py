@@ -77,8 +77,9 @@ def _file_problems(config: cfgmod.Config) -> list[str]:
         found += _tls_problem("uplink.mqtt.ca", m.ca, lambda: ssl.create_default_context(cafile=str(m.ca)))
     if m.client_cert is not None and m.client_key is not None:
         cert, key = str(m.client_cert), str(m.client_key)
-        found += _tls_problem("uplink.mqtt.client_cert", m.client_cert,
-                              lambda: ssl.create_default_context().load_cert_chain(cert, key))
+        found += _tls_problem(
+            "uplink.mqtt.client_cert", m.client_cert, lambda: ssl.create_default_context().load_cert_chain(cert, key)
+        )
     return found
 
 

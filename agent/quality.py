@@ -118,8 +118,9 @@ class QualityCheck:
         if delta < 0:
             if top and previous >= WRAP_HIGH * top and r.value <= WRAP_LOW * top:
                 modulus = self.moduli[r.quantity] or top
-                return Flag.WRAPPED, Finding("totalizer_wrapped", {**detail, "register_max": top,
-                                                                   "volume": modulus - previous + r.value})
+                return Flag.WRAPPED, Finding(
+                    "totalizer_wrapped", {**detail, "register_max": top, "volume": modulus - previous + r.value}
+                )
             return Flag.METER_RESET, Finding("totalizer_reset", detail)
         if self.max_flow is not None:
             hours = max(r.ts - previous_ts, 1) / 3_600_000

@@ -36,8 +36,13 @@ def intakes(config: Config) -> list[Intake]:
     """The configured intakes, each with the meters that name it (a return flow counted negative)."""
     return [
         Intake(
-            id=i.id, permit=i.permit, source=i.source or "", annual_permit=i.annual_permit,
-            annual_plan=i.annual_plan, daily_max=i.daily_max, expires=i.permit_expires,
+            id=i.id,
+            permit=i.permit,
+            source=i.source or "",
+            annual_permit=i.annual_permit,
+            annual_plan=i.annual_plan,
+            daily_max=i.daily_max,
+            expires=i.permit_expires,
             meters={m.id: -1.0 if m.return_flow else 1.0 for m in config.enabled_meters if m.intake == i.id},
         )
         for i in config.intakes
@@ -46,9 +51,13 @@ def intakes(config: Config) -> list[Intake]:
 
 def anomaly_settings(config: Config) -> AnomalySettings:
     r = config.rules
-    return AnomalySettings(zero_notice_days=r.zero_notice_days, zero_alarm_days=r.zero_alarm_days,
-                           large_factor=r.large_factor, report_rate_target=r.report_rate_target,
-                           clock_drift_s=r.clock_drift_s)
+    return AnomalySettings(
+        zero_notice_days=r.zero_notice_days,
+        zero_alarm_days=r.zero_alarm_days,
+        large_factor=r.large_factor,
+        report_rate_target=r.report_rate_target,
+        clock_drift_s=r.clock_drift_s,
+    )
 
 
 def transmission(bus: BusConfig) -> str:
@@ -62,7 +71,8 @@ def transmission(bus: BusConfig) -> str:
 def archive_entry(config: Config, meter: MeterConfig) -> dict[str, Any]:
     fields = meter.archive.model_dump()
     fields["transmission"] = fields["transmission"] or (
-        transmission(config.buses[meter.bus]) if meter.bus is not None else "manual reading, with photo evidence")
+        transmission(config.buses[meter.bus]) if meter.bus is not None else "manual reading, with photo evidence"
+    )
     fields["intake"] = meter.intake
     return fields
 

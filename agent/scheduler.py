@@ -135,8 +135,9 @@ class BusPoller:
         skipped = (following - m.due) // m.interval_ms - 1
         if skipped > 0:
             m.state.missed_slots += skipped
-            log.warning("event=slots_missed bus=%s meter=%s missed=%d reason=cycle_overran",
-                        self.name, m.meter.id, skipped)
+            log.warning(
+                "event=slots_missed bus=%s meter=%s missed=%d reason=cycle_overran", self.name, m.meter.id, skipped
+            )
         m.due = following
 
     def _clock_jump(self, now: int) -> int:
@@ -154,8 +155,9 @@ class BusPoller:
         if moved:
             # The same instant on the new clock: the watchdog must not read the jump as a stall.
             self.last_cycle_end += jump
-            log.warning("event=clock_jump bus=%s by_ms=%d meters=%s",
-                        self.name, jump, ",".join(str(m.meter.id) for m in moved))
+            log.warning(
+                "event=clock_jump bus=%s by_ms=%d meters=%s", self.name, jump, ",".join(str(m.meter.id) for m in moved)
+            )
 
     async def _poll(self, m: ScheduledMeter, flags: int) -> list[Reading]:
         state = m.state
@@ -170,8 +172,15 @@ class BusPoller:
             # First failure, then every 10th: a dead meter must not flood the journal.
             if state.consecutive_failures == 1 or state.consecutive_failures % 10 == 0:
                 at = getattr(m.meter, "unit_id", None) or getattr(m.meter, "address", "")
-                log.warning("event=poll_failed bus=%s meter=%s at=%s error=%s detail=%r consecutive=%d",
-                            self.name, m.meter.id, at, kind, str(exc), state.consecutive_failures)
+                log.warning(
+                    "event=poll_failed bus=%s meter=%s at=%s error=%s detail=%r consecutive=%d",
+                    self.name,
+                    m.meter.id,
+                    at,
+                    kind,
+                    str(exc),
+                    state.consecutive_failures,
+                )
             if state.online is not False:
                 state.online = False
                 await self.events("meter_offline", {"meter": m.meter.id, "error": kind, "detail": str(exc)})
@@ -184,10 +193,13 @@ class BusPoller:
                 await self.events(finding.kind, finding.detail)
         if state.online is not True:
             if state.online is False:
-                log.info("event=meter_recovered bus=%s meter=%s after_failures=%d",
-                         self.name, m.meter.id, state.consecutive_failures)
-                await self.events("meter_online", {"meter": m.meter.id,
-                                                   "after_failures": state.consecutive_failures})
+                log.info(
+                    "event=meter_recovered bus=%s meter=%s after_failures=%d",
+                    self.name,
+                    m.meter.id,
+                    state.consecutive_failures,
+                )
+                await self.events("meter_online", {"meter": m.meter.id, "after_failures": state.consecutive_failures})
             state.online = True
         state.consecutive_failures = 0
         return readings

@@ -77,10 +77,19 @@ def build_bus(
     if bus_cfg.protocol == "modbus":
         return ModbusDriver(make_bus(name, bus_cfg), now_ms), [(mc, meter_from_config(mc)) for mc in configured]
     tp = {None: None, "szy206": 5, "sl427": 7, "none": 0}
-    meters = [Szy206Meter(mc.id, szy206_address(mc.address or ""), mc.pairs, tp[mc.time_label], mc.flow_unit)
-              for mc in configured]
-    link = Szy206Link(name, bus_params(bus_cfg), timeout=bus_cfg.timeout, retries=min(bus_cfg.retries, 3),
-                      meters=meters, on_report=on_report, clock=now_ms)
+    meters = [
+        Szy206Meter(mc.id, szy206_address(mc.address or ""), mc.pairs, tp[mc.time_label], mc.flow_unit)
+        for mc in configured
+    ]
+    link = Szy206Link(
+        name,
+        bus_params(bus_cfg),
+        timeout=bus_cfg.timeout,
+        retries=min(bus_cfg.retries, 3),
+        meters=meters,
+        on_report=on_report,
+        clock=now_ms,
+    )
     return Szy206Driver(link), list(zip(configured, meters, strict=True))
 
 
@@ -152,9 +161,14 @@ class Agent:
             lock = RunLock(cfg.store.path)
             lock.acquire_or_fail()  # one agent per store: two would hand out the same seq
             self.lock = lock
-        store = Store(cfg.store.path, cfg.gateway.id, retention_ms=int(cfg.store.retention_days * 86_400_000),
-                      capacity_bytes=cfg.store_capacity_bytes(), overflow=cfg.store.overflow,
-                      uploaded=cfg.uplink.mqtt is not None)
+        store = Store(
+            cfg.store.path,
+            cfg.gateway.id,
+            retention_ms=int(cfg.store.retention_days * 86_400_000),
+            capacity_bytes=cfg.store_capacity_bytes(),
+            overflow=cfg.store.overflow,
+            uploaded=cfg.uplink.mqtt is not None,
+        )
         outbox = Outbox(store)
         latest = LatestValues()
         link = uploader = terminal = None
@@ -170,15 +184,22 @@ class Agent:
                 link.subscriptions.append(topic)
                 link.on_message = self._on_receipt
             uploader = Uploader(
-                outbox, link, signer,
-                gateway=cfg.gateway.id, topic_prefix=m.topic_prefix, interval_s=m.upload_interval,
-                batch_size=m.batch_size, publish_timeout=m.publish_timeout, backfill_rate=m.backfill_rate,
+                outbox,
+                link,
+                signer,
+                gateway=cfg.gateway.id,
+                topic_prefix=m.topic_prefix,
+                interval_s=m.upload_interval,
+                batch_size=m.batch_size,
+                publish_timeout=m.publish_timeout,
+                backfill_rate=m.backfill_rate,
                 receipts=receipts,
             )
         if cfg.uplink.szy206 is not None:
             positions = {mc.szy206_position: mc.id for mc in cfg.enabled_meters if mc.szy206_position}
-            terminal = SiteTerminal(cfg.uplink.szy206, positions, outbox, latest, self._event,
-                                    backoff_max=self.backoff_max)
+            terminal = SiteTerminal(
+                cfg.uplink.szy206, positions, outbox, latest, self._event, backoff_max=self.backoff_max
+            )
         clock_check = ClockCheck(cfg.clock.sync_check)
         self._clock_check = clock_check
         buses: list[Any] = []
@@ -189,8 +210,12 @@ class Agent:
                 continue
             driver, built = build_bus(name, bus_cfg, configured, on_report=self._self_report)
             meters = [
-                ScheduledMeter(m, cfg.poll_interval(mc) * 1000, meter_cost_ms=poll_cost_ms(bus_cfg, m),
-                               quality=quality_check(mc, m))
+                ScheduledMeter(
+                    m,
+                    cfg.poll_interval(mc) * 1000,
+                    meter_cost_ms=poll_cost_ms(bus_cfg, m),
+                    quality=quality_check(mc, m),
+                )
                 for mc, m in built
             ]
             buses.append(driver)
@@ -198,20 +223,32 @@ class Agent:
         if terminal is not None:
             states = {m.meter.id: m.state for p in pollers for m in p.meters}
             terminal.meter_failing = lambda meter: meter in states and states[meter].online is False
-        wrap_at = {m.meter.id: m.quality.moduli.get("volume_total") if m.quality else None
-                   for p in pollers for m in p.meters}
+        wrap_at = {
+            m.meter.id: m.quality.moduli.get("volume_total") if m.quality else None for p in pollers for m in p.meters
+        }
         rulebook = Rulebook(
-            outbox, rules_config.meter_settings(cfg, wrap_at), zone=cfg.gateway.zone,
-            intakes=rules_config.intakes(cfg), settings=rules_config.anomaly_settings(cfg),
+            outbox,
+            rules_config.meter_settings(cfg, wrap_at),
+            zone=cfg.gateway.zone,
+            intakes=rules_config.intakes(cfg),
+            settings=rules_config.anomaly_settings(cfg),
             upload_interval_ms=m.upload_interval * 1000 if m is not None else None,
-            clock_offset=self._clock_offset, on_recorded=self._rules_recorded,
+            clock_offset=self._clock_offset,
+            on_recorded=self._rules_recorded,
         )
-        self.parts = Parts(store, outbox, GroupCommit(outbox), latest, link, uploader, terminal, pollers, buses,
-                           rulebook)
-        log.info("event=agent_started gateway=%s meters=%d buses=%d kid=%s store=%s next_seq=%d uplinks=%s",
-                 cfg.gateway.id, sum(len(p.meters) for p in pollers), len(pollers), jws.thumbprint(
-                     key.public_key()), cfg.store.path, store.next_seq,
-                 ",".join(n for n, u in (("mqtt", link), ("szy206", terminal)) if u is not None))
+        self.parts = Parts(
+            store, outbox, GroupCommit(outbox), latest, link, uploader, terminal, pollers, buses, rulebook
+        )
+        log.info(
+            "event=agent_started gateway=%s meters=%d buses=%d kid=%s store=%s next_seq=%d uplinks=%s",
+            cfg.gateway.id,
+            sum(len(p.meters) for p in pollers),
+            len(pollers),
+            jws.thumbprint(key.public_key()),
+            cfg.store.path,
+            store.next_seq,
+            ",".join(n for n, u in (("mqtt", link), ("szy206", terminal)) if u is not None),
+        )
         return self.parts
 
     async def _sink(self, readings: Sequence[Reading]) -> None:
@@ -302,9 +339,14 @@ class Agent:
             await self._event("store_corrupt", {"moved_to": str(where), "error": why})
             saved = store.salvaged
             if saved is not None:  # its counts are in the store_salvaged event too
-                log.warning("event=store_salvaged readings=%d events=%d unreadable=%d unreadable_events=%d "
-                            "problems=%r", saved.readings, len(saved.events), saved.unreadable,
-                            saved.unreadable_events, "; ".join(saved.problems[:5]))
+                log.warning(
+                    "event=store_salvaged readings=%d events=%d unreadable=%d unreadable_events=%d problems=%r",
+                    saved.readings,
+                    len(saved.events),
+                    saved.unreadable,
+                    saved.unreadable_events,
+                    "; ".join(saved.problems[:5]),
+                )
         if store.seq_jump is not None:  # its event was committed with the new store itself
             _, continued = store.seq_jump
             log.warning("event=store_replaced seq_continues_at=%d", continued)
@@ -319,8 +361,11 @@ class Agent:
             uplink_tasks.append(asyncio.create_task(parts.terminal.run(), name="meterlink.szy206"))
         poll_tasks = [asyncio.create_task(p.run(), name=f"meterlink.poll.{p.name}") for p in parts.pollers]
         # SZY206 lines are listened to from the start: their meters report on their own.
-        poll_tasks += [asyncio.create_task(d.link.keep_open(), name=f"meterlink.listen.{d.link.name}")
-                       for d in parts.buses if isinstance(d, Szy206Driver)]
+        poll_tasks += [
+            asyncio.create_task(d.link.keep_open(), name=f"meterlink.listen.{d.link.name}")
+            for d in parts.buses
+            if isinstance(d, Szy206Driver)
+        ]
         upload_task = asyncio.create_task(
             parts.uploader.run() if parts.uploader is not None else asyncio.Event().wait(), name="meterlink.upload"
         )

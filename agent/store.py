@@ -151,8 +151,10 @@ def not_a_store(path: Path) -> str | None:
     if header != SQLITE_HEADER:
         return f"{path} is not a SQLite database: meterlink leaves it as it is; give store.path a file of its own"
     if _has_foreign_tables(path):
-        return (f"{path} is a SQLite database of another program (no meterlink tables): meterlink leaves it as "
-                "it is; give store.path a file of its own")
+        return (
+            f"{path} is a SQLite database of another program (no meterlink tables): meterlink leaves it as "
+            "it is; give store.path a file of its own"
+        )
     return None
 
 
@@ -373,10 +375,19 @@ class Store:
                 self.salvaged = got = found or Salvage(problems=[error])
                 db.execute(
                     "INSERT INTO events (ts, kind, detail) VALUES (?, 'store_salvaged', ?)",
-                    (int(time.time() * 1000), json.dumps({
-                        "moved_to": str(source), "salvaged": got.readings, "salvaged_events": len(got.events),
-                        "unreadable": got.unreadable, "unreadable_events": got.unreadable_events,
-                        "error": error or None})),
+                    (
+                        int(time.time() * 1000),
+                        json.dumps(
+                            {
+                                "moved_to": str(source),
+                                "salvaged": got.readings,
+                                "salvaged_events": len(got.events),
+                                "unreadable": got.unreadable,
+                                "unreadable_events": got.unreadable_events,
+                                "error": error or None,
+                            }
+                        ),
+                    ),
                 )
             db.execute("COMMIT")
         except BaseException:
@@ -399,7 +410,8 @@ class Store:
                 if sid is None:
                     db.execute("INSERT OR IGNORE INTO series (meter, quantity, unit) VALUES (?, ?, ?)", key)
                     sid = ids[key] = db.execute(
-                        "SELECT id FROM series WHERE meter = ? AND quantity = ? AND unit = ?", key).fetchone()[0]
+                        "SELECT id FROM series WHERE meter = ? AND quantity = ? AND unit = ?", key
+                    ).fetchone()[0]
                 rows.append((seq, sid, value, ts, slot, flags))
             db.executemany("INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, NULL)", rows)
 
@@ -433,8 +445,9 @@ class Store:
         stored = int(self._meta("next_seq"))
         highest = self.db.execute("SELECT max(seq) FROM readings").fetchone()[0] or 0
         next_seq = max(stored, highest + 1)
-        self.mark.ensure_all({"seq": next_seq, "batch": int(self._meta("next_batch")),
-                              "event": self._last_event_seq() + 1})
+        self.mark.ensure_all(
+            {"seq": next_seq, "batch": int(self._meta("next_batch")), "event": self._last_event_seq() + 1}
+        )
         return next_seq
 
     def _last_event_seq(self) -> int:
@@ -453,9 +466,7 @@ class Store:
         key = (meter, quantity, unit)
         sid = self._series.get(key)
         if sid is None:
-            sid = self.db.execute(
-                "INSERT INTO series (meter, quantity, unit) VALUES (?, ?, ?)", key
-            ).lastrowid
+            sid = self.db.execute("INSERT INTO series (meter, quantity, unit) VALUES (?, ?, ?)", key).lastrowid
             assert sid is not None
             self._series[key] = sid
             self._series_by_id[sid] = key
@@ -513,8 +524,10 @@ class Store:
             self.db.execute("DELETE FROM readings WHERE seq BETWEEN ? AND ? AND sent IS NULL", (first, last))
             self.db.execute(
                 "INSERT INTO events (ts, kind, detail) VALUES (?, 'readings_dropped', ?)",
-                (int(time.time() * 1000), json.dumps({"first_seq": first, "last_seq": last, "count": len(rows),
-                                                      "reason": "store full"})),
+                (
+                    int(time.time() * 1000),
+                    json.dumps({"first_seq": first, "last_seq": last, "count": len(rows), "reason": "store full"}),
+                ),
             )
             self.db.execute("COMMIT")
             self.events_added += 1

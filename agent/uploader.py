@@ -198,8 +198,7 @@ class Uploader:
                 sent_at = self.clock()
                 for group, backfill in self._split_late(batch_rows, sent_at):
                     batch = await self._batch_number()
-                    message = self.signer.sign(
-                        readings_message(self.gateway, batch, sent_at, group, backfill=backfill))
+                    message = self.signer.sign(readings_message(self.gateway, batch, sent_at, group, backfill=backfill))
                     await self._slots.acquire()
                     task = asyncio.create_task(self._send(batch, group, message), name=f"meterlink.batch.{batch}")
                     task.add_done_callback(lambda _: self._slots.release())
@@ -265,7 +264,6 @@ class Uploader:
             await self.outbox.call(store.mark_events_sent, events[0].seq, events[-1].seq, self.clock())
             self.stats.events += len(events)
             log.info("event=events_uploaded batch=%d events=%d", batch, len(events))
-
 
     async def _drain_days(self) -> None:
         """Day summaries not yet sent (new days, corrections), oldest first, on ``/daily``."""

@@ -15,19 +15,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 def cpu_reference() -> float:
     """Millions of iterations per second of a fixed pure-Python loop, best of 3: the same code
     measured on two days is comparable only next to this (a shared VM's CPU speed varies a lot)."""
+
     def once() -> float:
         started = time.perf_counter()
         total = 0
         for i in range(2_000_000):
             total += i
         return 2.0 / (time.perf_counter() - started)
+
     return best_of(3, once)
 
 
 def header(title: str) -> None:
     print(f"== {title}")
-    print(f"   python {platform.python_version()}, {os.cpu_count()} cores, {platform.machine()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}, cpu reference {cpu_reference():.1f} M loop iterations/s")
+    print(
+        f"   python {platform.python_version()}, {os.cpu_count()} cores, {platform.machine()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}, cpu reference {cpu_reference():.1f} M loop iterations/s"
+    )
 
 
 def figure(name: str, value: float, unit: str, target: float | None = None, higher_is_better: bool = True) -> None:

@@ -57,10 +57,12 @@ def publish_packet_size(topic: str, payload: bytes, mqtt5: bool = True) -> int:
 
 def wire_per_reading(batch: int, compress: bool) -> float:
     rows = backlog(batch)
-    stored = [StoredReading(i + 1, r.meter, r.quantity, r.value, r.unit, r.ts, r.slot, r.flags)
-              for i, r in enumerate(rows)]
+    stored = [
+        StoredReading(i + 1, r.meter, r.quantity, r.value, r.unit, r.ts, r.slot, r.flags) for i, r in enumerate(rows)
+    ]
     message = Signer(Ed25519PrivateKey.generate(), compress=compress).sign(
-        readings_message("hn-430100-0007", 123456, T0 + 5000, stored))
+        readings_message("hn-430100-0007", 123456, T0 + 5000, stored)
+    )
     topic = "meterlink/hn-430100-0007/readings"
     return publish_packet_size(topic, message) / batch
 
@@ -70,8 +72,16 @@ async def drain(store: Store, host: str, port: int, batch: int) -> tuple[float, 
     link_task = asyncio.create_task(link.run())
     await asyncio.wait_for(link.connected.wait(), 10)
     outbox = Outbox(store)
-    uploader = Uploader(outbox, link, Signer(Ed25519PrivateKey.generate()), gateway="gw", topic_prefix="bench",
-                        interval_s=3600, batch_size=batch, publish_timeout=30)
+    uploader = Uploader(
+        outbox,
+        link,
+        Signer(Ed25519PrivateKey.generate()),
+        gateway="gw",
+        topic_prefix="bench",
+        interval_s=3600,
+        batch_size=batch,
+        publish_timeout=30,
+    )
     started = time.perf_counter()
     sent = await uploader.upload_once()
     elapsed = time.perf_counter() - started
@@ -89,8 +99,13 @@ def main() -> None:
     header(f"drain: {args.readings:,} pending readings -> signed messages of {args.batch} -> PUBACK -> marked sent")
     for compress in (True, False):
         label = "compressed (cty json+deflate)" if compress else "uncompressed JSON"
-        figure(f"wire bytes per reading, batch of 100, {label}", wire_per_reading(100, compress), "bytes",
-               80, higher_is_better=False)
+        figure(
+            f"wire bytes per reading, batch of 100, {label}",
+            wire_per_reading(100, compress),
+            "bytes",
+            80,
+            higher_is_better=False,
+        )
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "drain.db", "gw")
         rows = backlog(args.readings)

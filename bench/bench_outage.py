@@ -73,21 +73,30 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=7)
     parser.add_argument("--rate", type=float, default=0, help="backfill_rate, readings/s (0: unpaced)")
     args = parser.parse_args()
-    header(f"outage recovery: {args.meters} meters x {args.days:g} days of 1-minute readings, backfill_rate "
-           f"{args.rate:g}")
+    header(
+        f"outage recovery: {args.meters} meters x {args.days:g} days of 1-minute readings, backfill_rate {args.rate:g}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         broker = LocalBroker(folder / "broker")
         broker.start()
         sim = start_sim("--tcp", "0", "--meter", "xintai_water_meter:1")
         site = write_site(folder / "site", SITE.format(port=sim.tcp_port, broker=broker.url, rate=args.rate))
-        injected = inject_outage(folder / "site" / "state" / "meterlink.db", "bench-outage", meters=args.meters,
-                                 days=args.days, end_ms=now_ms())
+        injected = inject_outage(
+            folder / "site" / "state" / "meterlink.db",
+            "bench-outage",
+            meters=args.meters,
+            days=args.days,
+            end_ms=now_ms(),
+        )
         verifier = Verifier([load_public_key(folder / "site" / "keys" / "gateway.pub")])
         platform = Platform(broker.host, broker.port, verifier, gateway="bench-outage")
         platform.start()
-        agent = subprocess.Popen([sys.executable, "-m", "meterlink", "run", "-c", str(site)],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "meterlink", "run", "-c", str(site)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         proc = psutil.Process(agent.pid)
         rss_peak = 0
         started = time.monotonic()

@@ -57,8 +57,7 @@ def main() -> None:
     header("store: SQLite WAL, synchronous=FULL, one transaction per append")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
-        figure("appends, batches of 1,000 readings", best_of(3, lambda: bench_batches(folder)), "readings/s",
-               300_000)
+        figure("appends, batches of 1,000 readings", best_of(3, lambda: bench_batches(folder)), "readings/s", 300_000)
         figure("poll-cycle commits, 32 readings each", best_of(3, lambda: bench_cycles(folder)), "commits/s", 500)
 
 

@@ -236,8 +236,10 @@ async def main_async(args: argparse.Namespace) -> None:
         for compress in (False, True):
             wire, raw = await sizes(batch, compress=compress)
             name = "deflate" if compress else "none"
-            print(f"batch {batch:3d}  compression {name:7s}  {wire:6.1f} bytes/reading on the wire "
-                  f"(payload JSON {raw:.1f} bytes/reading)")
+            print(
+                f"batch {batch:3d}  compression {name:7s}  {wire:6.1f} bytes/reading on the wire "
+                f"(payload JSON {raw:.1f} bytes/reading)"
+            )
 
 
 def main() -> None:

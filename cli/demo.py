@@ -218,10 +218,18 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
         if args.szy206_station is not None:
             host, _, port = args.szy206_station.rpartition(":")
             station = STATION_TEMPLATE.format(host=host, port=int(port))
-        config_path.write_text(CONFIG_TEMPLATE.format(
-            gateway=gateway, poll=DEMO_POLL_S, upload=DEMO_UPLOAD_S, tcp_port=tcp_port, pty=pty, broker=broker_url,
-            szy206_pty=szy206_pty, station=station,
-        ))
+        config_path.write_text(
+            CONFIG_TEMPLATE.format(
+                gateway=gateway,
+                poll=DEMO_POLL_S,
+                upload=DEMO_UPLOAD_S,
+                tcp_port=tcp_port,
+                pty=pty,
+                broker=broker_url,
+                szy206_pty=szy206_pty,
+                station=station,
+            )
+        )
         if station:
             # Report positions follow the meters' order; set here so the config file stays readable.
             text = config_path.read_text()
@@ -244,11 +252,15 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
             if kind == "readings":
                 rows = payload["readings"]
                 meters = sorted({r["meter"] for r in rows})
-                say(f"upload batch {payload['batch']}: {len(rows)} readings, seq {rows[0]['seq']}-{rows[-1]['seq']}, "
-                    f"from {', '.join(meters)}: signature verified")
+                say(
+                    f"upload batch {payload['batch']}: {len(rows)} readings, seq {rows[0]['seq']}-{rows[-1]['seq']}, "
+                    f"from {', '.join(meters)}: signature verified"
+                )
             elif kind == "events":
-                say(f"events batch {payload['batch']}: {', '.join(e['kind'] for e in payload['events'])}: "
-                    "signature verified")
+                say(
+                    f"events batch {payload['batch']}: {', '.join(e['kind'] for e in payload['events'])}: "
+                    "signature verified"
+                )
             elif kind == "daily":
                 days = ", ".join(f"{d['meter']} {d['day']} {d['volume']} m3" for d in payload["daily"])
                 say(f"day summaries batch {payload['batch']}: {days}: signature verified")
@@ -271,7 +283,8 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
             zone = agent.parts.terminal.cfg.utc_offset_hours
             agent.parts.terminal.on_confirmed = lambda slot, backfill: say(
                 f"szy206 report of {site_time(slot, zone)} confirmed by the station"
-                + (" (backfilled)" if backfill else ""))
+                + (" (backfilled)" if backfill else "")
+            )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, agent.stop)
@@ -281,8 +294,9 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
         assert agent.parts is not None
         sent_upto = agent.parts.store.next_seq - 1
         # Give the platform a moment for the last messages in flight to it.
-        await loop.run_in_executor(None, platform.wait_for,
-                                   lambda r: bool(r.readings) and max(s for _, s in r.readings) >= sent_upto, 3.0)
+        await loop.run_in_executor(
+            None, platform.wait_for, lambda r: bool(r.readings) and max(s for _, s in r.readings) >= sent_upto, 3.0
+        )
     finally:
         if platform is not None:
             platform.stop()

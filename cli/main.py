@@ -43,8 +43,13 @@ def _add_keygen(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def _add_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("verify", help="check signed messages and print their payloads")
-    p.add_argument("--pubkey", required=True, action="append", type=Path,
-                   help="gateway public key (PEM); repeat for old and new keys during a rotation")
+    p.add_argument(
+        "--pubkey",
+        required=True,
+        action="append",
+        type=Path,
+        help="gateway public key (PEM); repeat for old and new keys during a rotation",
+    )
     p.add_argument("input", nargs="?", default="-", help="file of messages, one JSON per line, or - for stdin")
     p.set_defaults(handler=cmd_verify)
 
@@ -81,11 +86,14 @@ Volumes are in the meters' units (m3); null where there is no figure."""
 
 def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
-        "report", help="daily volumes, report rates, permits and warnings from the store (safe while running)",
+        "report",
+        help="daily volumes, report rates, permits and warnings from the store (safe while running)",
         description="A period's daily volumes, report rates and flags per meter, the intakes against their\n"
         "permit and plan, and the open warnings: from the store alone, as the agent kept each day, else\n"
         "computed now from the readings. Default period: yesterday, in the site's time zone.",
-        epilog=REPORT_JSON, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=REPORT_JSON,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("-c", "--config", required=True, type=Path, help="the site's TOML file")
     p.add_argument("--day", metavar="YYYY-MM-DD", help="one local day")
     p.add_argument("--month", metavar="YYYY-MM", help="a month: one row per meter")
@@ -104,8 +112,11 @@ def _add_manual_reading(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--evidence", required=True, type=Path, metavar="PHOTO", help="a photo of the display")
     p.add_argument("--at", help="when it was read: YYYY-MM-DDTHH:MM, site time (default: now)")
     p.add_argument("--by", help="who read it (default: the user running this)")
-    p.add_argument("--replacement", action="store_true",
-                   help="the meter was replaced or reset: its totalizer starts again at this value")
+    p.add_argument(
+        "--replacement",
+        action="store_true",
+        help="the meter was replaced or reset: its totalizer starts again at this value",
+    )
     p.add_argument("--quantity", default="volume_total", help="what was read (default volume_total)")
     p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for a running agent (default 30)")
     p.set_defaults(handler=cmd_manual_reading)
@@ -140,8 +151,11 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     # Parsed by the demo, so a bad value is one line and exit 1 like its other options.
     p.add_argument("--duration", metavar="SECONDS", help="seconds to run (default: until Ctrl-C)")
     p.add_argument("--dir", type=Path, help="keep config, keys and store here (default: a temporary folder)")
-    p.add_argument("--szy206-station", metavar="HOST:PORT",
-                   help="also report as an SZY206 site terminal to this central station, every 5 s")
+    p.add_argument(
+        "--szy206-station",
+        metavar="HOST:PORT",
+        help="also report as an SZY206 site terminal to this central station, every 5 s",
+    )
     p.set_defaults(handler=cmd_demo)
 
 
@@ -155,16 +169,23 @@ def _add_decode(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("protocol", choices=["szy206"], help="the frame's protocol")
     # A "*" positional is used up before a following option, so `szy206 --tp 5 HEX` would leave
     # HEX unparsed: take the rest as is and let cmd_decode read it with options anywhere.
-    p.add_argument("hex", nargs=argparse.REMAINDER, metavar="HEX",
-                   help="the frame in hex, with or without spaces (--file and --tp may follow)")
+    p.add_argument(
+        "hex",
+        nargs=argparse.REMAINDER,
+        metavar="HEX",
+        help="the frame in hex, with or without spaces (--file and --tp may follow)",
+    )
     _decode_options(p)
     p.set_defaults(handler=cmd_decode)
 
 
 def _decode_rest(args: argparse.Namespace) -> None:
     """Read the words after the protocol: hex digits with --file/--tp anywhere among them."""
-    p = argparse.ArgumentParser(prog=f"meterlink decode {args.protocol}", description="decode a protocol frame to JSON",
-                                argument_default=argparse.SUPPRESS)  # only what is given here
+    p = argparse.ArgumentParser(
+        prog=f"meterlink decode {args.protocol}",
+        description="decode a protocol frame to JSON",
+        argument_default=argparse.SUPPRESS,
+    )  # only what is given here
     p.add_argument("hex", nargs="*", metavar="HEX", help="the frame in hex, with or without spaces")
     _decode_options(p)
     words, args.hex = args.hex, []
@@ -179,8 +200,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"meterlink {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_run, _add_check_config, _add_keygen, _add_verify, _add_read, _add_status, _add_report,
-                _add_manual_reading, _add_profiles, _add_decode, _add_sim, _add_demo):
+    for add in (
+        _add_run,
+        _add_check_config,
+        _add_keygen,
+        _add_verify,
+        _add_read,
+        _add_status,
+        _add_report,
+        _add_manual_reading,
+        _add_profiles,
+        _add_decode,
+        _add_sim,
+        _add_demo,
+    ):
         add(sub)
     return parser
 
@@ -204,8 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug, not a user error: one line, the traceback only on request
         if os.environ.get("METERLINK_DEBUG"):
             raise
-        print(f"meterlink: unexpected error: {type(exc).__name__}: {exc} (METERLINK_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
+        print(
+            f"meterlink: unexpected error: {type(exc).__name__}: {exc} (METERLINK_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 70
 
 
@@ -343,8 +378,17 @@ def cmd_manual_reading(args: argparse.Namespace) -> int:
     from meterlink.agent import config as cfgmod
     from meterlink.agent.manual import command
 
-    return command(cfgmod.load(args.config), meter=args.meter, value=args.value, photo=args.evidence, at=args.at,
-                   by=args.by, replacement=args.replacement, quantity=args.quantity, wait=args.wait)
+    return command(
+        cfgmod.load(args.config),
+        meter=args.meter,
+        value=args.value,
+        photo=args.evidence,
+        at=args.at,
+        by=args.by,
+        replacement=args.replacement,
+        quantity=args.quantity,
+        wait=args.wait,
+    )
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:

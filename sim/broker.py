@@ -109,7 +109,10 @@ class LocalBroker:
         conf = self._config()
         log = open(self.workdir / "mosquitto.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
-            [binary, "-c", str(conf)], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            [binary, "-c", str(conf)],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
         )
         log.close()

@@ -44,8 +44,9 @@ def positive(text: str, what: str) -> float:
     return value
 
 
-def faults(specs: list[str], kinds: type[E], target: str, high: int,
-           present: Collection[int]) -> list[tuple[int | None, E]]:
+def faults(
+    specs: list[str], kinds: type[E], target: str, high: int, present: Collection[int]
+) -> list[tuple[int | None, E]]:
     """``--fault [TARGET:]NAME`` options: (target or None for every meter, fault), each checked.
 
     ``target`` names what the number picks ("unit", "station"), ``present`` the numbers that exist.
@@ -80,16 +81,21 @@ async def until_signalled() -> None:
                 loop.remove_signal_handler(sig)
 
 
-def add_endpoint_arguments(parser: argparse.ArgumentParser, *, tcp_help: str, pty_help: str,
-                           faults: type[Enum], target: str) -> None:
+def add_endpoint_arguments(
+    parser: argparse.ArgumentParser, *, tcp_help: str, pty_help: str, faults: type[Enum], target: str
+) -> None:
     """The options every simulated meter command has: where it serves, faults (of enum ``faults``, for
     every meter or the one a ``target`` number picks), seed and speed."""
     parser.add_argument("--tcp", metavar="PORT", help=f"{tcp_help} (0 = any free port)")
     parser.add_argument("--pty", action="store_true", help=pty_help)
     parser.add_argument("--host", default="127.0.0.1", help="TCP address to listen on (default 127.0.0.1)")
     names = ", ".join(str(f.value) for f in faults)
-    parser.add_argument("--fault", action="append", metavar=f"[{target.upper()}:]NAME",
-                        help=f"switch a fault on, for every meter or one {target}; repeatable: {names}")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        metavar=f"[{target.upper()}:]NAME",
+        help=f"switch a fault on, for every meter or one {target}; repeatable: {names}",
+    )
     parser.add_argument("--seed", default="0", help="seed for values and noise (default 0)")
     parser.add_argument("--speed", default="1", help="simulated seconds per real second (default 1)")
 

@@ -8,8 +8,11 @@ from collections.abc import Collection, Iterable
 STOP_TIMEOUT_S = 2.0  # a connection handler gets this long to end by itself before it is cancelled
 
 
-async def close_listeners(servers: Collection[asyncio.Server], writers: Iterable[asyncio.StreamWriter],
-                          handlers: Collection[asyncio.Task[None]]) -> None:
+async def close_listeners(
+    servers: Collection[asyncio.Server],
+    writers: Iterable[asyncio.StreamWriter],
+    handlers: Collection[asyncio.Task[None]],
+) -> None:
     """Close ``servers`` and every connection, then wait for the connections' ``handlers``."""
     for server in servers:
         server.close()

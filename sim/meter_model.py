@@ -346,8 +346,9 @@ class SimMeter(FaultSwitches[Fault]):
         if Fault.SLOW_ANSWER in faults:
             self.note_fault(Fault.SLOW_ANSWER)
             delay = self.slow_answer_s
-        return Answer(pdu, bad_crc=Fault.BAD_CRC in faults, short=Fault.SHORT_ANSWER in faults, stray=stray,
-                      delay=delay)
+        return Answer(
+            pdu, bad_crc=Fault.BAD_CRC in faults, short=Fault.SHORT_ANSWER in faults, stray=stray, delay=delay
+        )
 
 
 def _encode(spec: ValueSpec, value: float, decimals: int) -> dict[int, int]:

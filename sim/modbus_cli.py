@@ -58,7 +58,10 @@ class Plan:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``meterlink sim modbus`` to ``parser``."""
     add_endpoint_arguments(
-        parser, tcp_help="serve Modbus TCP on PORT", pty_help="serve Modbus RTU on a new pty", faults=Fault,
+        parser,
+        tcp_help="serve Modbus TCP on PORT",
+        pty_help="serve Modbus RTU on a new pty",
+        faults=Fault,
         target="unit",
     )
     parser.add_argument(
@@ -214,5 +217,3 @@ async def run(args: argparse.Namespace) -> int:
             faults = ",".join(f"{f.value}:{n}" for f, n in sorted(meter.faults_applied.items())) or "-"
             log.info("event=sim_meter_stats unit=%d requests=%d faults=%s", meter.unit, meter.requests, faults)
     return 0
-
-

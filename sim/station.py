@@ -224,8 +224,9 @@ class Station(StationRecords, StationQueries):
             self._tasks.add(task)
         name = writer.get_extra_info("peername")
         peer = f"{name[0]}:{name[1]}" if isinstance(name, tuple) else str(name)
-        conn = StationConnection(reader, writer, peer, tp_len=self.tp_len, confirm_mode=self.confirm_mode,
-                                 resync_after_s=self.resync_after_s)
+        conn = StationConnection(
+            reader, writer, peer, tp_len=self.tp_len, confirm_mode=self.confirm_mode, resync_after_s=self.resync_after_s
+        )
         self._conns.add(conn)
         self.connections += 1
         log.info("event=station_connected peer=%s connections=%d", peer, len(self._conns))
@@ -396,5 +397,6 @@ class Station(StationRecords, StationQueries):
         """Tp of frames the station starts: only when the terminals' Tp length is configured."""
         if not self.tp_len:
             return None
-        return time_label_at(self._wall_ms(), tp_len=self.tp_len, utc_offset_h=self.utc_offset_h,
-                             delay_min=TP_DELAY_MIN)
+        return time_label_at(
+            self._wall_ms(), tp_len=self.tp_len, utc_offset_h=self.utc_offset_h, delay_min=TP_DELAY_MIN
+        )

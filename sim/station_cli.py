@@ -128,5 +128,3 @@ async def run(args: argparse.Namespace) -> int:
             station.frames_rejected,
         )
     return 0
-
-

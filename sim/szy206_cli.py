@@ -62,8 +62,11 @@ class Plan:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``meterlink sim szy206-meter`` to ``parser``."""
     add_endpoint_arguments(
-        parser, tcp_help="listen for the agent on TCP PORT", pty_help="serve on a new pty (a shared serial line)",
-        faults=Fault, target="station",
+        parser,
+        tcp_help="listen for the agent on TCP PORT",
+        pty_help="serve on a new pty (a shared serial line)",
+        faults=Fault,
+        target="station",
     )
     parser.add_argument(
         "--meter",
@@ -122,11 +125,20 @@ def check(args: argparse.Namespace) -> Plan:
     tp_len = whole_number(args.tp, "--tp", 0, 7)
     if tp_len not in (0, 5, 7):
         raise UsageError(f"--tp: {tp_len} must be 0, 5 or 7")
-    faults = parse_faults(args.fault or [], Fault, "station", MAX_STATION,
-                          {m.address.station for m in meters})
-    return Plan(where.tcp_port, where.pty, where.host, meters, interval, confirm_timeout, tp_len, faults, where.seed,
-                where.speed,
-                args.print_confirms)
+    faults = parse_faults(args.fault or [], Fault, "station", MAX_STATION, {m.address.station for m in meters})
+    return Plan(
+        where.tcp_port,
+        where.pty,
+        where.host,
+        meters,
+        interval,
+        confirm_timeout,
+        tp_len,
+        faults,
+        where.seed,
+        where.speed,
+        args.print_confirms,
+    )
 
 
 def build_meters(plan: Plan) -> list[SimSzy206Meter]:
@@ -174,8 +186,9 @@ async def run(args: argparse.Namespace) -> int:
         _fail(str(exc))
         return 2
     meters = build_meters(plan)
-    server = Szy206SimServer(meters, confirm_timeout=plan.confirm_timeout,
-                             on_confirmed=_print_confirmed if plan.print_confirms else None)
+    server = Szy206SimServer(
+        meters, confirm_timeout=plan.confirm_timeout, on_confirmed=_print_confirmed if plan.print_confirms else None
+    )
     try:
         if plan.tcp_port is not None:
             try:
@@ -204,5 +217,3 @@ async def run(args: argparse.Namespace) -> int:
                 meter.confirms_received,
             )
     return 0
-
-

@@ -105,21 +105,33 @@ class MqttLink:
         """Connect, stay connected, reconnect after every loss, until cancelled."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        await keep_connected(self._connect_once, self._serve, backoff_max=self.settings.backoff_max,
-                             on_retry=self._log_retry, closing=lambda: self._closing)
+        await keep_connected(
+            self._connect_once,
+            self._serve,
+            backoff_max=self.settings.backoff_max,
+            on_retry=self._log_retry,
+            closing=lambda: self._closing,
+        )
 
     async def _serve(self, _: None) -> None:
         reason = await self._wait_lost()
         if not self._closing:
-            log.warning("event=mqtt_disconnected broker=%s:%d reason=%r", self.settings.host,
-                        self.settings.port, reason)
+            log.warning(
+                "event=mqtt_disconnected broker=%s:%d reason=%r", self.settings.host, self.settings.port, reason
+            )
 
     def _log_retry(self, state: Any) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0
         self.last_error = str(exc)
-        log.warning("event=mqtt_connect_failed broker=%s:%d attempt=%d retry_in=%.1fs error=%r",
-                    self.settings.host, self.settings.port, state.attempt_number, wait, str(exc))
+        log.warning(
+            "event=mqtt_connect_failed broker=%s:%d attempt=%d retry_in=%.1fs error=%r",
+            self.settings.host,
+            self.settings.port,
+            state.attempt_number,
+            wait,
+            str(exc),
+        )
 
     async def _wait_lost(self) -> str:
         assert self._lost is not None
@@ -190,8 +202,9 @@ class MqttLink:
         for topic in self.subscriptions:
             client.subscribe(topic, qos=1)
         self.connected.set()
-        log.info("event=mqtt_connected broker=%s:%d tls=%s protocol=%s", s.host, s.port,
-                 "yes" if s.tls else "no", s.protocol)
+        log.info(
+            "event=mqtt_connected broker=%s:%d tls=%s protocol=%s", s.host, s.port, "yes" if s.tls else "no", s.protocol
+        )
         try:
             await self.publish(s.status_topic, b"online", retain=True, timeout=s.connect_timeout)
             for callback in self.on_connected:
@@ -223,8 +236,16 @@ class MqttLink:
         if client is None:
             return
         # Detach first: a late callback must not touch the next connection's state or sockets.
-        for name in ("on_connect", "on_disconnect", "on_publish", "on_message", "on_socket_open",
-                     "on_socket_close", "on_socket_register_write", "on_socket_unregister_write"):
+        for name in (
+            "on_connect",
+            "on_disconnect",
+            "on_publish",
+            "on_message",
+            "on_socket_open",
+            "on_socket_close",
+            "on_socket_register_write",
+            "on_socket_unregister_write",
+        ):
             setattr(client, name, None)
         self._forget_socket(client.socket())
         try:
@@ -344,4 +365,3 @@ class MqttLink:
     def _stop_writes(self, sock: Any) -> None:
         if self._loop is not None and sock.fileno() != -1:
             self._loop.remove_writer(sock)
-

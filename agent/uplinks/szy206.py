@@ -134,15 +134,26 @@ class SiteTerminal:
     # -- the link ---------------------------------------------------------------------------------
 
     async def _link_loop(self) -> None:
-        await keep_connected(self._connect, self._serve, backoff_max=self.backoff_max, on_retry=self._log_retry,
-                             closing=lambda: self._closing)
+        await keep_connected(
+            self._connect,
+            self._serve,
+            backoff_max=self.backoff_max,
+            on_retry=self._log_retry,
+            closing=lambda: self._closing,
+        )
 
     def _log_retry(self, state: Any) -> None:
         exc = state.outcome.exception() if state.outcome else None
         self.stats.last_error = str(exc)
         wait = state.next_action.sleep if state.next_action else 0
-        log.warning("event=szy206_connect_failed station=%s:%d attempt=%d retry_in=%.1fs error=%r",
-                    self.cfg.host, self.cfg.port, state.attempt_number, wait, str(exc))
+        log.warning(
+            "event=szy206_connect_failed station=%s:%d attempt=%d retry_in=%.1fs error=%r",
+            self.cfg.host,
+            self.cfg.port,
+            state.attempt_number,
+            wait,
+            str(exc),
+        )
 
     async def _connect(self) -> StationSession:
         try:
@@ -151,15 +162,18 @@ class SiteTerminal:
             )
         except (OSError, TimeoutError) as exc:
             raise ConnectFailed(str(exc) or type(exc).__name__) from None
-        session = StationSession(reader, writer, confirm_timeout=self.cfg.confirm_timeout,
-                                 tries=self.cfg.retries + 1, stats=self.stats)
+        session = StationSession(
+            reader, writer, confirm_timeout=self.cfg.confirm_timeout, tries=self.cfg.retries + 1, stats=self.stats
+        )
         self._session = session
         return session
 
     async def _serve(self, session: StationSession) -> None:
-        tasks = [asyncio.create_task(session.read_loop(self._heard), name="meterlink.szy206.read"),
-                 asyncio.create_task(self._login_and_keepalive(session), name="meterlink.szy206.keepalive"),
-                 asyncio.create_task(self._backfill_loop(), name="meterlink.szy206.backfill")]
+        tasks = [
+            asyncio.create_task(session.read_loop(self._heard), name="meterlink.szy206.read"),
+            asyncio.create_task(self._login_and_keepalive(session), name="meterlink.szy206.keepalive"),
+            asyncio.create_task(self._backfill_loop(), name="meterlink.szy206.backfill"),
+        ]
         try:
             reason = await session.lost
         finally:
@@ -179,8 +193,14 @@ class SiteTerminal:
         self.stats.connections += 1
         self.connected.set()
         self._backfill_wake.set()
-        log.info("event=szy206_logged_in station=%s:%d address=%s:%d reply=%s", self.cfg.host, self.cfg.port,
-                 self.cfg.division, self.cfg.station, "yes" if reply else "none")
+        log.info(
+            "event=szy206_logged_in station=%s:%d address=%s:%d reply=%s",
+            self.cfg.host,
+            self.cfg.port,
+            self.cfg.division,
+            self.cfg.station,
+            "yes" if reply else "none",
+        )
         await self.events("szy206_connected", {"station": f"{self.cfg.host}:{self.cfg.port}"})
         if not self.cfg.keepalive:
             return
@@ -228,8 +248,15 @@ class SiteTerminal:
             if session is None or not self.connected.is_set():
                 return False
             tp = self.answers.tp(slot, delay=None if live else 0)
-            report = Frame(direction=Direction.UP, fcb=3, function=FLOW_TYPE, address=self.address,
-                           afn=AFN.REPORT, data=data, tp=tp)
+            report = Frame(
+                direction=Direction.UP,
+                fcb=3,
+                function=FLOW_TYPE,
+                address=self.address,
+                afn=AFN.REPORT,
+                data=data,
+                tp=tp,
+            )
             request, outcomes = session.start(report)
             try:
                 frame = request.frame
@@ -256,8 +283,7 @@ class SiteTerminal:
             finally:
                 session.end(request)
             self.stats.reports_given_up += 1
-            log.warning("event=szy206_report_kept slot=%d reason=no_confirm_after_%d_tries", slot,
-                        self.cfg.retries + 1)
+            log.warning("event=szy206_report_kept slot=%d reason=no_confirm_after_%d_tries", slot, self.cfg.retries + 1)
             return False
 
     async def _confirmed(self, slot: int, fcb: int, live: bool) -> None:

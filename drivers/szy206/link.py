@@ -346,8 +346,12 @@ class Szy206Link:
             self._gave_up(waiter, event.noise)
         else:
             if event.frame.fcb not in waiter.fcbs:
-                log.debug("event=szy206_fcb_not_echoed link=%s fcb=%d sent=%s", self.name, event.frame.fcb,
-                          sorted(waiter.fcbs))
+                log.debug(
+                    "event=szy206_fcb_not_echoed link=%s fcb=%d sent=%s",
+                    self.name,
+                    event.frame.fcb,
+                    sorted(waiter.fcbs),
+                )
             waiter.future.set_result(Answer(event.frame, self.clock()))
 
     def _heard(self, event: ReportReceived | ReportRepeated | LinkCheck | Unsolicited | Misdirected) -> None:
@@ -362,8 +366,13 @@ class Szy206Link:
             self.counters.unknown_frames += 1
             level = logging.DEBUG if frame.address in self._warned else logging.WARNING
             self._warned.add(frame.address)
-            log.log(level, "event=szy206_unknown_address link=%s address=%s afn=%02X", self.name,
-                    address_text(frame.address), frame.afn)
+            log.log(
+                level,
+                "event=szy206_unknown_address link=%s address=%s afn=%02X",
+                self.name,
+                address_text(frame.address),
+                frame.afn,
+            )
         elif isinstance(event, ReportReceived | ReportRepeated) and frame.afn in REPORT_AFNS:
             self.reports.handle(meter, event, self.clock())
         elif isinstance(event, LinkCheck):
@@ -371,8 +380,9 @@ class Szy206Link:
             self._send_quietly(build_link_reply(frame), meter, "link_reply")
         else:
             self.counters.stray_frames += 1
-            log.info("event=szy206_stray_frame link=%s meter=%s afn=%02X fcb=%d", self.name, meter.id, frame.afn,
-                     frame.fcb)
+            log.info(
+                "event=szy206_stray_frame link=%s meter=%s afn=%02X fcb=%d", self.name, meter.id, frame.afn, frame.fcb
+            )
 
     def _sync_counters(self) -> None:
         """Copy what the conversation threw away into the counters; log new rejections."""
@@ -385,8 +395,13 @@ class Szy206Link:
         if conv.resyncs != resyncs:
             log.info("event=szy206_resync link=%s buffered=%d reason=%r", self.name, conv.buffered, "idle")
         if conv.frames_rejected != rejected:
-            log.warning("event=szy206_bad_frame link=%s rejected=%d discarded=%d reason=%r", self.name,
-                        conv.frames_rejected - rejected, conv.bytes_discarded - discarded, conv.last_error)
+            log.warning(
+                "event=szy206_bad_frame link=%s rejected=%d discarded=%d reason=%r",
+                self.name,
+                conv.frames_rejected - rejected,
+                conv.bytes_discarded - discarded,
+                conv.last_error,
+            )
         self._seen = (conv.bytes_discarded, conv.frames_rejected, conv.resyncs)
 
     def _send_quietly(self, frame: Frame, meter: Szy206Meter, what: str) -> bool:

@@ -104,8 +104,9 @@ class SelfReports:
         if isinstance(event, ReportRepeated):
             self.counters.duplicate_reports += 1
             if event.committing:  # the confirm after the commit answers this copy
-                log.info("event=szy206_report_resent link=%s meter=%s fcb=%d committing=1", self.link, meter.id,
-                         frame.fcb)
+                log.info(
+                    "event=szy206_report_resent link=%s meter=%s fcb=%d committing=1", self.link, meter.id, frame.fcb
+                )
             else:  # the meter missed our confirm and sent the same report again (FCB one lower)
                 log.info("event=szy206_report_resent link=%s meter=%s fcb=%d", self.link, meter.id, frame.fcb)
                 self._confirm(meter, frame)
@@ -121,8 +122,12 @@ class SelfReports:
         self.note_alarm(meter, report.alarm)
         if self.on_report is None:
             self.counters.unconfirmed_reports += 1
-            log.info("event=szy206_report_not_taken link=%s meter=%s reason=%r", self.link, meter.id,
-                     "no store here: left with the meter, unconfirmed")
+            log.info(
+                "event=szy206_report_not_taken link=%s meter=%s reason=%r",
+                self.link,
+                meter.id,
+                "no store here: left with the meter, unconfirmed",
+            )
             return
         taking = self.conversation.take(frame)
         task = asyncio.get_running_loop().create_task(
@@ -131,8 +136,9 @@ class SelfReports:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _take(self, on_report: ReportCallback, meter: Szy206Meter, readings: list[Reading],
-                    taking: Taking) -> None:
+    async def _take(
+        self, on_report: ReportCallback, meter: Szy206Meter, readings: list[Reading], taking: Taking
+    ) -> None:
         try:
             await on_report(meter.id, readings)
         except asyncio.CancelledError:
@@ -142,8 +148,13 @@ class SelfReports:
             # Not remembered: a resend of a report we failed to take is new to us.
             self.conversation.abandon(taking)
             self.counters.unconfirmed_reports += 1
-            log.warning("event=szy206_report_not_stored link=%s meter=%s error=%r action=%r", self.link, meter.id,
-                        f"{type(exc).__name__}: {exc}", "not confirmed: the meter keeps it and sends it again")
+            log.warning(
+                "event=szy206_report_not_stored link=%s meter=%s error=%r action=%r",
+                self.link,
+                meter.id,
+                f"{type(exc).__name__}: {exc}",
+                "not confirmed: the meter keeps it and sends it again",
+            )
             return
         self._confirm(meter, taking)
 

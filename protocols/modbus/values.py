@@ -62,8 +62,9 @@ def _compiled(
         perm = [b for w in reversed(range(n)) for b in (2 * w, 2 * w + 1)]
     if order.bytes_swapped:
         perm = [perm[i ^ 1] for i in range(2 * n)]
-    fmt = struct.Struct(">" + {"uint16": "H", "int16": "h", "uint32": "I", "int32": "i", "float32": "f",
-                               "float64": "d"}[dtype.value])
+    fmt = struct.Struct(
+        ">" + {"uint16": "H", "int16": "h", "uint32": "I", "int32": "i", "float32": "f", "float64": "d"}[dtype.value]
+    )
     if perm == list(range(2 * n)):
         return range(address, address + n), pack, lambda raw: fmt.unpack(raw)[0]
     pick = itemgetter(*perm)

@@ -33,8 +33,15 @@ def time_label_at(ms: int, *, tp_len: int = 5, utc_offset_h: float = 8.0, delay_
     if tp_len == 5:
         return TimeLabel(second=t.second, minute=t.minute, hour=t.hour, day=t.day, delay_min=delay_min)
     if tp_len == 7:
-        return TimeLabel(second=t.second, minute=t.minute, hour=t.hour, day=t.day, delay_min=delay_min,
-                         month=t.month, year=t.year % 100)
+        return TimeLabel(
+            second=t.second,
+            minute=t.minute,
+            hour=t.hour,
+            day=t.day,
+            delay_min=delay_min,
+            month=t.month,
+            year=t.year % 100,
+        )
     raise ValueError(f"a time label has 5 or 7 bytes, not {tp_len}")
 
 
@@ -73,8 +80,7 @@ def label_to_ms(tp: TimeLabel, *, now_ms: int, utc_offset_h: float = 8.0, ahead_
     zone = _zone(utc_offset_h)
     if tp.month is not None and tp.year is not None:
         try:
-            when = datetime(full_year(tp.year, now_ms), tp.month, tp.day, tp.hour, tp.minute, tp.second,
-                            tzinfo=zone)
+            when = datetime(full_year(tp.year, now_ms), tp.month, tp.day, tp.hour, tp.minute, tp.second, tzinfo=zone)
         except ValueError as exc:
             raise DataError(f"time label names no date: {exc}") from None
         return int(when.timestamp() * 1000)
@@ -96,8 +102,15 @@ def label_to_ms(tp: TimeLabel, *, now_ms: int, utc_offset_h: float = 8.0, ahead_
 def clock_at(ms: int, *, utc_offset_h: float = 8.0) -> Clock:
     """The 6-byte clock (11H set, 51H answer) of moment ``ms``; weekday 1 = Monday .. 7 = Sunday."""
     t = _local(ms, utc_offset_h)
-    return Clock(second=t.second, minute=t.minute, hour=t.hour, day=t.day, month=t.month, year=t.year % 100,
-                 weekday=t.isoweekday())
+    return Clock(
+        second=t.second,
+        minute=t.minute,
+        hour=t.hour,
+        day=t.day,
+        month=t.month,
+        year=t.year % 100,
+        weekday=t.isoweekday(),
+    )
 
 
 def clock_to_ms(clock: Clock, *, now_ms: int, utc_offset_h: float = 8.0) -> int:
@@ -107,8 +120,15 @@ def clock_to_ms(clock: Clock, *, now_ms: int, utc_offset_h: float = 8.0) -> int:
         DataError: no such moment (30 February).
     """
     try:
-        when = datetime(full_year(clock.year, now_ms), clock.month, clock.day, clock.hour,
-                        clock.minute, clock.second, tzinfo=_zone(utc_offset_h))
+        when = datetime(
+            full_year(clock.year, now_ms),
+            clock.month,
+            clock.day,
+            clock.hour,
+            clock.minute,
+            clock.second,
+            tzinfo=_zone(utc_offset_h),
+        )
     except ValueError as exc:
         raise DataError(f"clock names no date: {exc}") from None
     return int(when.timestamp() * 1000)

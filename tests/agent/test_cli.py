@@ -100,8 +100,12 @@ def test_verify_with_old_and_new_keys_during_a_rotation(tmp_path: Path) -> None:
 
 
 def test_bad_command_lines_are_one_line_not_a_traceback(tmp_path: Path) -> None:
-    for args in (["verify", "--pubkey", str(tmp_path / "none.pub")], ["status", "-c", str(tmp_path / "x.toml")],
-                 ["run", "-c", str(tmp_path / "x.toml")], ["profiles", "nosuch"]):
+    for args in (
+        ["verify", "--pubkey", str(tmp_path / "none.pub")],
+        ["status", "-c", str(tmp_path / "x.toml")],
+        ["run", "-c", str(tmp_path / "x.toml")],
+        ["profiles", "nosuch"],
+    ):
         proc = ml(*args, stdin=b"")
         assert proc.returncode == 1, args
         assert b"Traceback" not in proc.stderr
@@ -113,7 +117,9 @@ def test_read_polls_each_meter_once_for_commissioning(tmp_path: Path) -> None:
 
     sim = start_sim("--tcp", "0", "--meter", "tuf2000:1", "--meter", "qdy30a_level:3")
     try:
-        site = write_site(tmp_path, f"""
+        site = write_site(
+            tmp_path,
+            f"""
 [gateway]
 id = "gw"
 [buses.b]
@@ -141,7 +147,8 @@ profile = "tuf2000"
 key = "keys/gateway.key"
 [uplink.mqtt]
 broker = "mqtt://127.0.0.1:1"
-""")
+""",
+        )
         proc = ml("read", "-c", str(site))
     finally:
         sim.stop()
@@ -156,7 +163,9 @@ def test_read_names_every_bus_by_its_endpoint(tmp_path: Path) -> None:
     """An SZY206 bus is shown like a Modbus one (host:port), not as the params' repr."""
     from support.configs import write_site
 
-    site = write_site(tmp_path, """
+    site = write_site(
+        tmp_path,
+        """
 [gateway]
 id = "gw"
 [buses.tcp]
@@ -185,7 +194,8 @@ address = "530381:13"
 key = "keys/gateway.key"
 [uplink.mqtt]
 broker = "mqtt://127.0.0.1:1"
-""")
+""",
+    )
     proc = ml("read", "-c", str(site))
     out = proc.stdout.decode()
     assert proc.returncode == 1, proc.stderr  # nothing listens on port 1
@@ -258,8 +268,9 @@ def test_status_says_what_waits_on_each_uplink(tmp_path: Path) -> None:
     assert "readings held  5 (oldest 2025-11-29 00:00:00 UTC)" in lines
     assert "mqtt pending   3 readings (oldest 2025-11-29 00:02:00 UTC)" in lines
     assert "mqtt confirmed last at 2025-11-29 00:01:30 UTC" in lines
-    assert ("szy206 reports 2 waiting (oldest slot 2025-11-29 01:00:00 UTC), "
-            "1 confirmed (last at 2025-11-29 00:00:01 UTC)") in lines
+    assert (
+        "szy206 reports 2 waiting (oldest slot 2025-11-29 01:00:00 UTC), 1 confirmed (last at 2025-11-29 00:00:01 UTC)"
+    ) in lines
 
 
 def test_status_on_a_site_without_mqtt_calls_no_reading_pending(tmp_path: Path) -> None:

@@ -36,14 +36,17 @@ def test_hex_with_spaces_and_raw_bytes_from_a_file(tmp_path: Path) -> None:
     assert json.loads(decode("--file", str(tmp_path / "frame.bin")).stdout) == json.loads(decode(C0_TP5).stdout)
 
 
-@pytest.mark.parametrize(("frame", "says"), [
-    (C0_TP5[:-4] + "3416", "wrong check (CRC)"),
-    (C0_TP5[:-2] + "15", "missing end byte 16H"),
-    ("681B" + C0_TP5[4:], "wrong length"),
-    (C0_TP5[:-6], "wrong length"),
-    ("zz", "input is not hexadecimal"),
-    (C0_TP5[:-1], "odd number of hex digits (61)"),
-])
+@pytest.mark.parametrize(
+    ("frame", "says"),
+    [
+        (C0_TP5[:-4] + "3416", "wrong check (CRC)"),
+        (C0_TP5[:-2] + "15", "missing end byte 16H"),
+        ("681B" + C0_TP5[4:], "wrong length"),
+        (C0_TP5[:-6], "wrong length"),
+        ("zz", "input is not hexadecimal"),
+        (C0_TP5[:-1], "odd number of hex digits (61)"),
+    ],
+)
 def test_broken_frames_say_which_fault(frame: str, says: str) -> None:
     proc = decode(frame)
     assert proc.returncode == 1 and proc.stdout == ""
@@ -51,12 +54,15 @@ def test_broken_frames_say_which_fault(frame: str, says: str) -> None:
     assert len(lines) == 1 and says in lines[0], proc.stderr
 
 
-@pytest.mark.parametrize("argv", [
-    ["decode", "szy206", "--tp", "5", C0_TP5],
-    ["decode", "--tp", "5", "szy206", C0_TP5],
-    ["decode", "szy206", C0_TP5, "--tp", "5"],
-    ["decode", "szy206", C0_TP5[:20], "--tp", "5", C0_TP5[20:]],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["decode", "szy206", "--tp", "5", C0_TP5],
+        ["decode", "--tp", "5", "szy206", C0_TP5],
+        ["decode", "szy206", C0_TP5, "--tp", "5"],
+        ["decode", "szy206", C0_TP5[:20], "--tp", "5", C0_TP5[20:]],
+    ],
+)
 def test_tp_may_come_before_or_after_the_frame(argv: list[str]) -> None:
     proc = subprocess.run([*METERLINK, *argv], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr

@@ -18,8 +18,15 @@ from meterlink.sim.broker import LocalBroker
 
 
 def settings(broker: LocalBroker, protocol: str = "5") -> MqttSettings:
-    return MqttSettings(broker.host, broker.port, f"test-{protocol}", "t/gw/status", protocol=protocol,
-                        backoff_max=0.5, connect_timeout=3)
+    return MqttSettings(
+        broker.host,
+        broker.port,
+        f"test-{protocol}",
+        "t/gw/status",
+        protocol=protocol,
+        backoff_max=0.5,
+        connect_timeout=3,
+    )
 
 
 async def started(link: MqttLink) -> asyncio.Task[None]:
@@ -100,6 +107,7 @@ def test_nothing_is_handed_to_paho_while_disconnected() -> None:
         link = MqttLink(MqttSettings("127.0.0.1", 1, "never", "t/s"))
         with pytest.raises(NotConnected):
             await link.publish("t/x", b"x")
+
     run(main())
 
 
@@ -119,6 +127,7 @@ def test_a_publish_denied_by_acl(acl_broker: LocalBroker, protocol: str, refused
             await link.publish("forbidden/x", b"no")  # the broker drops it, yet acknowledges
         await link.close()
         task.cancel()
+
     run(main())
 
 
@@ -144,6 +153,7 @@ def test_broker_loss_fails_the_publish_and_the_link_comes_back(broker: LocalBrok
         assert link.connections >= 2
         await link.close()
         task.cancel()
+
     run(main())
 
 
@@ -163,20 +173,30 @@ def test_a_publish_without_puback_times_out(broker: LocalBroker) -> None:
             os.kill(broker.proc.pid, signal.SIGCONT)
         await link.close()
         task.cancel()
+
     run(main())
 
 
 def test_two_gateways_with_one_client_id_back_off_instead_of_kicking_each_other(
-        broker: LocalBroker, caplog: pytest.LogCaptureFixture) -> None:
+    broker: LocalBroker, caplog: pytest.LogCaptureFixture
+) -> None:
     """The broker drops the older of two sessions with one client id (a cloned SD card): each link
     sees its connection lost moments after making it, and must back off as from a failed attempt."""
+
     async def main() -> None:
-        twins = [MqttLink(MqttSettings(broker.host, broker.port, "cloned-card", "t/gw/status",
-                                       backoff_max=0.2, connect_timeout=3)) for _ in range(2)]
+        twins = [
+            MqttLink(
+                MqttSettings(broker.host, broker.port, "cloned-card", "t/gw/status", backoff_max=0.2, connect_timeout=3)
+            )
+            for _ in range(2)
+        ]
         tasks = [asyncio.create_task(link.run()) for link in twins]
         for _ in range(200):
-            lost = [r for r in caplog.records if "connection lost" in r.getMessage() and "after it was made" in
-                    r.getMessage()]
+            lost = [
+                r
+                for r in caplog.records
+                if "connection lost" in r.getMessage() and "after it was made" in r.getMessage()
+            ]
             if len(lost) >= 4:
                 break
             await asyncio.sleep(0.05)

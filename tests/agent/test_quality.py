@@ -27,13 +27,13 @@ def test_a_wrap_a_reset_and_a_jump_are_told_apart() -> None:
     check = QualityCheck("m1", profiles.load("tuf2000").value_specs(), max_flow_m3h=100)
     top = 2**31 - 1
     series = [
-        reading(top - 500, 0),       # first: nothing to compare with
-        reading(top - 450, 1),       # +50 m3 in an hour: normal
-        reading(30, 2),              # from the top to small: a wrap
-        reading(80, 3),              # normal again
-        reading(5, 4),               # a drop from a small value: reset or replacement
-        reading(500, 5),             # +495 m3 in an hour with Qmax 100 m3/h: abnormal
-        reading(-3, 6),              # a negative totalizer
+        reading(top - 500, 0),  # first: nothing to compare with
+        reading(top - 450, 1),  # +50 m3 in an hour: normal
+        reading(30, 2),  # from the top to small: a wrap
+        reading(80, 3),  # normal again
+        reading(5, 4),  # a drop from a small value: reset or replacement
+        reading(500, 5),  # +495 m3 in an hour with Qmax 100 m3/h: abnormal
+        reading(-3, 6),  # a negative totalizer
         reading(12.5, 7, "flow_rate"),  # not a totalizer: never judged
     ]
     out, findings = check.check(series)

@@ -34,8 +34,9 @@ def sessions(*, retries_to_stop: int = 0, sessions_to_stop: int = 0, refuse_firs
             seen["closing"] = True
 
     async def main() -> None:
-        await asyncio.wait_for(keep_connected(connect, serve, backoff_max=0.01, on_retry=on_retry,
-                                              closing=lambda: seen["closing"]), 10)
+        await asyncio.wait_for(
+            keep_connected(connect, serve, backoff_max=0.01, on_retry=on_retry, closing=lambda: seen["closing"]), 10
+        )
 
     asyncio.run(main())
     return seen

@@ -111,8 +111,9 @@ def test_a_poller_cancelled_mid_request_stops() -> None:
             pass
 
         bus = ModbusBus("A", TcpParams("127.0.0.1", port), timeout=2.0, retries=0)
-        poller = BusPoller("A", ModbusDriver(bus), [ScheduledMeter(meter("m", 1), 1000)], sink, on_event,
-                           ClockCheck("assume_synced"))
+        poller = BusPoller(
+            "A", ModbusDriver(bus), [ScheduledMeter(meter("m", 1), 1000)], sink, on_event, ClockCheck("assume_synced")
+        )
         poller.meters[0].due = 0  # due now
         task = asyncio.create_task(poller.cycle())
         async with asyncio.timeout(5):  # until the meter has the request: the poller now waits for an answer
@@ -153,8 +154,9 @@ def offset() -> Iterator[None]:
     clock.set_offset(0)
 
 
-def run_poller(driver: SlotDriver, seconds: float, jump_at: float | None = None,
-               jump_ms: int = 0) -> tuple[BusPoller, list[Reading]]:
+def run_poller(
+    driver: SlotDriver, seconds: float, jump_at: float | None = None, jump_ms: int = 0
+) -> tuple[BusPoller, list[Reading]]:
     """Poll one meter every 500 ms for ``seconds``; shift the agent clock by ``jump_ms`` at ``jump_at`` s."""
 
     async def main() -> tuple[BusPoller, list[Reading]]:
@@ -166,8 +168,9 @@ def run_poller(driver: SlotDriver, seconds: float, jump_at: float | None = None,
         async def on_event(kind: str, detail: dict[str, Any]) -> None:
             pass
 
-        poller = BusPoller("A", driver, [ScheduledMeter(meter("m", 1), 500)], sink, on_event,
-                           ClockCheck("assume_synced"))
+        poller = BusPoller(
+            "A", driver, [ScheduledMeter(meter("m", 1), 500)], sink, on_event, ClockCheck("assume_synced")
+        )
         task = asyncio.create_task(poller.run())
         if jump_at is not None:
             await asyncio.sleep(jump_at)
@@ -189,7 +192,8 @@ def jump_lines(caplog: pytest.LogCaptureFixture, event: str) -> list[str]:
 
 @pytest.mark.parametrize("jump_ms", [-HOUR_MS, HOUR_MS])
 def test_a_clock_jump_during_the_wait_realigns_the_slots(
-        jump_ms: int, offset: None, caplog: pytest.LogCaptureFixture) -> None:
+    jump_ms: int, offset: None, caplog: pytest.LogCaptureFixture
+) -> None:
     """A trusted station shifts the agent clock by an hour while the poller sleeps: polling goes on in
     slots of the new clock, within an interval, and the jump is logged once, not as missed slots."""
     caplog.set_level(logging.INFO, logger="meterlink.poll")
@@ -203,8 +207,7 @@ def test_a_clock_jump_during_the_wait_realigns_the_slots(
     assert "bus=A" in line and abs(int(line.split("by_ms=")[1].split()[0]) - jump_ms) < 200, line
 
 
-def test_a_clock_jump_during_a_poll_is_not_taken_for_an_overrun(
-        offset: None, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_clock_jump_during_a_poll_is_not_taken_for_an_overrun(offset: None, caplog: pytest.LogCaptureFixture) -> None:
     """The offset moves forward an hour while a meter answers (the SZY206 uplink sets it at any time)."""
     caplog.set_level(logging.INFO, logger="meterlink.poll")
     driver = SlotDriver(during=lambda n: clock.set_offset(HOUR_MS) if n == 2 else None)

@@ -37,7 +37,14 @@ def test_readings_keep_every_field(store: Store) -> None:
     store.append([r])
     (got,) = store.pending(10)
     assert (got.meter, got.quantity, got.value, got.unit, got.ts, got.slot, got.flags) == (
-        "well-1", "flow_rate", 36.62541, "m3/h", T0 + 381, T0, 1)
+        "well-1",
+        "flow_rate",
+        36.62541,
+        "m3/h",
+        T0 + 381,
+        T0,
+        1,
+    )
 
 
 def test_durability_pragmas(store: Store) -> None:
@@ -300,10 +307,16 @@ def test_default_capacity_holds_400_days_hourly_and_35_days_5_minute_per_meter(t
     cap = MB_PER_METER * 1024 * 1024
     s = Store(tmp_path / "s.db", "gw", capacity_bytes=cap)
     quantities = ("flow_rate", "volume_total", "velocity", "volume_net", "error_bits")
-    hourly = [Reading("m1", q, 1234.567 + h, "m3", T0 + h * 3_600_000, T0 + h * 3_600_000)
-              for h in range(400 * 24) for q in quantities]
-    five_min = [Reading("m1", q, 45.678 + k, "m3/h", T0 + k * 300_000, T0 + k * 300_000)
-                for k in range(35 * 288) for q in quantities]
+    hourly = [
+        Reading("m1", q, 1234.567 + h, "m3", T0 + h * 3_600_000, T0 + h * 3_600_000)
+        for h in range(400 * 24)
+        for q in quantities
+    ]
+    five_min = [
+        Reading("m1", q, 45.678 + k, "m3/h", T0 + k * 300_000, T0 + k * 300_000)
+        for k in range(35 * 288)
+        for q in quantities
+    ]
     for rows in (hourly, five_min):
         for i in range(0, len(rows), 5000):
             s.append(rows[i : i + 5000])
@@ -322,8 +335,9 @@ def test_a_store_it_may_not_write_is_named_with_the_user(tmp_path: Path, monkeyp
 
     Store(tmp_path / "s.db", "gw").close()
     real_access = os.access
-    monkeypatch.setattr(store_module.os, "access",
-                        lambda p, mode: False if Path(p).name == "s.db" else real_access(p, mode))
+    monkeypatch.setattr(
+        store_module.os, "access", lambda p, mode: False if Path(p).name == "s.db" else real_access(p, mode)
+    )
     readonly = sqlite3.OperationalError("attempt to write a readonly database")
     line = store_module._cannot_open(tmp_path / "s.db", readonly)
     assert line == f"store {tmp_path / 's.db'}: {tmp_path / 's.db'} is not writable by user {effective_user()}"

@@ -42,6 +42,7 @@ def test_a_task_that_lost_its_cancellation_is_cancelled_again() -> None:
 
 def test_the_wait_for_race_itself_is_survived() -> None:
     """The real race: the awaited future completes in the loop turn the task is cancelled in."""
+
     async def worker(futures: list[asyncio.Future[int]]) -> None:
         while True:
             await asyncio.wait_for(futures[-1], 60)
@@ -63,8 +64,11 @@ def test_results_and_errors_are_left_to_the_caller() -> None:
         raise ValueError("boom")
 
     async def main() -> list[asyncio.Task[Any]]:
-        tasks = [asyncio.create_task(fails()), asyncio.create_task(asyncio.sleep(60)),
-                 asyncio.create_task(asyncio.sleep(0))]
+        tasks = [
+            asyncio.create_task(fails()),
+            asyncio.create_task(asyncio.sleep(60)),
+            asyncio.create_task(asyncio.sleep(0)),
+        ]
         await asyncio.sleep(0.01)
         await cancel_and_wait(tasks)
         return tasks
@@ -77,6 +81,7 @@ def test_results_and_errors_are_left_to_the_caller() -> None:
 
 def test_a_parent_stopped_during_its_own_cleanup_still_stops_its_children() -> None:
     """The agent re-cancels a task that is itself stopping its children: it must finish that first."""
+
     async def parent(started: asyncio.Event, children: list[asyncio.Task[str]]) -> None:
         child = asyncio.create_task(_loses_one_cancellation(started))
         children.append(child)
@@ -162,6 +167,7 @@ sync_check = "assume_synced"
 def stop_agent_during_a_read(tmp_path: Path) -> Agent:
     """Run the agent against one simulated meter, make its next answer 30 s late, and stop the
     agent while that read is in flight. Returns the stopped agent; raises what its run raised."""
+
     async def main() -> Agent:
         sim = ModbusSimServer({1: SimMeter("tuf2000", 1, seed=1)})
         port = await sim.start_tcp()
@@ -204,8 +210,9 @@ def test_the_agent_stops_when_a_poll_lost_its_cancellation(tmp_path: Path, mocke
 
 
 @pytest.mark.slow
-def test_a_task_failing_while_the_agent_stops_is_not_quiet(tmp_path: Path, mocker: Any,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_a_task_failing_while_the_agent_stops_is_not_quiet(
+    tmp_path: Path, mocker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     """An error raised by a task as it is stopped is logged and ends the run with that error."""
     real_read = ModbusDriver.read
 

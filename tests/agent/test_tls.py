@@ -18,8 +18,10 @@ from meterlink.sim.broker import LocalBroker, TlsFiles, make_password_file
 
 
 def site(tmp_path: Path, broker: LocalBroker, extra: str = "", host: str = "localhost") -> cfgmod.Config:
-    text = BASE.replace('broker = "mqtt://127.0.0.1:1883"',
-                        f'broker = "{"mqtts" if broker.tls else "mqtt"}://{host}:{broker.port}"\n{extra}')
+    text = BASE.replace(
+        'broker = "mqtt://127.0.0.1:1883"',
+        f'broker = "{"mqtts" if broker.tls else "mqtt"}://{host}:{broker.port}"\n{extra}',
+    )
     # An adapter that is not plugged in (a warning), not /dev/null (not a tty: an error check-config reports).
     text = text.replace('device = "/dev/null"', 'device = "/dev/ttyUSB-meterlink-test"')
     return cfgmod.load(write_site(tmp_path / "site", text))
@@ -51,8 +53,9 @@ def pki(tmp_path: Path) -> Pki:
     return make_pki(tmp_path / "pki")
 
 
-def tls_broker(tmp_path: Path, pki: Pki, *, cert: tuple[Path, Path] | None = None, require_client: bool = False,
-               **kw: object) -> LocalBroker:
+def tls_broker(
+    tmp_path: Path, pki: Pki, *, cert: tuple[Path, Path] | None = None, require_client: bool = False, **kw: object
+) -> LocalBroker:
     certfile, keyfile = cert or pki.issue("broker")
     b = LocalBroker(tmp_path / "tls-broker", tls=TlsFiles(pki.ca, certfile, keyfile, require_client), **kw)  # type: ignore[arg-type]
     b.start()
@@ -68,12 +71,15 @@ def test_tls_with_the_right_ca_connects(tmp_path: Path, pki: Pki) -> None:
     assert link.connections == 1
 
 
-@pytest.mark.parametrize(("case", "says"), [
-    ("wrong_ca", "self-signed certificate in certificate chain"),
-    ("expired", "certificate has expired"),
-    ("wrong_host", "mismatch"),
-    ("system_cas", "certificate refused"),  # no ca configured: the system CAs do not know ours
-])
+@pytest.mark.parametrize(
+    ("case", "says"),
+    [
+        ("wrong_ca", "self-signed certificate in certificate chain"),
+        ("expired", "certificate has expired"),
+        ("wrong_host", "mismatch"),
+        ("system_cas", "certificate refused"),  # no ca configured: the system CAs do not know ours
+    ],
+)
 def test_a_bad_certificate_is_refused_and_never_retried_in_plain_text(
     tmp_path: Path, pki: Pki, case: str, says: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -108,8 +114,9 @@ def test_mutual_tls(tmp_path: Path, pki: Pki) -> None:
     client_cert, client_key = pki.issue("gw-test", client=True)
     try:
         without = attempt(site(tmp_path, broker, f'ca = "{pki.ca}"'), seconds=2)
-        with_cert = attempt(site(tmp_path, broker, f'ca = "{pki.ca}"\nclient_cert = "{client_cert}"\n'
-                                                   f'client_key = "{client_key}"'))
+        with_cert = attempt(
+            site(tmp_path, broker, f'ca = "{pki.ca}"\nclient_cert = "{client_cert}"\nclient_key = "{client_key}"')
+        )
     finally:
         broker.stop()
     assert without.connections == 0
@@ -117,7 +124,9 @@ def test_mutual_tls(tmp_path: Path, pki: Pki) -> None:
 
 
 def test_username_and_password_from_a_file_or_the_environment_never_leak(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     secret = "Zq9-very-secret"

@@ -31,11 +31,22 @@ def test_readings_dropped_by_a_full_store_are_reported_at_the_next_upload(tmp_pa
     store = Store(tmp_path / "s.db", "gw-full", capacity_bytes=1024 * 1024)
 
     async def main() -> None:
-        link = MqttLink(MqttSettings(broker.host, broker.port, "gw-full", "meterlink/gw-full/status",
-                                     backoff_max=0.5, connect_timeout=3))
+        link = MqttLink(
+            MqttSettings(
+                broker.host, broker.port, "gw-full", "meterlink/gw-full/status", backoff_max=0.5, connect_timeout=3
+            )
+        )
         outbox = Outbox(store)
-        uploader = Uploader(outbox, link, Signer(key), gateway="gw-full", topic_prefix="meterlink",
-                            interval_s=60, batch_size=1000, publish_timeout=5)
+        uploader = Uploader(
+            outbox,
+            link,
+            Signer(key),
+            gateway="gw-full",
+            topic_prefix="meterlink",
+            interval_s=60,
+            batch_size=1000,
+            publish_timeout=5,
+        )
         task = asyncio.create_task(link.run())
         try:
             await asyncio.wait_for(link.connected.wait(), 10)
@@ -53,8 +64,7 @@ def test_readings_dropped_by_a_full_store_are_reported_at_the_next_upload(tmp_pa
 
     try:
         asyncio.run(main())
-        arrived = platform.wait_for(
-            lambda r: any(e.get("kind") == "readings_dropped" for e in r.events), timeout=10)
+        arrived = platform.wait_for(lambda r: any(e.get("kind") == "readings_dropped" for e in r.events), timeout=10)
         assert arrived, platform.received.events
         (event,) = [e for e in platform.received.events if e.get("kind") == "readings_dropped"]
         assert event["first_seq"] == 11 and event["count"] == store.dropped

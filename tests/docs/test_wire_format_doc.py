@@ -108,14 +108,26 @@ def rows_from(payload: dict[str, Any]) -> list[StoredReading]:
         flags = Flag.NONE
         for name in r.get("flags", []):
             flags |= Flag[name.upper()]
-        rows.append(StoredReading(r["seq"], r["meter"], r["quantity"], float(r["value"]), r["unit"],
-                                  r["ts"], r["slot"], int(flags)))
+        rows.append(
+            StoredReading(
+                r["seq"], r["meter"], r["quantity"], float(r["value"]), r["unit"], r["ts"], r["slot"], int(flags)
+            )
+        )
     return rows
 
 
 def test_the_doc_has_every_checked_example() -> None:
-    expected = {"public-key-pem", "thumbprint-input", "kid", "readings-payload", "reading-with-flags",
-                "events-payload", "python-joserfc", "python-cryptography", "node"}
+    expected = {
+        "public-key-pem",
+        "thumbprint-input",
+        "kid",
+        "readings-payload",
+        "reading-with-flags",
+        "events-payload",
+        "python-joserfc",
+        "python-cryptography",
+        "node",
+    }
     expected |= {name for pair in MESSAGES for name in pair[:2]}
     assert expected <= set(BLOCKS), f"missing example blocks: {sorted(expected - set(BLOCKS))}"
 
@@ -186,8 +198,10 @@ def test_the_numbers_quoted_in_the_walk_through_match_the_messages() -> None:
 def test_the_events_example_is_what_the_code_writes() -> None:
     shown = json.loads(BLOCKS["events-payload"])
     check_message(shown)
-    events = [StoredEvent(e["seq"], e["ts"], e["kind"], {k: v for k, v in e.items() if k not in ("seq", "ts", "kind")})
-              for e in shown["events"]]
+    events = [
+        StoredEvent(e["seq"], e["ts"], e["kind"], {k: v for k, v in e.items() if k not in ("seq", "ts", "kind")})
+        for e in shown["events"]
+    ]
     written = events_message(shown["gateway"], shown["batch"], shown["sent_at"], events)
     assert written == json.dumps(shown, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     documented = documented_events()
@@ -205,8 +219,8 @@ EVENTS_SQL = re.compile(r"INSERT INTO events \(ts, kind, detail\) VALUES \(\?, (
 
 def documented_events() -> dict[str, set[str]]:
     """Section 3.2's table: kind -> member names (each written `name`, values only inside parentheses)."""
-    section = DOC_TEXT[DOC_TEXT.index("### 3.2 Events"):DOC_TEXT.index("### 3.3")]
-    table = section[section.index("| `kind` | Other members | When |"):]
+    section = DOC_TEXT[DOC_TEXT.index("### 3.2 Events") : DOC_TEXT.index("### 3.3")]
+    table = section[section.index("| `kind` | Other members | When |") :]
     found: dict[str, set[str]] = {}
     for line in table.split("\n")[2:]:
         if not line.startswith("|"):
@@ -267,8 +281,13 @@ def events_in_code() -> dict[str, set[str]]:
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
         for function in functions:
-            scope = {t.id: n.value for n in ast.walk(function) if isinstance(n, ast.Assign)
-                     for t in n.targets if isinstance(t, ast.Name)}
+            scope = {
+                t.id: n.value
+                for n in ast.walk(function)
+                if isinstance(n, ast.Assign)
+                for t in n.targets
+                if isinstance(t, ast.Name)
+            }
             for call in (n for n in ast.walk(function) if isinstance(n, ast.Call)):
                 where = f"{path.relative_to(ROOT)}:{call.lineno}"
                 name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
@@ -295,8 +314,9 @@ def events_in_code() -> dict[str, set[str]]:
                 elif name in EVENT_SINKS and call.args and not (name == "events" and len(call.args) != 2):
                     if ast.unparse(first) in ("finding.kind", "event.kind"):
                         continue  # quality findings (collected as Finding(...)), rule events (as update(...))
-                    assert isinstance(first, ast.Constant) and isinstance(first.value, str), \
+                    assert isinstance(first, ast.Constant) and isinstance(first.value, str), (
                         f"{where}: event kind is not a literal string: {ast.unparse(call)}"
+                    )
                     detail = call.args[2:3] if name == "add_event" else call.args[1:2]  # add_event(kind, ts, detail)
                     record(first.value, _keys(detail[0], scope, where) if detail else set(), where)
                 elif name == "Finding":
@@ -308,8 +328,14 @@ def events_in_code() -> dict[str, set[str]]:
 def test_the_events_table_lists_every_event_the_agent_writes_with_its_members() -> None:
     code = events_in_code()
     # The extractor must see each way events are made; if one of these disappears, fix the extractor.
-    assert {"store_replaced", "readings_dropped", "agent_started", "meter_offline", "totalizer_reset",
-            "szy206_connected"} <= set(code), sorted(code)
+    assert {
+        "store_replaced",
+        "readings_dropped",
+        "agent_started",
+        "meter_offline",
+        "totalizer_reset",
+        "szy206_connected",
+    } <= set(code), sorted(code)
     assert documented_events() == code
 
 
@@ -369,7 +395,9 @@ def test_the_node_snippet_receives_both_messages(tmp_path: Path) -> None:
     files.append(tmp_path / "tampered.jws")
     files[-1].write_bytes(_tampered("readings-compressed"))
     script = tmp_path / "receive.js"
-    script.write_text(BLOCKS["node"] + """
+    script.write_text(
+        BLOCKS["node"]
+        + """
 const fs = require("node:fs");
 const [pemFile, ...files] = process.argv.slice(2);
 for (const f of files) {
@@ -379,9 +407,11 @@ for (const f of files) {
     console.log(JSON.stringify({ error: String(e.message) }));
   }
 }
-""")
-    done = subprocess.run(["node", str(script), str(pem), *map(str, files)], capture_output=True, text=True,
-                          timeout=60, check=True)
+"""
+    )
+    done = subprocess.run(
+        ["node", str(script), str(pem), *map(str, files)], capture_output=True, text=True, timeout=60, check=True
+    )
     plain, packed, tampered = (json.loads(line) for line in done.stdout.splitlines())
     assert plain == packed == json.loads(payload_bytes())
     assert tampered == {"error": "bad signature"}
@@ -397,8 +427,11 @@ def test_joserfc_refuses_zip_in_a_jws_as_the_doc_says() -> None:
     signature = b64url(rfc_key().sign(f"{protected}.{payload}".encode()))
     with warnings.catch_warnings(), pytest.raises(UnsupportedHeaderError, match="zip"):
         warnings.simplefilter("ignore")
-        jws.deserialize_json({"protected": protected, "payload": payload, "signature": signature},
-                             OKPKey.import_key(rfc_pem()), algorithms=["EdDSA"])
+        jws.deserialize_json(
+            {"protected": protected, "payload": payload, "signature": signature},
+            OKPKey.import_key(rfc_pem()),
+            algorithms=["EdDSA"],
+        )
 
 
 def test_meterlink_verify_prints_the_payload_of_each_example(
@@ -438,8 +471,10 @@ def test_the_readme_quotes_the_size_table_of_the_doc() -> None:
         r"about (\d+) bytes per reading on the wire at (\d+) readings per message, instead of about (\d+)", readme
     )
     assert quoted, "README no longer quotes the compressed size per reading"
-    rows = {int(b): (float(n), float(d)) for b, n, d in
-            re.findall(r"^\| (\d+) \| ([\d.]+) \| ([\d.]+) \|$", DOC_TEXT, flags=re.MULTILINE)}
+    rows = {
+        int(b): (float(n), float(d))
+        for b, n, d in re.findall(r"^\| (\d+) \| ([\d.]+) \| ([\d.]+) \|$", DOC_TEXT, flags=re.MULTILINE)
+    }
     none, deflate = rows[int(quoted[2])]
     assert (int(quoted[1]), int(quoted[3])) == (round(deflate), round(none))
     assert "docs/wire-format.md` section 3.4" in readme

@@ -48,8 +48,9 @@ class Recorder:
         return sorted({r.slot for r in self.readings if r.meter == meter_id})
 
 
-def poller(name: str, params: SerialParams | TcpParams, meters: list[ModbusMeter], rec: Recorder,
-           quality: bool = False) -> BusPoller:
+def poller(
+    name: str, params: SerialParams | TcpParams, meters: list[ModbusMeter], rec: Recorder, quality: bool = False
+) -> BusPoller:
     bus = ModbusBus(name, params, timeout=0.15, retries=1)
     scheduled = [ScheduledMeter(m, 1000, quality=QualityCheck(m.id, m.specs) if quality else None) for m in meters]
     return BusPoller(name, ModbusDriver(bus), scheduled, rec.sink, rec.event, ClockCheck("assume_synced"))

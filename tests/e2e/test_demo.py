@@ -30,8 +30,12 @@ def seqs_in(text: str) -> set[int]:
 
 
 def test_demo_shows_signed_readings_from_both_meters(tmp_path: Path) -> None:
-    proc = subprocess.run([*METERLINK, "demo", "--duration", "10", "--dir", str(tmp_path / "d")],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [*METERLINK, "demo", "--duration", "10", "--dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     summary = lines[-1]
@@ -44,8 +48,9 @@ def test_demo_shows_signed_readings_from_both_meters(tmp_path: Path) -> None:
     names = sorted(p.name for p in (tmp_path / "d").iterdir())
     assert [n for n in names if n.endswith(".toml") or n.endswith(".conf")] == ["meterlink.toml"]
     assert {"gateway.key", "gateway.pub", "meterlink.db"} <= set(names)
-    check = subprocess.run([*METERLINK, "check-config", str(tmp_path / "d" / "meterlink.toml")],
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        [*METERLINK, "check-config", str(tmp_path / "d" / "meterlink.toml")], capture_output=True, text=True
+    )
     assert check.returncode == 0 and check.stdout.strip() == "OK: 3 meters on 3 buses"
 
 
@@ -53,8 +58,13 @@ def test_kill_9_of_the_demo_leaves_no_process_and_loses_nothing(tmp_path: Path) 
     folder = tmp_path / "d"
     out = tmp_path / "run1.out"
     with open(out, "w") as f:
-        proc = subprocess.Popen([*METERLINK, "demo", "--dir", str(folder)], stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            [*METERLINK, "demo", "--dir", str(folder)],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     db = folder / "meterlink.db"
     try:
         assert wait_until(lambda: len(SEQ.findall(out.read_text())) >= 2, 30), out.read_text()
@@ -78,15 +88,17 @@ def test_kill_9_of_the_demo_leaves_no_process_and_loses_nothing(tmp_path: Path) 
     assert wait_until(lambda: not group_alive(), 5), group_alive()
     captured, _ = last_and_pending(db)
     first = seqs_in(out.read_text())
-    second_run = subprocess.run([*METERLINK, "demo", "--duration", "5", "--dir", str(folder)],
-                                capture_output=True, text=True, timeout=60)
+    second_run = subprocess.run(
+        [*METERLINK, "demo", "--duration", "5", "--dir", str(folder)], capture_output=True, text=True, timeout=60
+    )
     assert second_run.returncode == 0, second_run.stdout + second_run.stderr
     second = seqs_in(second_run.stdout)
     everything = first | second
     assert everything == set(range(1, max(everything) + 1)), "a gap in what arrived"
     assert max(everything) >= captured, "a reading captured before kill -9 never arrived"
-    status = subprocess.run([*METERLINK, "status", "-c", str(folder / "meterlink.toml")], capture_output=True,
-                            text=True)
+    status = subprocess.run(
+        [*METERLINK, "status", "-c", str(folder / "meterlink.toml")], capture_output=True, text=True
+    )
     assert re.search(r"pending\s+0 ", status.stdout), status.stdout
 
 
@@ -102,7 +114,8 @@ def test_demo_without_mosquitto_says_how_to_install(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        "meterlink: mosquitto is not installed; on Debian or Raspberry Pi OS: sudo apt install mosquitto"]
+        "meterlink: mosquitto is not installed; on Debian or Raspberry Pi OS: sudo apt install mosquitto"
+    ]
 
 
 def test_demo_reports_to_a_central_station(tmp_path: Path) -> None:
@@ -111,8 +124,13 @@ def test_demo_reports_to_a_central_station(tmp_path: Path) -> None:
         assert station.stdout is not None
         port = int(station.stdout.readline().rsplit(":", 1)[1])
         # The machine's zone is not the site's: the demo must still print the site's time, as the station does.
-        proc = subprocess.run([*METERLINK, "demo", "--duration", "14", "--szy206-station", f"127.0.0.1:{port}"],
-                              capture_output=True, text=True, timeout=60, env={**os.environ, "TZ": "UTC"})
+        proc = subprocess.run(
+            [*METERLINK, "demo", "--duration", "14", "--szy206-station", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "TZ": "UTC"},
+        )
     finally:
         station.terminate()
         frames = station.communicate(timeout=10)[0]
@@ -120,8 +138,10 @@ def test_demo_reports_to_a_central_station(tmp_path: Path) -> None:
     confirmed = re.findall(r"szy206 report of (\d\d:\d\d:\d\d) \(UTC\+8\) confirmed by the station", proc.stdout)
     assert len(confirmed) >= 2, proc.stdout
     site_now = datetime.now(UTC) + timedelta(hours=8)  # the demo's site: utc_offset_hours defaults to 8
-    seconds = [abs((site_now - site_now.replace(hour=h, minute=m, second=s)).total_seconds()) % 86_400
-               for h, m, s in (map(int, c.split(":")) for c in confirmed)]
+    seconds = [
+        abs((site_now - site_now.replace(hour=h, minute=m, second=s)).total_seconds()) % 86_400
+        for h, m, s in (map(int, c.split(":")) for c in confirmed)
+    ]
     assert all(min(d, 86_400 - d) < 120 for d in seconds), (confirmed, site_now)
     m = re.search(r"szy206: (\d+) reports confirmed by the station", proc.stdout)
     assert m and int(m.group(1)) >= 2
@@ -139,8 +159,12 @@ def test_site_time_is_shown_in_the_site_zone() -> None:
 def test_demo_refuses_a_duration_that_is_not_a_finite_positive_number(tmp_path: Path) -> None:
     # Checked before anything starts, like --broker and --szy206-station: one line, exit 1.
     for value in ("nan", "inf", "-1", "0", "abc"):
-        proc = subprocess.run([*METERLINK, "demo", "--duration", value, "--dir", str(tmp_path / "d")],
-                              capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            [*METERLINK, "demo", "--duration", value, "--dir", str(tmp_path / "d")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert proc.returncode == 1, (value, proc.stderr)
         assert proc.stderr.strip().splitlines() == ["meterlink: --duration must be a positive number of seconds"]
     assert not (tmp_path / "d").exists()

@@ -106,8 +106,7 @@ def sim() -> Iterator[SimProcess]:
     s.stop()
 
 
-def test_disk_full_is_survived_and_the_watchdog_starves_meanwhile(tmp_path: Path, tmpfs: Path,
-                                                                  sim: SimProcess) -> None:
+def test_disk_full_is_survived_and_the_watchdog_starves_meanwhile(tmp_path: Path, tmpfs: Path, sim: SimProcess) -> None:
     meters = "".join(METER.format(unit=u) for u in range(1, 21))
     site = write_site(tmp_path / "site", SITE.format(port=sim.tcp_port, meters=meters, store=tmpfs / "ml.db"))
     notify = NotifySocket(tmp_path / "notify.sock")
@@ -116,8 +115,7 @@ def test_disk_full_is_survived_and_the_watchdog_starves_meanwhile(tmp_path: Path
     with open(log, "wb") as out:
         agent = subprocess.Popen([*METERLINK, "run", "-c", str(site)], stdout=out, stderr=out, env=env)
     try:
-        assert wait_until(lambda: notify.count("READY=1") == 1 and notify.count("WATCHDOG=1") >= 2, 15), \
-            notify.messages
+        assert wait_until(lambda: notify.count("READY=1") == 1 and notify.count("WATCHDOG=1") >= 2, 15), notify.messages
         # Fill the small disk to the brim with someone else's file.
         filler = tmpfs / "filler"
         with open(filler, "wb") as f:

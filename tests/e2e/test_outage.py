@@ -73,8 +73,9 @@ def test_a_week_long_outage_drains_with_nothing_lost(tmp_path: Path) -> None:
     broker.start()
     sim = start_sim("--tcp", "0", "--meter", "xintai_water_meter:1")
     site = write_site(tmp_path / "site", SITE.format(port=sim.tcp_port, broker=broker.url, rate=60_000))
-    injected = inject_outage(tmp_path / "site" / "state" / "meterlink.db", "gw-outage", meters=64, days=7,
-                             end_ms=now_ms())
+    injected = inject_outage(
+        tmp_path / "site" / "state" / "meterlink.db", "gw-outage", meters=64, days=7, end_ms=now_ms()
+    )
     assert injected == 64 * 7 * 24 * 60  # 645,120
     verifier = Verifier([load_public_key(tmp_path / "site" / "keys" / "gateway.pub")])
     order: list[tuple[str, int]] = []  # (kind of message, its first seq), in the order they arrived
@@ -84,8 +85,9 @@ def test_a_week_long_outage_drains_with_nothing_lost(tmp_path: Path) -> None:
         if rows:
             order.append(("live" if rows[0]["meter"] == "live" else "backlog", rows[0]["seq"]))
 
-    platform = Platform(broker.host, broker.port, verifier, gateway="gw-outage", client_id="platform-outage",
-                        on_batch=on_batch)
+    platform = Platform(
+        broker.host, broker.port, verifier, gateway="gw-outage", client_id="platform-outage", on_batch=on_batch
+    )
     platform.start()
     log = tmp_path / "agent.log"
     db = tmp_path / "site" / "state" / "meterlink.db"

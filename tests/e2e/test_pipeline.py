@@ -110,8 +110,9 @@ def test_readings_flow_signed_from_both_transports_to_the_platform(
     platform = platform_for(site, broker)
     agent = start_agent(site, tmp_path / "agent.log")
     try:
-        assert wait_until(lambda: len(platform.received.meters()) == 3 and len(platform.received.readings) >= 40, 30), \
-            (tmp_path / "agent.log").read_text()
+        assert wait_until(lambda: len(platform.received.meters()) == 3 and len(platform.received.readings) >= 40, 30), (
+            tmp_path / "agent.log"
+        ).read_text()
     finally:
         assert stop(agent) == 0
         platform.stop()
@@ -167,9 +168,13 @@ def test_a_broker_outage_loses_nothing(tmp_path: Path, sims: tuple[SimProcess, S
         away_from = now_ms()
         # Polling goes on while the broker is away: several poll cycles pile up in the store.
         before = last_and_pending(db)[0]
-        assert wait_until(lambda: "event=mqtt_disconnected" in log.read_text()
-                          and last_and_pending(db)[0] >= before + OUTAGE_CYCLES * READINGS_PER_CYCLE, 30), \
-            log.read_text()[-3000:]
+        assert wait_until(
+            lambda: (
+                "event=mqtt_disconnected" in log.read_text()
+                and last_and_pending(db)[0] >= before + OUTAGE_CYCLES * READINGS_PER_CYCLE
+            ),
+            30,
+        ), log.read_text()[-3000:]
         away_until = now_ms()
         broker.start()
         # The meters go quiet, so the store's last seq is final: every reading up to it must arrive.
@@ -193,4 +198,7 @@ def test_a_broker_outage_loses_nothing(tmp_path: Path, sims: tuple[SimProcess, S
         if away_from <= r["ts"] <= away_until:
             slots_away.setdefault(r["meter"], set()).add(r["slot"])
     assert {meter: len(slots) >= OUTAGE_CYCLES - 1 for meter, slots in slots_away.items()} == {
-        "tcp-flow": True, "rtu-flow": True, "rtu-level": True}, slots_away
+        "tcp-flow": True,
+        "rtu-flow": True,
+        "rtu-level": True,
+    }, slots_away

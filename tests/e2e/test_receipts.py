@@ -79,9 +79,11 @@ def test_readings_count_as_delivered_only_on_a_signed_receipt(tmp_path: Path) ->
         assert wait_until(lambda: len(silent.received.readings) >= 12, 20)
         assert pending(site)[1] == 0
         # 2. Receipts signed by someone else are refused.
-        impostor = Platform(broker.host, broker.port, verifier, gateway="gw-rcpt",
-                            receipt_signer=Signer(load_private_key(impostor_key)))
+        impostor = Platform(
+            broker.host, broker.port, verifier, gateway="gw-rcpt", receipt_signer=Signer(load_private_key(impostor_key))
+        )
         impostor.start()
+
         # Its receipts reached the agent and were refused, several of them.
         def refused() -> int:
             return log_file.read_text().count("event=receipt_refused")
@@ -91,8 +93,9 @@ def test_readings_count_as_delivered_only_on_a_signed_receipt(tmp_path: Path) ->
         assert pending(site)[1] == 0
         silent.stop()
         # 3. The real platform's receipts: readings are marked sent; those never receipted went out again.
-        real = Platform(broker.host, broker.port, verifier, gateway="gw-rcpt",
-                        receipt_signer=Signer(load_private_key(platform_key)))
+        real = Platform(
+            broker.host, broker.port, verifier, gateway="gw-rcpt", receipt_signer=Signer(load_private_key(platform_key))
+        )
         real.start()
         assert wait_until(lambda: (t := pending(site))[1] > 0 and t[0] - t[1] <= 8, 30), pending(site)
         real.stop()

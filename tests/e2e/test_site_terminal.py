@@ -75,8 +75,14 @@ sync_check = "assume_synced"
 ADDRESS = Address(division="430100", station=7)
 
 
-async def with_site(tmp_path: Path, station: Station, body: Callable[[Agent, Station], Awaitable[None]],
-                    extra: str = "", report_interval: int = 1, dead_units: tuple[int, ...] = ()) -> Agent:
+async def with_site(
+    tmp_path: Path,
+    station: Station,
+    body: Callable[[Agent, Station], Awaitable[None]],
+    extra: str = "",
+    report_interval: int = 1,
+    dead_units: tuple[int, ...] = (),
+) -> Agent:
     sim = ModbusSimServer({1: SimMeter("tuf2000", 1, seed=1), 2: SimMeter("emf_generic", 2, seed=2)})
     for unit in dead_units:
         sim.meters[unit].set_fault(Fault.NO_ANSWER)
@@ -196,6 +202,7 @@ def test_queries_real_time_stored_and_clock(tmp_path: Path) -> None:
 def test_a_station_lost_while_a_report_awaits_its_confirm_is_only_a_lost_link(tmp_path: Path) -> None:
     """The station goes away during a confirm wait: the slot is kept, the agent runs on, and the
     reports resume when the station is back (the agent must not stop, let alone with exit 0)."""
+
     async def body(agent: Agent, station: Station) -> None:
         await station.wait_for(lambda s: len(s.reports) >= 1, 8)
         station.drop_confirms = 100
@@ -213,6 +220,7 @@ def test_a_station_lost_while_a_report_awaits_its_confirm_is_only_a_lost_link(tm
 def test_reports_carry_the_values_polled_for_their_slot_when_polls_are_faster(tmp_path: Path) -> None:
     """Polls every second, reports every 6 s: by the time a slot is closed (1.5 s after it), newer polls have come in;
     the report still carries the slot's own values, not AA with a meter-fault alarm."""
+
     async def body(agent: Agent, station: Station) -> None:
         await station.wait_for(lambda s: len(s.reports) >= 3, 25)
 
@@ -244,6 +252,7 @@ def test_a_meter_that_does_not_answer_is_absent_with_the_flow_meter_fault_alarm(
 
 def test_slots_are_kept_while_a_report_is_being_resent(tmp_path: Path) -> None:
     """Four tries of 0.4 s outlast a 1 s slot: the boundaries in between are still closed and kept."""
+
     async def body(agent: Agent, station: Station) -> None:
         await station.wait_for(lambda s: len(s.reports) >= 1, 8)
         station.drop_confirms = 4
@@ -261,6 +270,7 @@ def test_slots_are_kept_while_a_report_is_being_resent(tmp_path: Path) -> None:
 def test_a_trusted_station_an_hour_off_moves_the_clock_by_an_hour(tmp_path: Path, ahead_s: int) -> None:
     """A 5-byte time label has no month: a station an hour fast must read as an hour fast (not as
     a month slow), and the terminal logs out with a time label too."""
+
     async def body(agent: Agent, station: Station) -> None:
         await station.wait_for(lambda s: len(s.reports) >= 2, 8)
         offsets.append(agent_clock.offset_ms())
@@ -269,8 +279,11 @@ def test_a_trusted_station_an_hour_off_moves_the_clock_by_an_hour(tmp_path: Path
     station = Station(clock=lambda: time.time() + ahead_s)
     asyncio.run(with_site(tmp_path, station, body, extra="trust_station_time = true"))
     assert abs(offsets[0] - ahead_s * 1000) < 5_000, offsets
-    logouts = [r.frame for r in station.frames
-               if r.direction == "in" and r.frame.afn == 0x02 and r.frame.data == bytes([LinkKind.LOGOUT])]
+    logouts = [
+        r.frame
+        for r in station.frames
+        if r.direction == "in" and r.frame.afn == 0x02 and r.frame.data == bytes([LinkKind.LOGOUT])
+    ]
     assert logouts and all(f.tp is not None for f in logouts)
 
 

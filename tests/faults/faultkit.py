@@ -257,18 +257,19 @@ def read_store(db: Path, *, readonly: bool = True) -> StoreView:
             "SELECT r.seq, s.meter, s.quantity, s.unit, r.value, r.ts, r.slot, r.flags, r.sent "
             "FROM readings r JOIN series s ON s.id = r.series ORDER BY r.seq"
         ).fetchall()
-        orphans = con.execute(
-            "SELECT count(*) FROM readings WHERE series NOT IN (SELECT id FROM series)"
-        ).fetchone()[0]
+        orphans = con.execute("SELECT count(*) FROM readings WHERE series NOT IN (SELECT id FROM series)").fetchone()[0]
         if orphans:
             integrity += f"; {orphans} readings name no series"
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-        events = [(seq, kind, json.loads(detail))
-                  for seq, kind, detail in con.execute("SELECT seq, kind, detail FROM events ORDER BY seq")]
+        events = [
+            (seq, kind, json.loads(detail))
+            for seq, kind, detail in con.execute("SELECT seq, kind, detail FROM events ORDER BY seq")
+        ]
     finally:
         con.close()
-    readings = {seq: (meter, q, unit, value, ts, slot, flags)
-                for seq, meter, q, unit, value, ts, slot, flags, _ in rows}
+    readings = {
+        seq: (meter, q, unit, value, ts, slot, flags) for seq, meter, q, unit, value, ts, slot, flags, _ in rows
+    }
     pending = sum(1 for *_, sent in rows if sent is None)
     return StoreView(integrity, mode, readings, pending, meta, events)
 
@@ -305,7 +306,7 @@ def wal_tail(wal: Path) -> tuple[int, int]:
     commits = tail = 0
     pos = 32
     while pos + 24 + page <= len(data):
-        header = data[pos: pos + 24]
+        header = data[pos : pos + 24]
         if header[8:16] != salt:
             break  # a frame of an earlier generation of the file: the log ends here
         if int.from_bytes(header[4:8], "big"):

@@ -127,8 +127,12 @@ MODES = {
     "uploaded": 0.25,  # just after a batch was confirmed: the next ones are in flight
     "captured": 0.15,  # just after a commit: that slot's live upload follows
 }
-MARKERS = {"running": "event=agent_started", "connected": "event=mqtt_connected",
-           "uploaded": "event=uploaded", "captured": "event=captured"}
+MARKERS = {
+    "running": "event=agent_started",
+    "connected": "event=mqtt_connected",
+    "uploaded": "event=uploaded",
+    "captured": "event=captured",
+}
 
 # The live upload runs at each upload slot plus a settling time of a quarter of the interval
 # (agent/uploader.py, settle_ms), by the wall clock.
@@ -147,11 +151,20 @@ def sim_stats(tmp_path: Path) -> dict[str, Path]:
 @pytest.fixture
 def sims(tmp_path: Path) -> Iterator[tuple[SimProcess, SimProcess]]:
     stats = sim_stats(tmp_path)
-    tcp = start_sim("--tcp", "0", "--stats", str(stats["tcp"]),
-                    *[a for bus, u, p in METERS if bus == "tcp" for a in ("--meter", f"{p}:{u}")])
+    tcp = start_sim(
+        "--tcp",
+        "0",
+        "--stats",
+        str(stats["tcp"]),
+        *[a for bus, u, p in METERS if bus == "tcp" for a in ("--meter", f"{p}:{u}")],
+    )
     try:
-        rtu = start_sim("--pty", "--stats", str(stats["line"]),
-                        *[a for bus, u, p in METERS if bus == "line" for a in ("--meter", f"{p}:{u}")])
+        rtu = start_sim(
+            "--pty",
+            "--stats",
+            str(stats["line"]),
+            *[a for bus, u, p in METERS if bus == "line" for a in ("--meter", f"{p}:{u}")],
+        )
     except BaseException:
         tcp.stop()
         raise
@@ -229,16 +242,28 @@ def make_rig(name: str, tmp_path: Path, broker: LocalBroker, sims: tuple[SimProc
     gateway = f"gw-{name}"
     tcp, rtu = sims
     meters = "".join(METER.format(bus=bus, unit=u, profile=p) for bus, u, p in METERS)
-    site = write_site(tmp_path / "site", SITE.format(gateway=gateway, tcp_port=tcp.tcp_port, pty=rtu.pty,
-                                                     broker=broker.url, meters=meters))
+    site = write_site(
+        tmp_path / "site",
+        SITE.format(gateway=gateway, tcp_port=tcp.tcp_port, pty=rtu.pty, broker=broker.url, meters=meters),
+    )
     verifier = Verifier([load_public_key(site.parent / "keys" / "gateway.pub")])
     ledger = Ledger()
     # A fixed client id: the broker keeps the platform's queue, as a production platform's would be.
-    platform = Platform(broker.host, broker.port, verifier, gateway=gateway, client_id=f"platform-{name}",
-                        on_batch=ledger.on_batch)
+    platform = Platform(
+        broker.host, broker.port, verifier, gateway=gateway, client_id=f"platform-{name}", on_batch=ledger.on_batch
+    )
     platform.start()
-    return Rig(name, gateway, site, site.parent / "state" / "meterlink.db", faultkit.AgentLog(tmp_path / "agent.log"),
-               platform, ledger, sims, sim_stats(tmp_path))
+    return Rig(
+        name,
+        gateway,
+        site,
+        site.parent / "state" / "meterlink.db",
+        faultkit.AgentLog(tmp_path / "agent.log"),
+        platform,
+        ledger,
+        sims,
+        sim_stats(tmp_path),
+    )
 
 
 def drain(rig: Rig) -> tuple[int, float]:
@@ -251,8 +276,9 @@ def drain(rig: Rig) -> tuple[int, float]:
     rig.drain_from = rig.log.size()
     agent, watch = rig.spawn()
     try:
-        assert wait_until(lambda: watch.poll().count("event=captured") >= DRAIN_COMMITS and watch.has("event=uploaded"),
-                          30), watch.poll()[-4000:]
+        assert wait_until(
+            lambda: watch.poll().count("event=captured") >= DRAIN_COMMITS and watch.has("event=uploaded"), 30
+        ), watch.poll()[-4000:]
         # The meters go quiet: nothing new is captured, so "nothing pending" becomes final. Their
         # final counts are written as they stop.
         rig.quiet_at = rig.log.size()
@@ -285,8 +311,11 @@ def logged_seqs(ranges: list[tuple[int, int, int]]) -> set[int]:
 
 def answered_reads(rig: Rig) -> dict[str, dict[str, int]]:
     """The simulators' counts, as last written: meter -> read -> answers with values."""
-    return {f"{bus}-{unit}": counts["answered_by_read"]
-            for bus, path in rig.sim_stats.items() for unit, counts in faultkit.read_sim_stats(path).items()}
+    return {
+        f"{bus}-{unit}": counts["answered_by_read"]
+        for bus, path in rig.sim_stats.items()
+        for unit, counts in faultkit.read_sim_stats(path).items()
+    }
 
 
 def settled_answers(rig: Rig) -> dict[str, dict[str, int]]:
@@ -326,14 +355,16 @@ class AnsweredPolls:
         return any(n < 0 or n > self.allowance + self.failures for n in self.not_arrived().values())
 
 
-def answered_polls(arrived_readings: list[dict[str, Any]], answered: dict[str, dict[str, int]],
-                   failures: Counter[str], allowance: int) -> list[AnsweredPolls]:
+def answered_polls(
+    arrived_readings: list[dict[str, Any]], answered: dict[str, dict[str, int]], failures: Counter[str], allowance: int
+) -> list[AnsweredPolls]:
     """Per meter: what the simulator answered beside the readings that arrived of that meter."""
     arrived: dict[str, Counter[str]] = {meter: Counter() for meter in answered}
     for r in arrived_readings:
         arrived.setdefault(r["meter"], Counter())[r["quantity"]] += 1
-    return [AnsweredPolls(meter, arrived[meter], reads, failures[meter], allowance)
-            for meter, reads in answered.items()]
+    return [
+        AnsweredPolls(meter, arrived[meter], reads, failures[meter], allowance) for meter, reads in answered.items()
+    ]
 
 
 def verdict(rig: Rig, last: int, extra: dict[str, Any]) -> None:
@@ -352,8 +383,16 @@ def verdict(rig: Rig, last: int, extra: dict[str, Any]) -> None:
         r = got.readings.get((gw, seq))
         if r is None:
             continue
-        stored = {"seq": seq, "meter": meter, "quantity": quantity, "value": value, "unit": unit, "ts": ts,
-                  "slot": slot, **({"flags": Flag(flags).names()} if flags else {})}
+        stored = {
+            "seq": seq,
+            "meter": meter,
+            "quantity": quantity,
+            "value": value,
+            "unit": unit,
+            "ts": ts,
+            "slot": slot,
+            **({"flags": Flag(flags).names()} if flags else {}),
+        }
         if r != stored:
             differing.append((seq, stored, r))
     conflicts = rig.ledger.conflicts()
@@ -377,17 +416,24 @@ def verdict(rig: Rig, last: int, extra: dict[str, Any]) -> None:
     failed = rig.log.poll_failures(until=rig.quiet_at)
     polls = answered_polls(arrived, answered, failed, rig.kills_while_polling + 1)
     expected_quantities = {f"{bus}-{u}": {s.quantity for s in profiles.load(p).value_specs()} for bus, u, p in METERS}
-    incomplete = {p.meter: dict(p.arrived) for p in polls
-                  if set(p.arrived) != expected_quantities[p.meter] or len(set(p.arrived.values())) != 1}
+    incomplete = {
+        p.meter: dict(p.arrived)
+        for p in polls
+        if set(p.arrived) != expected_quantities[p.meter] or len(set(p.arrived.values())) != 1
+    }
     beyond = {p.meter: (p.not_arrived(), p.allowance + p.failures) for p in polls if p.beyond()}
     # The last run is never killed: of what the meters answered it, only the poll in flight when
     # they were stopped may be missing (or one the agent logged as failed).
     drain_seqs = logged_seqs(rig.log.captured_ranges(since=rig.drain_from))
     drain_polls = answered_polls(
         [r for (g, seq), r in got.readings.items() if g == gw and seq in drain_seqs],
-        {m: {read: n - rig.answered_before_drain.get(m, {}).get(read, 0) for read, n in reads.items()}
-         for m, reads in answered.items()},
-        failed - rig.log.poll_failures(until=rig.drain_from), 1)
+        {
+            m: {read: n - rig.answered_before_drain.get(m, {}).get(read, 0) for read, n in reads.items()}
+            for m, reads in answered.items()
+        },
+        failed - rig.log.poll_failures(until=rig.drain_from),
+        1,
+    )
     drain_beyond = {p.meter: (p.not_arrived(), p.allowance + p.failures) for p in drain_polls if p.beyond()}
     figures = {
         "seed": extra.pop("seed"),
@@ -405,8 +451,7 @@ def verdict(rig: Rig, last: int, extra: dict[str, Any]) -> None:
         "polls_arrived": sum(p.polls_arrived for p in polls),
         "answered_polls_not_arrived": {p.meter: max(p.not_arrived().values(), default=0) for p in polls},
         "last_run_polls_arrived": sum(p.polls_arrived for p in drain_polls),
-        "last_run_answered_polls_not_arrived": {p.meter: max(p.not_arrived().values(), default=0)
-                                                for p in drain_polls},
+        "last_run_answered_polls_not_arrived": {p.meter: max(p.not_arrived().values(), default=0) for p in drain_polls},
         "failed_polls_logged": sum(p.failures for p in polls),
         "kills_while_polling": rig.kills_while_polling,
         "uploads_logged": full_log.count("event=uploaded"),
@@ -429,14 +474,18 @@ def verdict(rig: Rig, last: int, extra: dict[str, Any]) -> None:
     where = faultkit.write_results(rig.name, figures)
     print(f"[{rig.name}] {json.dumps(figures, sort_keys=True)}")
     print(f"[{rig.name}] figures written to {where}")
-    print(f"[{rig.name}] survived {figures['kills']} SIGKILLs: {last} readings, {last - len(missing)} arrived "
-          f"(missing {len(missing)}), {got.duplicates} duplicates with the same content, {got.conflicts} with "
-          f"different content, {got.rejected} rejected")
-    print(f"[{rig.name}] against the log: {len(logged)} seqs in {len(ranges)} logged commits, "
-          f"{len(logged_not_arrived)} not arrived; against the meters: {figures['polls_answered_by_meters']} polls "
-          f"answered, {figures['polls_arrived']} arrived, per meter not arrived "
-          f"{figures['answered_polls_not_arrived']} (allowed: {rig.kills_while_polling} kills while polling + failed "
-          f"polls + 1)")
+    print(
+        f"[{rig.name}] survived {figures['kills']} SIGKILLs: {last} readings, {last - len(missing)} arrived "
+        f"(missing {len(missing)}), {got.duplicates} duplicates with the same content, {got.conflicts} with "
+        f"different content, {got.rejected} rejected"
+    )
+    print(
+        f"[{rig.name}] against the log: {len(logged)} seqs in {len(ranges)} logged commits, "
+        f"{len(logged_not_arrived)} not arrived; against the meters: {figures['polls_answered_by_meters']} polls "
+        f"answered, {figures['polls_arrived']} arrived, per meter not arrived "
+        f"{figures['answered_polls_not_arrived']} (allowed: {rig.kills_while_polling} kills while polling + failed "
+        f"polls + 1)"
+    )
 
     assert not rig.self_exits, f"the agent ended on its own (run, code, log): {rig.self_exits[:3]}"
     assert len(ranges) >= 10, "too few commits logged for the test to mean anything"
@@ -453,8 +502,9 @@ def verdict(rig: Rig, last: int, extra: dict[str, Any]) -> None:
     assert all(p.polls_arrived >= 2 for p in drain_polls), {p.meter: dict(p.arrived) for p in drain_polls}
     assert not drain_beyond, f"last run: answered polls not arrived (per read), allowance: {drain_beyond}"
     assert store.integrity == "ok"
-    assert faultkit.contiguous(store.seqs), \
+    assert faultkit.contiguous(store.seqs), (
         f"store seqs not 1..N, gaps at {faultkit.missing_between(set(store.seqs), 1, max(store.seqs))}"
+    )
     assert store.seqs[-1] == last and store.pending == 0
     assert int(store.meta["next_seq"]) == last + 1
     assert got.rejected == 0, got.reject_reasons[:5]
@@ -466,7 +516,7 @@ def verdict(rig: Rig, last: int, extra: dict[str, Any]) -> None:
     assert got.conflicts == 0, (
         f"{got.conflicts} duplicates with different content ({len(conflicts)} seqs), e.g. seq {example}"
     )
-    assert "Traceback" not in full_log, full_log[full_log.index("Traceback") - 500:][:3000]
+    assert "Traceback" not in full_log, full_log[full_log.index("Traceback") - 500 :][:3000]
 
 
 def storm_delay(rng: random.Random, mode: str) -> float:
@@ -527,8 +577,9 @@ def test_a_reading_sent_again_after_a_crash_carries_the_same_content(
         for run in range(1, LIVE_KILLS + 1):
             agent, watch = rig.spawn()
             try:
-                if not wait_until(lambda w=watch, a=agent: w.has("event=captured") or a.poll() is not None, 15,
-                                  interval=0.003):
+                if not wait_until(
+                    lambda w=watch, a=agent: w.has("event=captured") or a.poll() is not None, 15, interval=0.003
+                ):
                     rig.marker_timeouts["captured"] += 1
                 # A few ms into the next live upload: its batches are in flight.
                 now = time.time()

@@ -110,7 +110,7 @@ PROFILES = ["tuf2000", "emf_generic", "mfe600h"]
 HEALTHY = range(1, 25)  # units 1-24 answer
 SILENT = range(25, 31)  # units 25-30 never answer: each costs its bus one timeout per cycle
 # Bus bN: six healthy meters and N silent ones, so its cycle ends about N x 0.2 s after the slot.
-LAYOUT = {f"b{n}": [*HEALTHY[6 * n: 6 * n + 6], *SILENT[n * (n - 1) // 2: n * (n + 1) // 2]] for n in range(4)}
+LAYOUT = {f"b{n}": [*HEALTHY[6 * n : 6 * n + 6], *SILENT[n * (n - 1) // 2 : n * (n + 1) // 2]] for n in range(4)}
 
 
 @pytest.fixture
@@ -124,8 +124,7 @@ def sim() -> Iterator[SimProcess]:
         s.stop()
 
 
-def site_text(gateway: str, port: int, broker: LocalBroker, layout: dict[str, list[int]],
-              capacity_mb: int = 64) -> str:
+def site_text(gateway: str, port: int, broker: LocalBroker, layout: dict[str, list[int]], capacity_mb: int = 64) -> str:
     buses = "".join(BUS.format(name=name, port=port) for name in layout)
     meters = "".join(
         METER.format(unit=u, bus=name, profile="tuf2000" if u in SILENT else PROFILES[u % 3])
@@ -387,9 +386,14 @@ def test_seq_continues_above_a_lost_store(tmp_path: Path, broker: LocalBroker, s
         # -- second life -------------------------------------------------------------------------
         watch = log.watch()
         agent = start_agent(site, log.path)
-        assert wait_until(lambda: watch.has("event=captured") and watch.has("event=uploaded")
-                          and platform.wait_for(lambda r: any(e["kind"] == "store_replaced" for e in r.events), 0),
-                          30), watch.poll()[-3000:]
+        assert wait_until(
+            lambda: (
+                watch.has("event=captured")
+                and watch.has("event=uploaded")
+                and platform.wait_for(lambda r: any(e["kind"] == "store_replaced" for e in r.events), 0)
+            ),
+            30,
+        ), watch.poll()[-3000:]
         second_log = watch.poll()
         code = faultkit.terminate(agent)
         agent = None
@@ -431,7 +435,7 @@ def test_seq_continues_above_a_lost_store(tmp_path: Path, broker: LocalBroker, s
     assert not set(old.seqs) & set(new.seqs)
     # Nor does any other counter start again: event seq and message batch go on above the lost store's.
     assert min(seq for seq, _, _ in new.events) > max(seq for seq, _, _ in old.events), new.events
-    second_life_batches = got.batches[len(first_life_batches):]
+    second_life_batches = got.batches[len(first_life_batches) :]
     assert second_life_batches and min(second_life_batches) > max(first_life_batches), got.batches
     # What the platform has is what one of the two stores held under that seq (no number reused).
     for (_, seq), r in got.readings.items():
@@ -486,8 +490,10 @@ def test_seq_continues_above_a_lost_store_when_killed_while_making_the_new_one(
             agent = None
             watch = log.watch()
             agent = start_agent(site, log.path)
-            wait_until(lambda w=watch, a=agent: (w.has("event=captured") and w.has("event=uploaded"))
-                       or a.poll() is not None, 30)
+            wait_until(
+                lambda w=watch, a=agent: (w.has("event=captured") and w.has("event=uploaded")) or a.poll() is not None,
+                30,
+            )
             text = watch.poll()
             code = faultkit.terminate(agent)
             agent = None
@@ -510,14 +516,20 @@ def test_seq_continues_above_a_lost_store_when_killed_while_making_the_new_one(
             faultkit.kill9(agent)
         platform.stop()
 
-    figures = {"rounds": rounds, "conflicts": platform.received.conflicts,
-               "seconds": round(time.monotonic() - started, 1)}
+    figures = {
+        "rounds": rounds,
+        "conflicts": platform.received.conflicts,
+        "seconds": round(time.monotonic() - started, 1),
+    }
     where = faultkit.write_results("power_loss_lost_store_killed_in_init", figures)
     print(f"\n[power_loss lost store, killed while making the new one] -> {where}")
     for r in rounds:
         print(f"    {r}")
-    bad = [r for r in rounds if r["restart_exit_code"] != 0 or not r["seq_above_every_used"]
-           or not r["store_replaced_event"]]
+    bad = [
+        r
+        for r in rounds
+        if r["restart_exit_code"] != 0 or not r["seq_above_every_used"] or not r["store_replaced_event"]
+    ]
     assert not bad and platform.received.conflicts == 0, (
         f"{len(bad)} of {len(rounds)} kills while making the new store broke the promise "
         f"(conflicts at the platform: {platform.received.conflicts}): {bad}"

@@ -53,12 +53,18 @@ from meterlink.wire.payload import check_message
 # No example database (nothing written outside this folder); processes are not shrunk (a failure
 # would otherwise start dozens more of them).
 FAST = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-PROCS = settings(max_examples=4, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
-                 suppress_health_check=[HealthCheck.too_slow])
+PROCS = settings(
+    max_examples=4,
+    deadline=None,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def many(n: int) -> settings:
     return settings(max_examples=n, deadline=None, database=None)
+
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -124,19 +130,110 @@ def same(a: Any, b: Any) -> bool:
 # --- strategies for configs -----------------------------------------------------------------------
 
 # Real key names and values make random documents reach deeper validation than random text would.
-KEYS = sorted({
-    "gateway", "id", "poll_interval", "buses", "type", "device", "baudrate", "parity", "stopbits", "bytesize",
-    "host", "port", "timeout", "retries", "meters", "bus", "unit_id", "profile", "function", "numbering",
-    "registers", "max_gap", "scale", "enabled", "szy206_position", "quantity", "unit", "address", "word_order",
-    "offset", "fraction", "high", "multiplier", "decimals_register", "store", "path", "capacity_mb", "overflow",
-    "retention_days", "signing", "key", "uplink", "mqtt", "szy206", "broker", "ca", "client_cert", "client_key",
-    "username", "password_file", "password_env", "protocol", "topic_prefix", "upload_interval", "batch_size",
-    "keepalive", "publish_timeout", "compression", "division", "station", "time_label", "clock", "sync_check",
-    "log", "level", "line1", "tcp1",
-})
-WORDS = ["serial", "tcp", "wire", "manual", "tuf2000", "emf_generic", "float32", "uint32", "CDAB", "N", "E",
-         "mqtt://127.0.0.1:1883", "mqtts://h", "http://x", "line1", "tcp1", "/dev/null", "keys/gateway.key",
-         "430100", "kernel", "debug", "deflate", "5", "3.1.1", "", "~", "..", "/", "a\x00b", "#", "é"]
+KEYS = sorted(
+    {
+        "gateway",
+        "id",
+        "poll_interval",
+        "buses",
+        "type",
+        "device",
+        "baudrate",
+        "parity",
+        "stopbits",
+        "bytesize",
+        "host",
+        "port",
+        "timeout",
+        "retries",
+        "meters",
+        "bus",
+        "unit_id",
+        "profile",
+        "function",
+        "numbering",
+        "registers",
+        "max_gap",
+        "scale",
+        "enabled",
+        "szy206_position",
+        "quantity",
+        "unit",
+        "address",
+        "word_order",
+        "offset",
+        "fraction",
+        "high",
+        "multiplier",
+        "decimals_register",
+        "store",
+        "path",
+        "capacity_mb",
+        "overflow",
+        "retention_days",
+        "signing",
+        "key",
+        "uplink",
+        "mqtt",
+        "szy206",
+        "broker",
+        "ca",
+        "client_cert",
+        "client_key",
+        "username",
+        "password_file",
+        "password_env",
+        "protocol",
+        "topic_prefix",
+        "upload_interval",
+        "batch_size",
+        "keepalive",
+        "publish_timeout",
+        "compression",
+        "division",
+        "station",
+        "time_label",
+        "clock",
+        "sync_check",
+        "log",
+        "level",
+        "line1",
+        "tcp1",
+    }
+)
+WORDS = [
+    "serial",
+    "tcp",
+    "wire",
+    "manual",
+    "tuf2000",
+    "emf_generic",
+    "float32",
+    "uint32",
+    "CDAB",
+    "N",
+    "E",
+    "mqtt://127.0.0.1:1883",
+    "mqtts://h",
+    "http://x",
+    "line1",
+    "tcp1",
+    "/dev/null",
+    "keys/gateway.key",
+    "430100",
+    "kernel",
+    "debug",
+    "deflate",
+    "5",
+    "3.1.1",
+    "",
+    "~",
+    "..",
+    "/",
+    "a\x00b",
+    "#",
+    "é",
+]
 # Key names and strings without line breaks or other control characters, and keys never empty:
 # those hit a known bug (test_a_key_or_id_that_breaks_the_line_...) that would hide everything else.
 printable = st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"))
@@ -251,8 +348,13 @@ def test_random_toml_documents_load_or_raise_config_error(site: Path, doc: dict[
 
 
 @FAST
-@given(raw=st.one_of(st.binary(max_size=300), st.text(max_size=300).map(lambda t: t.encode("utf-8")),
-                     st.text(alphabet="[]{}=\"'.,#\n \tabc123-_:", max_size=200).map(str.encode)))
+@given(
+    raw=st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=300).map(lambda t: t.encode("utf-8")),
+        st.text(alphabet="[]{}=\"'.,#\n \tabc123-_:", max_size=200).map(str.encode),
+    )
+)
 @example(raw=b"\xef\xbb\xbf" + BASE.encode())  # a byte order mark
 @example(raw=BASE.encode("utf-16"))
 def test_random_text_and_bytes_load_or_raise_config_error(site: Path, raw: bytes) -> None:
@@ -276,11 +378,15 @@ def test_the_writer_round_trips_the_base_config(site: Path) -> None:
     assert cfgmod.describe(cfgmod.load(site)) == "OK: 2 meters on 2 buses"
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ('"" = 1\n' + BASE, "unknown key"),
-    ('"gate\\nway" = 1\n' + BASE, "unknown key"),
-    (BASE.replace('id = "m1"', 'id = "m\\n1"'), "String should match pattern"),
-], ids=["empty key", "key with a newline", "meter id with a newline"])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('"" = 1\n' + BASE, "unknown key"),
+        ('"gate\\nway" = 1\n' + BASE, "unknown key"),
+        (BASE.replace('id = "m1"', 'id = "m\\n1"'), "String should match pattern"),
+    ],
+    ids=["empty key", "key with a newline", "meter id with a newline"],
+)
 def test_a_key_or_id_that_breaks_the_line_still_gives_one_named_line(site: Path, text: str, says: str) -> None:
     """Was a bug (agent/config_errors.py _path): key names and meter ids went into the path unescaped,
     so ``"gate\\nway" = 1`` printed "gate" and "way: unknown key ..." on two lines, a meter id "m\\n1"
@@ -296,8 +402,9 @@ def test_a_key_or_id_that_breaks_the_line_still_gives_one_named_line(site: Path,
 
 def check_config_process(path: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "METERLINK_DEBUG"}
-    return subprocess.run([*METERLINK, "check-config", str(path)], capture_output=True, text=True, timeout=120,
-                          env=env, errors="replace")
+    return subprocess.run(
+        [*METERLINK, "check-config", str(path)], capture_output=True, text=True, timeout=120, env=env, errors="replace"
+    )
 
 
 def assert_clean_exit(proc: subprocess.CompletedProcess[str]) -> None:
@@ -348,8 +455,9 @@ value_specs = st.builds(
     decimals_address=st.none() | addresses,
 )
 # Images as a meter's registers (16-bit words) and as anything a caller could hand in.
-images = st.dictionaries(addresses, st.integers(0, 0xFFFF), max_size=48) | st.dictionaries(addresses, words,
-                                                                                            max_size=48)
+images = st.dictionaries(addresses, st.integers(0, 0xFFFF), max_size=48) | st.dictionaries(
+    addresses, words, max_size=48
+)
 
 
 @many(250)
@@ -387,13 +495,35 @@ def _hex_frames(node: Any) -> Iterator[str]:
             yield from _hex_frames(v)
 
 
-KNOWN_FRAMES = sorted({
-    bytes.fromhex(h)
-    for name in ("szy206_own_vectors.json", "szy206_public_frames.json", "vectors_szy206_dev.json")
-    for h in _hex_frames(json.loads((TESTS / "data" / name).read_text(encoding="utf-8")))
-})
-AFNS = [0x02, 0x10, 0x11, 0x12, 0x50, 0x51, 0x52, 0x53, 0x54, 0x5E, 0x61, 0x81, 0x82, 0x83, 0x84, 0xA0, 0xA1,
-        0xB0, 0xB1, 0xC0]
+KNOWN_FRAMES = sorted(
+    {
+        bytes.fromhex(h)
+        for name in ("szy206_own_vectors.json", "szy206_public_frames.json", "vectors_szy206_dev.json")
+        for h in _hex_frames(json.loads((TESTS / "data" / name).read_text(encoding="utf-8")))
+    }
+)
+AFNS = [
+    0x02,
+    0x10,
+    0x11,
+    0x12,
+    0x50,
+    0x51,
+    0x52,
+    0x53,
+    0x54,
+    0x5E,
+    0x61,
+    0x81,
+    0x82,
+    0x83,
+    0x84,
+    0xA0,
+    0xA1,
+    0xB0,
+    0xB1,
+    0xC0,
+]
 
 
 def frame_of(user: bytes) -> bytes:
@@ -461,8 +591,9 @@ def test_the_known_frames_were_found() -> None:
 
 @many(250)
 @given(raw=any_frame, tp_len=tp_lens, pw=pws)
-def test_szy206_decode_and_decode_report_raise_only_szy206_errors(raw: bytes, tp_len: int | None,
-                                                                   pw: bool | None) -> None:
+def test_szy206_decode_and_decode_report_raise_only_szy206_errors(
+    raw: bytes, tp_len: int | None, pw: bool | None
+) -> None:
     try:
         decode_frame(raw, tp_len=tp_len, pw=pw)
     except SZY206Error:
@@ -490,10 +621,16 @@ def _chunks(data: bytes, cuts: list[int]) -> list[bytes]:
 
 
 @many(150)
-@given(pieces=st.lists(any_frame, max_size=8), cuts=st.lists(st.integers(0, 10_000), max_size=12),
-       tp_len=tp_lens, pw=pws, resync=st.lists(st.booleans(), min_size=1))
-def test_reassembler_raises_only_szy206_errors(pieces: list[bytes], cuts: list[int], tp_len: int | None,
-                                               pw: bool | None, resync: list[bool]) -> None:
+@given(
+    pieces=st.lists(any_frame, max_size=8),
+    cuts=st.lists(st.integers(0, 10_000), max_size=12),
+    tp_len=tp_lens,
+    pw=pws,
+    resync=st.lists(st.booleans(), min_size=1),
+)
+def test_reassembler_raises_only_szy206_errors(
+    pieces: list[bytes], cuts: list[int], tp_len: int | None, pw: bool | None, resync: list[bool]
+) -> None:
     r = Reassembler(tp_len=tp_len, pw=pw)
     got = 0
     for i, chunk in enumerate([*_chunks(b"".join(pieces), cuts), b""]):
@@ -508,8 +645,9 @@ def test_reassembler_raises_only_szy206_errors(pieces: list[bytes], cuts: list[i
 
 @many(150)
 @given(frames=st.lists(framed(), min_size=1, max_size=6), cuts=st.lists(st.integers(0, 10_000), max_size=12))
-def test_reassembler_finds_every_frame_of_a_clean_stream_however_it_is_cut(frames: list[bytes],
-                                                                          cuts: list[int]) -> None:
+def test_reassembler_finds_every_frame_of_a_clean_stream_however_it_is_cut(
+    frames: list[bytes], cuts: list[int]
+) -> None:
     r = Reassembler()
     got = []
     for chunk in _chunks(b"".join(frames), cuts):
@@ -517,8 +655,9 @@ def test_reassembler_finds_every_frame_of_a_clean_stream_however_it_is_cut(frame
         while (frame := r.next_frame()) is not NEED_DATA:
             got.append(frame)
     assert len(got) == len(frames)
-    assert [(f.afn, f.address.to_bytes()) for f in got] == [(decode_frame(b).afn, decode_frame(b).address.to_bytes())
-                                                             for b in frames]
+    assert [(f.afn, f.address.to_bytes()) for f in got] == [
+        (decode_frame(b).afn, decode_frame(b).address.to_bytes()) for b in frames
+    ]
     assert r.bytes_discarded == 0 and r.frames_rejected == 0 and r.buffered == 0
 
 
@@ -547,8 +686,10 @@ KEY = Ed25519PrivateKey.generate()
 OTHER = Ed25519PrivateKey.generate()
 VERIFIER = Verifier([KEY.public_key()])
 SMALL = b'{"gateway":"g","batch":1,"sent_at":2,"events":[]}'
-READINGS = (b'{"gateway":"gw-1","batch":7,"sent_at":1764374402113,"readings":[{"seq":1,"meter":"m1",'
-            b'"quantity":"flow_rate","value":36.6,"unit":"m3/h","ts":1764374400381,"slot":1764374400000}]}')
+READINGS = (
+    b'{"gateway":"gw-1","batch":7,"sent_at":1764374402113,"readings":[{"seq":1,"meter":"m1",'
+    b'"quantity":"flow_rate","value":36.6,"unit":"m3/h","ts":1764374400381,"slot":1764374400000}]}'
+)
 VALID = [Signer(KEY, compress=c).sign(p) for c in (False, True) for p in (SMALL, READINGS)]
 
 
@@ -576,10 +717,15 @@ json_values = st.recursive(
 )
 headers = st.one_of(
     json_values,
-    st.fixed_dictionaries({"alg": st.sampled_from(["EdDSA", "Ed25519", "none", "HS256", ""])},
-                          optional={"kid": st.text(max_size=44) | st.just(thumbprint(KEY.public_key())),
-                                    "cty": st.sampled_from(["json+deflate", "json"]) | st.text(max_size=5),
-                                    "crit": json_values, "zip": st.just("DEF")}),
+    st.fixed_dictionaries(
+        {"alg": st.sampled_from(["EdDSA", "Ed25519", "none", "HS256", ""])},
+        optional={
+            "kid": st.text(max_size=44) | st.just(thumbprint(KEY.public_key())),
+            "cty": st.sampled_from(["json+deflate", "json"]) | st.text(max_size=5),
+            "crit": json_values,
+            "zip": st.just("DEF"),
+        },
+    ),
 )
 members = st.one_of(st.text(max_size=60), st.binary(max_size=60).map(b64), json_values)
 
@@ -590,8 +736,13 @@ def forged(draw: st.DrawFn) -> bytes:
     header = draw(headers)
     protected = draw(members | st.just(b64(json.dumps(header).encode())))
     payload = draw(members | json_values.map(lambda v: b64(json.dumps(v).encode())))
-    if draw(st.booleans()) and isinstance(protected, str) and isinstance(payload, str) and protected.isascii() \
-            and payload.isascii():
+    if (
+        draw(st.booleans())
+        and isinstance(protected, str)
+        and isinstance(payload, str)
+        and protected.isascii()
+        and payload.isascii()
+    ):
         signature: Any = b64(draw(st.sampled_from([KEY, OTHER])).sign(f"{protected}.{payload}".encode()))
     else:
         signature = draw(members)
@@ -618,8 +769,11 @@ def byte_mutations(draw: st.DrawFn) -> bytes:
 
 
 @many(150)
-@given(message=st.one_of(st.binary(max_size=200), st.text(max_size=200), forged(), byte_mutations(),
-                         json_values.map(json.dumps)))
+@given(
+    message=st.one_of(
+        st.binary(max_size=200), st.text(max_size=200), forged(), byte_mutations(), json_values.map(json.dumps)
+    )
+)
 def test_verify_and_check_message_raise_only_their_errors(message: bytes | str) -> None:
     verify_and_check(message)
 
@@ -690,10 +844,12 @@ def test_every_bit_flip_anywhere_in_a_message_is_rejected_the_documented_way() -
 HOSTILE = {
     "a 5000-digit integer": b'{"protected":' + b"9" * 5000 + b"}",
     "arrays nested 100000 deep": b"[" * 100_000 + b"]" * 100_000,
-    "a header nested 100000 deep": json.dumps({"protected": b64(b"[" * 100_000), "payload": "e30",
-                                               "signature": "AA"}).encode(),
-    "a header with a 5000-digit integer": json.dumps({"protected": b64(b'{"alg":' + b"9" * 5000 + b"}"),
-                                                      "payload": "e30", "signature": "AA"}).encode(),
+    "a header nested 100000 deep": json.dumps(
+        {"protected": b64(b"[" * 100_000), "payload": "e30", "signature": "AA"}
+    ).encode(),
+    "a header with a 5000-digit integer": json.dumps(
+        {"protected": b64(b'{"alg":' + b"9" * 5000 + b"}"), "payload": "e30", "signature": "AA"}
+    ).encode(),
 }
 
 
@@ -714,8 +870,12 @@ def test_meterlink_verify_rejects_a_hostile_message_and_goes_on(tmp_path: Path) 
     key = load_private_key(tmp_path / "keys" / "gateway.key")
     good = Signer(key).sign(READINGS)
     (tmp_path / "messages").write_bytes(HOSTILE["a 5000-digit integer"] + b"\n" + good + b"\n")
-    proc = subprocess.run([*METERLINK, "verify", "--pubkey", str(pub), str(tmp_path / "messages")],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [*METERLINK, "verify", "--pubkey", str(pub), str(tmp_path / "messages")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "Traceback" not in proc.stderr
     assert proc.returncode == 1, (proc.returncode, proc.stderr)
     assert "message 1: REJECTED" in proc.stderr and "1 verified, 1 rejected" in proc.stderr, proc.stderr

@@ -23,8 +23,17 @@ def inject_outage(store_path: Path, gateway: str, *, meters: int, days: float, e
         slot = start + minute * MINUTE
         for m in range(meters):
             totals[m] += rng.uniform(0, 2)
-            batch.append(Reading(f"well-{m:02d}", "volume_total", round(totals[m], 3), "m3",
-                                 slot + rng.randrange(50, 800), slot, int(Flag.NONE)))
+            batch.append(
+                Reading(
+                    f"well-{m:02d}",
+                    "volume_total",
+                    round(totals[m], 3),
+                    "m3",
+                    slot + rng.randrange(50, 800),
+                    slot,
+                    int(Flag.NONE),
+                )
+            )
         if len(batch) >= 20_000:
             store.append(batch)
             batch = []

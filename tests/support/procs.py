@@ -32,8 +32,9 @@ class SimProcess:
 
 def start_sim(*args: str) -> SimProcess:
     """``meterlink sim modbus ARGS``; waits for its endpoint lines."""
-    proc = subprocess.Popen([*METERLINK, "sim", "modbus", *args], stdout=subprocess.PIPE, text=True,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*METERLINK, "sim", "modbus", *args], stdout=subprocess.PIPE, text=True, stderr=subprocess.DEVNULL
+    )
     wanted = ("--tcp" in args) + ("--pty" in args)
     tcp_port = pty = None
     assert proc.stdout is not None
@@ -52,8 +53,9 @@ def start_sim(*args: str) -> SimProcess:
 def start_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
     out = open(log, "ab")  # noqa: SIM115 - handed to the child
     try:
-        return subprocess.Popen([*METERLINK, "run", "-c", str(config)], stdout=out, stderr=out,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        return subprocess.Popen(
+            [*METERLINK, "run", "-c", str(config)], stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
     finally:
         out.close()
 

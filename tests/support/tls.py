@@ -20,8 +20,15 @@ class Pki:
     ca_key: ec.EllipticCurvePrivateKey
     ca_cert: x509.Certificate
 
-    def issue(self, name: str, *, hosts: tuple[str, ...] = ("localhost", "127.0.0.1"), client: bool = False,
-              days: int = 30, not_before_days: int = -1) -> tuple[Path, Path]:
+    def issue(
+        self,
+        name: str,
+        *,
+        hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
+        client: bool = False,
+        days: int = 30,
+        not_before_days: int = -1,
+    ) -> tuple[Path, Path]:
         """A certificate signed by this CA; returns (cert path, key path)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
@@ -47,8 +54,11 @@ class Pki:
         cert = builder.sign(self.ca_key, hashes.SHA256())
         cert_path, key_path = self.folder / f"{name}.pem", self.folder / f"{name}.key"
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         return cert_path, key_path
 
 
@@ -66,9 +76,20 @@ def make_pki(folder: Path, name: str = "test-ca") -> Pki:
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .sign(key, hashes.SHA256())
     )
     path = folder / f"{name}.pem"

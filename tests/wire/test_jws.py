@@ -89,8 +89,7 @@ def test_altered_payload_header_or_signature_is_rejected() -> None:
     message = Signer(key, compress=False).sign(b'{"readings":[{"seq":1,"value":5}]}')
     obj = json.loads(message)
     forged_payload = b64url(b'{"readings":[{"seq":1,"value":6}]}')
-    forged_header = b64url(json.dumps({"alg": "EdDSA", "kid": thumbprint(key.public_key()),
-                                       "typ": "x"}).encode())
+    forged_header = b64url(json.dumps({"alg": "EdDSA", "kid": thumbprint(key.public_key()), "typ": "x"}).encode())
     for bad in (
         _tamper(message, "payload", forged_payload),
         _tamper(message, "protected", forged_header),
@@ -105,8 +104,13 @@ def test_altered_payload_header_or_signature_is_rejected() -> None:
 def test_alg_none_hmac_and_unknown_keys_are_refused() -> None:
     key = Ed25519PrivateKey.generate()
     verifier = Verifier([key.public_key()])
-    for header in ({"alg": "none"}, {"alg": "HS256", "kid": "x"}, {"alg": "EdDSA", "kid": "someone-else"},
-                   {"alg": "EdDSA", "crit": ["b64"], "b64": False}, {"alg": "EdDSA", "zip": "DEF"}):
+    for header in (
+        {"alg": "none"},
+        {"alg": "HS256", "kid": "x"},
+        {"alg": "EdDSA", "kid": "someone-else"},
+        {"alg": "EdDSA", "crit": ["b64"], "b64": False},
+        {"alg": "EdDSA", "zip": "DEF"},
+    ):
         protected = b64url(json.dumps(header).encode())
         payload = b64url(b"{}")
         sig = b64url(key.sign(f"{protected}.{payload}".encode()))

@@ -60,8 +60,10 @@ def test_built_in_profiles_read_in_few_requests() -> None:
     assert counts["qdy30a_level"] == 1
 
 
-@given(st.lists(st.builds(Span, st.just(3), st.integers(0, 2000), st.integers(1, 4)), min_size=1, max_size=60),
-       st.integers(1, 125))
+@given(
+    st.lists(st.builds(Span, st.just(3), st.integers(0, 2000), st.integers(1, 4)), min_size=1, max_size=60),
+    st.integers(1, 125),
+)
 def test_plan_covers_every_span_with_no_request_too_long(spans: list[Span], max_count: int) -> None:
     if any(s.count > max_count for s in spans):
         return

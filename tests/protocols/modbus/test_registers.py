@@ -116,8 +116,11 @@ def test_round_trip_every_type_and_order(dtype: DataType, order: WordOrder, data
     assert decode(words, dtype, order) == value
 
 
-@given(words=st.lists(st.integers(0, 0xFFFF), min_size=0, max_size=5), dtype=st.sampled_from(ALL_TYPES),
-       order=st.sampled_from(ALL_ORDERS))
+@given(
+    words=st.lists(st.integers(0, 0xFFFF), min_size=0, max_size=5),
+    dtype=st.sampled_from(ALL_TYPES),
+    order=st.sampled_from(ALL_ORDERS),
+)
 def test_any_registers_decode_or_raise_register_error(words: list[int], dtype: DataType, order: WordOrder) -> None:
     try:
         value = decode(words, dtype, order)
@@ -127,8 +130,11 @@ def test_any_registers_decode_or_raise_register_error(words: list[int], dtype: D
     assert isinstance(value, int) or math.isnan(value) or isinstance(value, float)
 
 
-@given(dtype=st.sampled_from(ALL_TYPES), order=st.sampled_from(ALL_ORDERS),
-       words=st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=4))
+@given(
+    dtype=st.sampled_from(ALL_TYPES),
+    order=st.sampled_from(ALL_ORDERS),
+    words=st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=4),
+)
 def test_the_compiled_part_reader_equals_decode(dtype: DataType, order: WordOrder, words: list[int]) -> None:
     from meterlink.protocols.modbus.values import Part
 

@@ -88,8 +88,14 @@ def vectors() -> list[tuple[str, Frame, dict[str, Any]]]:
         ),
         (
             "b1_answer_tp5",  # a site terminal's answer: one stored slot laid out as a C0H report
-            Frame(direction=Direction.UP, function=3, address=site, afn=AFN.QUERY_STORED,
-                  data=encode_flow_data([(5.9, 106182)], 0, 0x0001), tp=tp5),
+            Frame(
+                direction=Direction.UP,
+                function=3,
+                address=site,
+                afn=AFN.QUERY_STORED,
+                data=encode_flow_data([(5.9, 106182)], 0, 0x0001),
+                tp=tp5,
+            ),
             {},
         ),
         ("11_set_clock_pw_tp5", build_set_clock(site, clock, pw=make_pw(3, 456), tp=tp5), {}),

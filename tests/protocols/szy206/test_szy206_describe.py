@@ -72,14 +72,17 @@ def test_invalid_element_values_are_null_and_their_positions_named() -> None:
     assert "invalid" not in describe(build_readings(SITE, 2, [1.5, None]))["data"]
 
 
-@pytest.mark.parametrize(("unit", "flow", "shown"), [
-    (FlowUnit.M3_PER_H, 5.9, "m3/h"),
-    (FlowUnit.M3_PER_H, -5.9, None),  # nibble F: also the SZY206 minus sign, which names no unit
-    (FlowUnit.M3_PER_S, -5.9, "m3/s"),
-    (FlowUnit.M3_PER_S, 5.9, None),  # nibble 0: also the SZY206 plus sign
-    (None, 5.9, None),
-    (None, -5.9, None),
-])
+@pytest.mark.parametrize(
+    ("unit", "flow", "shown"),
+    [
+        (FlowUnit.M3_PER_H, 5.9, "m3/h"),
+        (FlowUnit.M3_PER_H, -5.9, None),  # nibble F: also the SZY206 minus sign, which names no unit
+        (FlowUnit.M3_PER_S, -5.9, "m3/s"),
+        (FlowUnit.M3_PER_S, 5.9, None),  # nibble 0: also the SZY206 plus sign
+        (None, 5.9, None),
+        (None, -5.9, None),
+    ],
+)
 def test_sl427_flow_unit_bits_are_shown(unit: FlowUnit | None, flow: float, shown: str | None) -> None:
     meter = describe(build_flow_report(SITE, [(flow, 7)], unit=unit))["data"]["meters"][0]
     assert meter["flow"] == flow and meter.get("flow_unit") == shown
@@ -167,8 +170,14 @@ def test_stored_data_answer_reads_like_a_flow_report() -> None:
 
 def test_stored_data_answer_with_a_seven_byte_label() -> None:
     tp = TimeLabel(second=1, minute=2, hour=3, day=4, month=5, year=26, delay_min=0)
-    frame = Frame(direction=Direction.UP, function=3, address=SITE, afn=0xB1,
-                  data=encode_flow_data([(1.5, 7), (None, 9)], 0, 1), tp=tp)
+    frame = Frame(
+        direction=Direction.UP,
+        function=3,
+        address=SITE,
+        afn=0xB1,
+        data=encode_flow_data([(1.5, 7), (None, 9)], 0, 1),
+        tp=tp,
+    )
     view = decode_report(encode(frame))
     assert view["data"]["meters"] == [{"flow": 1.5, "volume": 7}, {"flow": None, "volume": 9}]
     assert view["tp"] is not None and view["tp"]["month"] == 5

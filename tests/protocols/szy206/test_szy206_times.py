@@ -60,7 +60,9 @@ def test_a_reply_carries_the_repliers_time_in_the_requests_edition() -> None:
     assert reply_label(label(1, 2, month=3, year=4), NOW, delay_min=0) == label(29, 8, 45, month=11, year=26)
 
 
-@given(st.integers(utc_ms(datetime(2001, 1, 1)), utc_ms(datetime(2098, 1, 1))).map(lambda ms: ms // 1000 * 1000),
-       st.sampled_from([5, 7]))
+@given(
+    st.integers(utc_ms(datetime(2001, 1, 1)), utc_ms(datetime(2098, 1, 1))).map(lambda ms: ms // 1000 * 1000),
+    st.sampled_from([5, 7]),
+)
 def test_round_trip_of_any_moment(ms: int, tp_len: int) -> None:
     assert label_to_ms(time_label_at(ms, tp_len=tp_len), now_ms=ms) == ms
