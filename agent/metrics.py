@@ -1,0 +1,104 @@
+"""Prometheus metrics of the running agent, served at ``/metrics`` when ``[metrics] listen`` is set.
+
+Names follow Prometheus conventions: the ``meterlink_`` prefix, ``_total`` for counters, base units
+(seconds, bytes). Counters and histograms are fed as things happen (a poll, a commit, a PUBACK);
+what the store holds (pending readings, their age, the file's size) is set by the agent on its
+status tick, so a scrape never touches the store, which a worker thread owns.
+
+The registry is the agent's own (not the library's global one): nothing of the process or the
+library leaks in unasked, and tests can run several agents in one interpreter.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+from meterlink import __version__
+
+# Poll durations: a Modbus poll on a healthy line takes milliseconds, a timed-out one seconds.
+POLL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+PUBACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """Every metric of one agent, in a registry of its own."""
+
+    def __init__(self, gateway: str) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        Info("meterlink_build", "meterlink's version and the gateway it runs as", registry=r).info(
+            {"version": __version__, "gateway": gateway}
+        )
+        self.polls = Counter("meterlink_polls", "Meter polls made", ["bus", "meter"], registry=r)
+        self.poll_failures = Counter(
+            "meterlink_poll_failures", "Meter polls that failed, by error", ["bus", "meter", "error"], registry=r
+        )
+        self.poll_duration = Histogram(
+            "meterlink_poll_duration_seconds", "Time of one meter poll", ["bus"], buckets=POLL_BUCKETS, registry=r
+        )
+        self.readings_stored = Counter("meterlink_readings_stored", "Readings committed to the store", registry=r)
+        self.readings_dropped = Counter(
+            "meterlink_readings_dropped", "Pending readings a full store dropped", registry=r
+        )
+        self.readings_pending = Gauge(
+            "meterlink_readings_pending", "Readings waiting for delivery over MQTT", registry=r
+        )
+        self.oldest_pending_age = Gauge(
+            "meterlink_oldest_pending_age_seconds", "Age of the oldest reading waiting for delivery", registry=r
+        )
+        self.store_bytes = Gauge("meterlink_store_bytes", "Size of the store, its WAL included", registry=r)
+        self.store_capacity = Gauge("meterlink_store_capacity_bytes", "The store's configured cap", registry=r)
+        self.messages_published = Counter(
+            "meterlink_messages_published", "Signed messages the broker confirmed", ["uplink"], registry=r
+        )
+        self.readings_published = Counter(
+            "meterlink_readings_published", "Readings in messages the far side confirmed", ["uplink"], registry=r
+        )
+        self.puback_latency = Histogram(
+            "meterlink_puback_latency_seconds",
+            "Time from publishing a message to its PUBACK",
+            buckets=PUBACK_BUCKETS,
+            registry=r,
+        )
+        self.uplink_connected = Gauge(
+            "meterlink_uplink_connected", "1 while the uplink is connected", ["uplink"], registry=r
+        )
+        self.szy206_confirmed = Counter(
+            "meterlink_szy206_reports_confirmed", "SZY206 reports the central station confirmed", registry=r
+        )
+        self.szy206_resent = Counter(
+            "meterlink_szy206_reports_resent", "SZY206 reports sent again for want of a confirm", registry=r
+        )
+        self.last_upload = Gauge(
+            "meterlink_last_upload_timestamp_seconds", "When the far side last confirmed an upload", registry=r
+        )
+
+
+@dataclass
+class MetricsServer:
+    """The HTTP endpoint, on a thread of the library's own (it only reads the registry)."""
+
+    server: WSGIServer
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def serve(metrics: Metrics, host: str, port: int) -> MetricsServer:
+    """Start serving ``/metrics`` on ``host:port`` (port 0: a free one).
+
+    Raises:
+        OSError: the address cannot be bound (in use, not this host's).
+    """
+    server, thread = start_http_server(port, addr=host, registry=metrics.registry)
+    return MetricsServer(server, thread)

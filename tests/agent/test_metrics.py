@@ -1,0 +1,57 @@
+"""The metrics endpoint: served over HTTP, parsed by the Prometheus library's own parser."""
+
+from __future__ import annotations
+
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from meterlink import __version__
+from meterlink.agent.metrics import Metrics, serve
+
+
+def scrape(port: int) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return samples
+
+
+def test_metrics_are_served_with_conventional_names_and_parse() -> None:
+    metrics = Metrics("gw-1")
+    metrics.polls.labels(bus="rs485", meter="m1").inc(3)
+    metrics.poll_failures.labels(bus="rs485", meter="m1", error="MeterTimeout").inc()
+    metrics.poll_duration.labels(bus="rs485").observe(0.02)
+    metrics.readings_stored.inc(8)
+    metrics.readings_pending.set(5)
+    metrics.puback_latency.observe(0.004)
+    metrics.uplink_connected.labels(uplink="mqtt").set(1)
+    metrics.last_upload.set(1_780_000_000.5)
+    server = serve(metrics, "127.0.0.1", 0)
+    try:
+        got = scrape(server.port)
+    finally:
+        server.stop()
+    assert got["meterlink_polls_total"] == {(("bus", "rs485"), ("meter", "m1")): 3.0}
+    assert got["meterlink_poll_failures_total"] == {(("bus", "rs485"), ("error", "MeterTimeout"), ("meter", "m1")): 1.0}
+    assert got["meterlink_poll_duration_seconds_count"] == {(("bus", "rs485"),): 1.0}
+    assert got["meterlink_poll_duration_seconds_bucket"][(("bus", "rs485"), ("le", "0.025"))] == 1.0
+    assert got["meterlink_poll_duration_seconds_bucket"][(("bus", "rs485"), ("le", "0.01"))] == 0.0
+    assert got["meterlink_readings_stored_total"] == {(): 8.0}
+    assert got["meterlink_readings_pending"] == {(): 5.0}
+    assert got["meterlink_puback_latency_seconds_count"] == {(): 1.0}
+    assert got["meterlink_uplink_connected"] == {(("uplink", "mqtt"),): 1.0}
+    assert got["meterlink_last_upload_timestamp_seconds"] == {(): 1_780_000_000.5}
+    assert got["meterlink_build_info"] == {(("gateway", "gw-1"), ("version", __version__)): 1.0}
+    # The agent's own registry: no process or platform metrics of the library's global one.
+    assert not [name for name in got if not name.startswith("meterlink_")]
+
+
+def test_two_agents_in_one_process_keep_their_own_metrics() -> None:
+    a, b = Metrics("a"), Metrics("b")
+    a.readings_stored.inc()
+    assert a.registry.get_sample_value("meterlink_readings_stored_total") == 1.0
+    assert b.registry.get_sample_value("meterlink_readings_stored_total") == 0.0
