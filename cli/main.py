@@ -61,6 +61,24 @@ def _add_read(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_read)
 
 
+def _add_scan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "scan",
+        help="find the Modbus devices on a bus: unit ids, line settings, what each answers",
+        description="Ask every unit id for register 0 (FC 03, then FC 04 of those that answer) at each line\n"
+        "setting in turn, 9600 8N1 first, until one setting answers. Prints the expected duration first.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--port", metavar="DEVICE", help="a serial port (RS-485 adapter)")
+    p.add_argument("--tcp", metavar="HOST:PORT", help="a Modbus TCP device or gateway")
+    p.add_argument("--baud", metavar="RATE,...", help="baud rates to try, in order (default 9600,19200,4800,...)")
+    p.add_argument("--parity", metavar="N,E,O", help="parities to try at each rate (default N,E,O)")
+    p.add_argument("--units", metavar="1-247", help="unit ids to ask: ranges and lists, 1-10,100 (default 1-247)")
+    p.add_argument("--timeout", default="0.2", metavar="S", help="seconds to wait for each unit (default 0.2)")
+    p.add_argument("--json", action="store_true", help="print a JSON array of the devices found")
+    p.set_defaults(handler=cmd_scan)
+
+
 def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("status", help="what the store holds and what waits for delivery on each uplink")
     p.add_argument("-c", "--config", required=True, type=Path)
@@ -206,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_keygen,
         _add_verify,
         _add_read,
+        _add_scan,
         _add_status,
         _add_report,
         _add_manual_reading,
@@ -352,6 +371,12 @@ def cmd_read(args: argparse.Namespace) -> int:
     from meterlink.agent.commission import read_once
 
     return asyncio.run(read_once(args.config, args.meter))
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from .scan import run_scan
+
+    return run_scan(args)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

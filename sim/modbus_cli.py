@@ -53,6 +53,7 @@ class Plan:
     seed: int
     speed: float
     stats: Path | None = None
+    baud: int | None = None  # pty: the meters' fixed line speed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="PROFILE[:UNIT]",
         help=f"a simulated meter, repeatable (default {DEFAULT_METER}); profiles: {', '.join(profiles.names())}",
+    )
+    parser.add_argument(
+        "--baud",
+        metavar="RATE",
+        help="pty: answer only while the line is set to this speed, like a meter set to one baud rate (default: any)",
     )
     parser.add_argument(
         "--stats",
@@ -113,7 +119,8 @@ def check(args: argparse.Namespace) -> Plan:
     stats_file = None if args.stats is None else Path(args.stats)
     if stats_file is not None and (not stats_file.name or stats_file.is_dir()):
         raise UsageError(f"--stats {args.stats}: give a file, not a folder")
-    return Plan(where.tcp_port, where.pty, where.host, meters, faults, where.seed, where.speed, stats_file)
+    baud = None if args.baud is None else whole_number(args.baud, "--baud", 300, 4_000_000)
+    return Plan(where.tcp_port, where.pty, where.host, meters, faults, where.seed, where.speed, stats_file, baud)
 
 
 def stats(meters: Iterable[SimMeter]) -> dict[str, Any]:
@@ -180,7 +187,7 @@ async def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
             return 2
-    server = ModbusSimServer(meters)
+    server = ModbusSimServer(meters, baudrate=plan.baud)
     writer = None if plan.stats is None else asyncio.create_task(_keep_writing_stats(plan.stats, meters))
     try:
         if plan.tcp_port is not None:

@@ -9,7 +9,8 @@ One :class:`ModbusSimServer` serves a set of meters keyed by unit id on any numb
 - RTU on a pty: the agent opens the slave device (a :class:`RawPty`: raw at both ends, the slave
   held open, or the line discipline would echo requests and turn 0x0D into 0D 0A). Requests are
   found by hunting (garbage and bad CRCs are skipped and counted). Requests for other unit ids
-  are ignored, as on a shared RS-485 bus.
+  are ignored, as on a shared RS-485 bus. With a ``baudrate``, bytes sent while the other end has set
+  the line to another speed are dropped unanswered: a meter on a real line would see only noise.
 
 Wire faults decided by :meth:`SimMeter.answer` are carried out here. TCP has no CRC: ``bad_crc``
 corrupts the MBAP transaction id instead (pymodbus drops that answer), and ``stray_bytes`` does
@@ -46,6 +47,7 @@ class ServerStats:
     rtu_bad_crc: int = 0
     rtu_other_units: int = 0
     rtu_hangups: int = 0
+    rtu_wrong_speed: int = 0
     write_failures: int = 0
     requests_by_transport: dict[str, int] = field(default_factory=dict)
 
@@ -61,12 +63,14 @@ class ModbusSimServer:
 
     Args:
         meters: a mapping unit id -> meter, or meters (keyed by their own unit id).
+        baudrate: on a pty, answer only while the line is set to this speed (None: any).
 
     Raises:
         ValueError: two meters with the same unit id.
     """
 
-    def __init__(self, meters: Mapping[int, SimMeter] | Iterable[SimMeter]) -> None:
+    def __init__(self, meters: Mapping[int, SimMeter] | Iterable[SimMeter], *, baudrate: int | None = None) -> None:
+        self.baudrate = baudrate
         if isinstance(meters, Mapping):
             self.meters: dict[int, SimMeter] = dict(meters)
         else:
@@ -182,6 +186,10 @@ class ModbusSimServer:
         self.stats.rtu_hangups += 1
 
     def _pty_received(self, port: _Pty, data: bytes) -> None:
+        if self.baudrate is not None and port.line.baudrate() != self.baudrate:
+            self.stats.rtu_wrong_speed += len(data)
+            log.info("event=sim_rtu_wrong_speed path=%s dropped=%d", port.line.path, len(data))
+            return
         framer = port.framer
         dropped, bad_crc = framer.dropped, framer.bad_crc
         framer.feed(data)

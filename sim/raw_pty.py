@@ -11,12 +11,14 @@ import asyncio
 import errno
 import logging
 import os
+import termios
 import tty
 from collections.abc import Callable
 
 log = logging.getLogger("meterlink.sim.pty")
 
 REOPEN_DELAY_S = 0.05  # wait before reading again after EIO (no one else has the slave open)
+SPEEDS = {getattr(termios, f"B{rate}"): rate for rate in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)}
 
 
 class RawPty:
@@ -71,6 +73,16 @@ class RawPty:
             self._retry = self._loop.call_later(REOPEN_DELAY_S, self._resume)
             return
         self._on_data(data)
+
+    def baudrate(self) -> int | None:
+        """The speed the other end set on the line: a pty keeps it, though it carries bytes at any.
+
+        (Parity it does not keep: Linux clears PARENB on a pty.)
+        """
+        try:
+            return SPEEDS.get(termios.tcgetattr(self.slave)[5])
+        except termios.error:
+            return None
 
     def write(self, data: bytes) -> bool:
         """Write ``data`` whole; False (logged) when the line would not take it."""
