@@ -108,9 +108,9 @@ class Uploader:
         self._batch_end = 0
         self.wake = asyncio.Event()
         self.events_waiting = True  # at start, and after a failed attempt: look in the store
-        self._events_seen = 0  # the store's events_added when last looked: it moves with every event
+        self._events_seen = 0  # the outbox's events_added when last looked: it moves with every event
         # Readings with seq >= live_from were captured since the last upload slot; below it, backlog.
-        self.live_from = outbox.store.next_seq
+        self.live_from = outbox.next_seq
         self._backlog_wake = asyncio.Event()
         self._slots = asyncio.Semaphore(window)
 
@@ -121,7 +121,7 @@ class Uploader:
         try:
             while not self.stopping:
                 await self.link.connected.wait()
-                boundary = self.outbox.store.next_seq
+                boundary = self.outbox.next_seq
                 await self._upload(self._live_rows(self.live_from), "live")
                 self.live_from = boundary
                 if self._last_ok and self.daybook is not None:  # the gateway's own report rate
@@ -181,7 +181,7 @@ class Uploader:
 
     async def _batch_number(self) -> int:
         if self._batch_next >= self._batch_end:
-            first = await self.outbox.call(self.outbox.store.reserve_batches, BATCH_BLOCK)
+            first = await self.outbox.reserve_batches(BATCH_BLOCK)
             self._batch_next, self._batch_end = first, first + BATCH_BLOCK
         batch = self._batch_next
         self._batch_next += 1
@@ -235,20 +235,20 @@ class Uploader:
         self.stats.messages += 1
         self.stats.bytes += len(message)
         if self.receipts is None:
-            await self.outbox.call(self.outbox.store.mark_sent, first, last, self.clock())
+            await self.outbox.confirm(first, last, self.clock())
             self.stats.readings += len(rows)
         log.info("event=uploaded batch=%d readings=%d seq=%d-%d bytes=%d", batch, len(rows), first, last, len(message))
         return len(rows)
 
     async def _drain_events(self) -> None:
-        store = self.outbox.store
-        if not self.events_waiting and store.events_added == self._events_seen:
+        outbox = self.outbox
+        if not self.events_waiting and outbox.events_added == self._events_seen:
             return  # spares a store round trip per upload: events are rare
         self.events_waiting = False
-        self._events_seen = store.events_added
+        self._events_seen = outbox.events_added
         while not self.stopping:
             try:
-                events = await self.outbox.call(store.pending_events, 100)
+                events = await outbox.pending_events(100)
             except BaseException:
                 self.events_waiting = True
                 raise
@@ -261,7 +261,7 @@ class Uploader:
             except BaseException:
                 self.events_waiting = True
                 raise
-            await self.outbox.call(store.mark_events_sent, events[0].seq, events[-1].seq, self.clock())
+            await outbox.confirm_events(events[0].seq, events[-1].seq, self.clock())
             self.stats.events += len(events)
             log.info("event=events_uploaded batch=%d events=%d", batch, len(events))
 
@@ -327,9 +327,8 @@ class _Rows:
 
     async def next(self) -> list[StoredReading]:
         up = self.uploader
-        store = up.outbox.store
         while True:
-            rows = await up.outbox.call(store.pending, up.batch_size, self.after, self.below)
+            rows = await up.outbox.pending(up.batch_size, self.after, self.below)
             if not rows:
                 return []
             self.after = rows[-1].seq

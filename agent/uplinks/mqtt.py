@@ -325,7 +325,7 @@ class MqttLink:
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         if self.on_message is not None:
-            self.on_message(message.topic, message.payload)
+            self.on_message(message.topic, bytes(message.payload))
 
     def _in_loop(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run on the event loop's thread: directly when already there, else scheduled."""

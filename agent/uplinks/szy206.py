@@ -116,7 +116,7 @@ class SiteTerminal:
             await asyncio.sleep(max(0.0, (slot + settle - now) / 1000))
             data = self.report_data(slot)
             try:
-                fresh = await self.outbox.call(self.outbox.store.add_report, slot, data, self.clock())
+                fresh = await self.outbox.keep_report(slot, data, self.clock())
             except Exception as exc:  # a full disk: report live anyway, the slot just is not kept
                 log.error("event=szy206_slot_not_kept slot=%d error=%r", slot, str(exc))
                 fresh = True
@@ -263,7 +263,7 @@ class SiteTerminal:
                 while True:
                     if not self.connected.is_set():
                         return False
-                    await self.outbox.call(self.outbox.store.report_attempted, slot)
+                    await self.outbox.report_attempted(slot)
                     self.stats.reports_sent += 1
                     if frame.fcb < 3:
                         self.stats.resends += 1
@@ -287,7 +287,7 @@ class SiteTerminal:
             return False
 
     async def _confirmed(self, slot: int, fcb: int, live: bool) -> None:
-        await self.outbox.call(self.outbox.store.confirm_report, slot, self.clock())
+        await self.outbox.confirm_report(slot, self.clock())
         self.stats.reports_confirmed += 1
         log.info("event=szy206_report_confirmed slot=%d fcb=%d backfill=%s", slot, fcb, "no" if live else "yes")
         if self.on_confirmed is not None:
@@ -303,7 +303,7 @@ class SiteTerminal:
             await self.connected.wait()
             current = next_slot(self.clock(), self.interval_ms) - self.interval_ms
             while True:
-                kept = await self.outbox.call(self.outbox.store.unconfirmed_reports, BACKLOG_BATCH, current)
+                kept = await self.outbox.unconfirmed_reports(BACKLOG_BATCH, current)
                 if not kept:
                     break
                 for slot, data in kept:

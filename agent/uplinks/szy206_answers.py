@@ -100,7 +100,7 @@ class Answers:
         zone, now = self.cfg.utc_offset_hours, self.clock()
         first = clock_to_ms(start, now_ms=now, utc_offset_h=zone)
         last = clock_to_ms(end, now_ms=now, utc_offset_h=zone)
-        kept = await self.outbox.call(self.outbox.store.reports_between, first, last)
+        kept = await self.outbox.reports_between(first, last)
         for slot, data in kept:
             await send(self._frame(query, AFN.QUERY_STORED, data, self.tp(slot, delay=0)))
         log.info("event=szy206_stored_query from=%d to=%d answered=%d", first, last, len(kept))
