@@ -26,7 +26,7 @@ def test_the_base_config_is_valid(tmp_path: Path) -> None:
     assert cfgmod.describe(config) == "OK: 2 meters on 2 buses"
     assert config.store.path == tmp_path.resolve() / "state" / "meterlink.db"  # relative to the file
     assert config.signing.key == tmp_path.resolve() / "keys" / "gateway.key"
-    assert config.uplink.mqtt.topic_prefix == "meterlink"
+    assert config.uplink.mqtt is not None and config.uplink.mqtt.topic_prefix == "meterlink"
     assert config.poll_interval(config.meters[0]) == 60
 
 
@@ -172,6 +172,7 @@ def test_password_from_file_and_env_never_printed(tmp_path: Path, monkeypatch: p
     (tmp_path / "pw").write_text("s3cret-Pa55\n")
     text = BASE.replace("[uplink.mqtt]", '[uplink.mqtt]\nusername = "gw"\npassword_file = "pw"')
     config = cfgmod.load(write_site(tmp_path, text))
+    assert config.uplink.mqtt is not None
     secret = config.uplink.mqtt.password()
     assert secret is not None and secret.get_secret_value() == "s3cret-Pa55"
     assert "s3cret" not in repr(config) and "s3cret" not in str(secret)

@@ -113,6 +113,7 @@ def test_a_reading_is_stored_with_its_photo_and_an_event(site: Path, capsys: pyt
     assert photos == [digest]
     assert (site.parent / "state" / "evidence" / digest).read_bytes() == photo.read_bytes()
     ((_, detail),) = events
+    assert isinstance(detail, str)
     assert '"sha256":"' + digest in detail and '"by":"Li Wei"' in detail and '"seq":1' in detail
     at = datetime(2026, 11, 3, 0, 30, tzinfo=UTC)  # 08:30 at the site, UTC+8
     assert f'"at":{int(at.timestamp() * 1000)}' in detail

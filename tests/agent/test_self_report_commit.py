@@ -15,7 +15,7 @@ from meterlink.agent.capture import GroupCommit
 from meterlink.agent.outbox import Outbox
 from meterlink.agent.store import Store, StoreFull
 from meterlink.drivers.base import Reading
-from meterlink.drivers.modbus.bus import SerialParams
+from meterlink.drivers.params import SerialParams
 from meterlink.drivers.szy206 import Szy206Link, Szy206Meter
 from meterlink.protocols.szy206 import Address
 from meterlink.sim.szy206_meter import SimSzy206Meter

@@ -312,13 +312,14 @@ def events_in_code() -> dict[str, set[str]]:
                     for kind in _literal_kinds(first, function, where):
                         record(kind, _keys(detail, scope, where) | {"id", "cleared", "level"}, where)
                 elif name in EVENT_SINKS and call.args and not (name == "events" and len(call.args) != 2):
+                    assert first is not None, where
                     if ast.unparse(first) in ("finding.kind", "event.kind"):
                         continue  # quality findings (collected as Finding(...)), rule events (as update(...))
                     assert isinstance(first, ast.Constant) and isinstance(first.value, str), (
                         f"{where}: event kind is not a literal string: {ast.unparse(call)}"
                     )
-                    detail = call.args[2:3] if name == "add_event" else call.args[1:2]  # add_event(kind, ts, detail)
-                    record(first.value, _keys(detail[0], scope, where) if detail else set(), where)
+                    given = call.args[2:3] if name == "add_event" else call.args[1:2]  # add_event(kind, ts, detail)
+                    record(first.value, _keys(given[0], scope, where) if given else set(), where)
                 elif name == "Finding":
                     assert isinstance(first, ast.Constant) and isinstance(first.value, str), where
                     record(first.value, _keys(call.args[1], scope, where), where)

@@ -9,7 +9,7 @@ import pytest
 from support.szy206 import FakeClock, address, endpoint, run, sim_meter, wall_ms
 
 from meterlink.drivers.base import BadFrame, DecodeError, MeterTimeout, Reading, TransportError
-from meterlink.drivers.modbus.bus import SerialParams, TcpParams
+from meterlink.drivers.params import SerialParams, TcpParams
 from meterlink.drivers.szy206 import Szy206Driver, Szy206Link, Szy206Meter
 from meterlink.protocols.szy206 import AFN, Address, Frame, Meter
 from meterlink.sim.szy206_meter import Fault, SimSzy206Meter

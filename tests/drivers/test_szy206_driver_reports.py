@@ -9,7 +9,7 @@ import pytest
 from support.szy206 import address, run, sim_meter
 
 from meterlink.drivers.base import Reading
-from meterlink.drivers.modbus.bus import SerialParams, TcpParams
+from meterlink.drivers.params import SerialParams, TcpParams
 from meterlink.drivers.szy206 import Szy206Driver, Szy206Link, Szy206Meter
 from meterlink.protocols.szy206 import AFN, Meter
 from meterlink.protocols.szy206.times import time_label_at

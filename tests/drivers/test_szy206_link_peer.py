@@ -9,7 +9,7 @@ import pytest
 from support.szy206 import run, wall_ms
 
 from meterlink.drivers.base import DecodeError, MeterTimeout, Reading, TransportError
-from meterlink.drivers.modbus.bus import TcpParams
+from meterlink.drivers.params import TcpParams
 from meterlink.drivers.szy206 import Szy206Driver, Szy206Link, Szy206Meter
 from meterlink.protocols.szy206 import (
     AFN,

@@ -19,8 +19,9 @@ from meterlink.agent.quality import QualityCheck
 from meterlink.agent.scheduler import BusPoller, ScheduledMeter
 from meterlink.drivers.base import Flag, Reading
 from meterlink.drivers.modbus import profiles
-from meterlink.drivers.modbus.bus import ModbusBus, SerialParams, TcpParams
+from meterlink.drivers.modbus.bus import ModbusBus
 from meterlink.drivers.modbus.driver import ModbusDriver, ModbusMeter
+from meterlink.drivers.params import SerialParams, TcpParams
 from meterlink.sim.meter_model import Fault, SimMeter
 from meterlink.sim.modbus_server import ModbusSimServer
 

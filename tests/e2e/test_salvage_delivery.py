@@ -103,7 +103,8 @@ def test_a_store_with_an_overwritten_page_is_salvaged_and_delivered(tmp_path: Pa
 
         assert wait_until(lambda: bool(replaced()), 30), log.read_text()[-3000:]
         detail = replaced()[0]  # an event's members sit beside its kind
-        salvaged = int(detail["salvaged"])
+        salvaged = detail["salvaged"]
+        assert isinstance(salvaged, int), detail
         assert wait_until(lambda: len(platform.received.readings) >= salvaged, 60), log.read_text()[-3000:]
     finally:
         agent.terminate()

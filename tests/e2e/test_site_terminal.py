@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.configs import write_site
@@ -148,6 +149,7 @@ def test_lost_confirms_resend_with_the_fcb_counting_down(tmp_path: Path) -> None
     fcbs: dict[bytes, list[int]] = {}
     for record in station.frames:
         if record.direction == "in" and record.frame.afn == 0xC0:
+            assert record.frame.tp is not None
             fcbs.setdefault(record.frame.data + bytes(record.frame.tp.to_bytes()), []).append(record.frame.fcb)
     assert [3, 2, 1] in fcbs.values(), fcbs
 
@@ -170,7 +172,7 @@ def test_a_station_restart_backfills_the_missed_slots_oldest_first(tmp_path: Pat
     assert set(span) <= set(slots), sorted(set(span) - set(slots))
     # Backfilled reports (time label with no transmission delay allowed, as they are old) went out
     # oldest first; live ones carry the configured delay.
-    backfilled = [slot_of(r) for _, r, _ in station.reports if r.tp.delay_min == 0]
+    backfilled = [slot_of(r) for _, r, _ in station.reports if r.tp is not None and r.tp.delay_min == 0]
     assert len(backfilled) >= 2
     assert backfilled == sorted(backfilled), "backfill goes oldest first"
     confirmed, _ = Store(agent.parts.store.path, "gw-szy").report_counts()
@@ -178,7 +180,7 @@ def test_a_station_restart_backfills_the_missed_slots_oldest_first(tmp_path: Pat
 
 
 def test_queries_real_time_stored_and_clock(tmp_path: Path) -> None:
-    results: dict[str, object] = {}
+    results: dict[str, Any] = {}
 
     async def body(agent: Agent, station: Station) -> None:
         await station.wait_for(lambda s: len(s.reports) >= 3, 8)
@@ -192,11 +194,11 @@ def test_queries_real_time_stored_and_clock(tmp_path: Path) -> None:
     station = Station()
     asyncio.run(with_site(tmp_path, station, body, extra="trust_station_time = true"))
     b0 = results["b0"]
-    assert b0.afn == 0xB0 and b0.direction == 1 and len(b0.data) == 2 * 10 + 4  # type: ignore[attr-defined]
+    assert b0.afn == 0xB0 and b0.direction == 1 and len(b0.data) == 2 * 10 + 4
     b1 = results["b1"]
-    assert len(b1) >= 3 and all(f.afn == 0xB1 for f in b1)  # type: ignore[attr-defined]
+    assert len(b1) >= 3 and all(f.afn == 0xB1 for f in b1)
     assert results["clock"] is not None
-    assert 295_000 <= results["offset"] <= 305_000  # type: ignore[operator]  # trusted: the agent's clock moved
+    assert 295_000 <= results["offset"] <= 305_000  # trusted: the agent's clock moved
 
 
 def test_a_station_lost_while_a_report_awaits_its_confirm_is_only_a_lost_link(tmp_path: Path) -> None:

@@ -16,8 +16,9 @@ import pytest
 
 from meterlink.drivers.base import ExceptionResponse
 from meterlink.drivers.modbus import profiles
-from meterlink.drivers.modbus.bus import ModbusBus, SerialParams, TcpParams
+from meterlink.drivers.modbus.bus import ModbusBus
 from meterlink.drivers.modbus.driver import ModbusDriver, ModbusMeter
+from meterlink.drivers.params import SerialParams, TcpParams
 from meterlink.sim import modbus_cli
 from meterlink.sim.meter_model import Fault
 

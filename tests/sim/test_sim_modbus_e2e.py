@@ -17,8 +17,9 @@ import pytest
 
 from meterlink.drivers.base import BadFrame, ExceptionResponse, MeterTimeout, Reading
 from meterlink.drivers.modbus import profiles
-from meterlink.drivers.modbus.bus import ModbusBus, SerialParams, TcpParams
+from meterlink.drivers.modbus.bus import ModbusBus
 from meterlink.drivers.modbus.driver import ModbusDriver, ModbusMeter
+from meterlink.drivers.params import SerialParams, TcpParams
 from meterlink.protocols.modbus.plan import ReadRequest
 from meterlink.sim.meter_model import Fault, SimMeter
 from meterlink.sim.modbus_server import ModbusSimServer

@@ -325,7 +325,8 @@ def test_wait_for_times_out_and_many_terminals_are_served() -> None:
 
 
 def test_bad_options_are_refused() -> None:
-    for options in ({"tp_len": 6}, {"confirm_mode": 4}, {"drop_confirms": -1}, {"query_interval": 0}):
+    bad: list[dict[str, Any]] = [{"tp_len": 6}, {"confirm_mode": 4}, {"drop_confirms": -1}, {"query_interval": 0}]
+    for options in bad:
         with pytest.raises(ValueError):
             Station(**options)
 

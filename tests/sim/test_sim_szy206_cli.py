@@ -14,7 +14,7 @@ import pytest
 from support.szy206 import wall_ms
 
 from meterlink.drivers.base import MeterTimeout, Reading
-from meterlink.drivers.modbus.bus import SerialParams, TcpParams
+from meterlink.drivers.params import SerialParams, TcpParams
 from meterlink.drivers.szy206 import Szy206Driver, Szy206Link, Szy206Meter
 from meterlink.protocols.szy206 import Address
 from meterlink.sim import szy206_cli

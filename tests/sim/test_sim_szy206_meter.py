@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 from support.szy206 import START, FakeClock
@@ -13,6 +14,7 @@ from meterlink.protocols.szy206 import (
     NEED_DATA,
     Address,
     ChecksumError,
+    Direction,
     Frame,
     Reassembler,
     TimeLabel,
@@ -27,8 +29,8 @@ from meterlink.sim.szy206_meter import Fault, SimSzy206Meter
 A13 = Address(division="530381", station=13)
 
 
-def meter(clock: FakeClock | None = None, **kwargs: object) -> SimSzy206Meter:
-    return SimSzy206Meter(A13, clock=clock or FakeClock(), **kwargs)  # type: ignore[arg-type]
+def meter(clock: FakeClock | None = None, **kwargs: Any) -> SimSzy206Meter:
+    return SimSzy206Meter(A13, clock=clock or FakeClock(), **kwargs)
 
 
 def query(fcb: int = 3) -> Frame:
@@ -105,7 +107,8 @@ def test_value_faults() -> None:
     assert sim.values()[0].volume == 0
     sim.set_fault(Fault.TOTALIZER_RESET)  # already on: no second reset
     clock.t += 3600
-    assert sim.values()[0].volume > 0
+    volume = sim.values()[0].volume
+    assert isinstance(volume, int) and volume > 0
     sim.set_fault(Fault.INVALID)
     assert sim.values()[0] == (INVALID, INVALID)
     sim.clear_faults()
@@ -139,7 +142,7 @@ def test_no_answer_and_other_afns_are_silent() -> None:
     assert sim.answer(query()) is None
     assert (sim.queries_ignored, sim.queries_answered) == (1, 0)
     sim.clear_faults()
-    clock_query = Frame(direction=0, address=A13, afn=AFN.READ_CLOCK)
+    clock_query = Frame(direction=Direction.DOWN, address=A13, afn=AFN.READ_CLOCK)
     assert sim.answer(clock_query) is None and sim.unsupported == 1
 
 
@@ -230,6 +233,6 @@ def test_wire_faults() -> None:
         ({"report_interval": -1.0}, "report_interval"),
     ],
 )
-def test_bad_settings_are_refused(kwargs: dict[str, object], message: str) -> None:
+def test_bad_settings_are_refused(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         meter(**kwargs)

@@ -54,7 +54,7 @@ class NoFsyncOs(types.ModuleType):
 def patch_seqmark_no_fsync() -> None:
     from meterlink.agent import seqmark
 
-    seqmark.os = NoFsyncOs("os")
+    seqmark.os = NoFsyncOs("os")  # type: ignore[attr-defined]  # its own os, this process only
 
 
 def main(argv: list[str]) -> int:

@@ -30,6 +30,8 @@ from meterlink.protocols.szy206 import (
 from meterlink.protocols.szy206.crc import crc8_reference
 from meterlink.protocols.szy206.elements import (
     ELEMENTS,
+    Count,
+    Value,
     bit_names,
     decode_flow_data,
     decode_values,
@@ -83,7 +85,7 @@ def test_volume_example_from_the_notes() -> None:
 
 
 @given(st.one_of(flows, fills))
-def test_flow_round_trip_szy206(value: float | None) -> None:
+def test_flow_round_trip_szy206(value: Value) -> None:
     raw = encode_flow(value)
     assert len(raw) == 5
     assert decode_flow(raw) == value if value is not INVALID else decode_flow(raw) is INVALID
@@ -109,7 +111,7 @@ def test_flow_sign_readings() -> None:
 
 
 @given(st.one_of(volumes, fills))
-def test_volume_round_trip(value: int | None) -> None:
+def test_volume_round_trip(value: Count) -> None:
     assert decode_volume(encode_volume(value)) == value if value is not INVALID else True
     if value is INVALID:
         assert decode_volume(encode_volume(value)) is INVALID

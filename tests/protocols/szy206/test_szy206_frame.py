@@ -59,7 +59,7 @@ from meterlink.protocols.szy206 import (
     parse_readings,
     parse_stored_query,
 )
-from meterlink.protocols.szy206.elements import ELEMENTS
+from meterlink.protocols.szy206.elements import ELEMENTS, Count, Value
 
 SITE = Address(division="530381", station=13)
 KEEPALIVE = bytes.fromhex("680868B05303810D0002F23C16")
@@ -159,7 +159,7 @@ def test_link_round_trip_and_reply(
 )
 def test_flow_report_round_trip_with_inferred_tp(
     address: Address,
-    meters: list[tuple[object, object]],
+    meters: list[tuple[Value, Count]],
     alarm: int,
     status: int,
     tp: TimeLabel | None,
@@ -173,7 +173,7 @@ def test_flow_report_round_trip_with_inferred_tp(
             alarm=alarm,
             status=status,
             tp=tp,
-            fcb=fcb,  # type: ignore[arg-type]
+            fcb=fcb,
             afn=afn,
         )
     )
@@ -190,7 +190,7 @@ def test_flow_report_round_trip_with_inferred_tp(
     labels7,
 )
 def test_sl427_flow_report_with_unit_bits(meters: list[tuple[float, int]], unit: FlowUnit, tp: TimeLabel) -> None:
-    frame = _round_trip(build_flow_report(SITE, meters, unit=unit, tp=tp))  # type: ignore[arg-type]
+    frame = _round_trip(build_flow_report(SITE, meters, unit=unit, tp=tp))
     assert [m.flow for m in parse_flow_report(frame).meters] == [f for f, _ in meters]
 
 
@@ -436,7 +436,7 @@ def test_parsers_refuse_other_frames() -> None:
         parse_readings,
     ):
         with pytest.raises(UnsupportedError):
-            parser(keepalive)  # type: ignore[operator]
+            parser(keepalive)
     with pytest.raises(UnsupportedError):
         parse_flow_report(build_readings(SITE, 2, [1.0]))
 
@@ -482,4 +482,4 @@ def test_random_user_data_with_a_good_check_decodes_or_raises_codec_errors(
         parse_readings,
     ):
         with contextlib.suppress(SZY206Error):
-            parser(frame)  # type: ignore[operator]
+            parser(frame)

@@ -19,8 +19,8 @@ def label(day: int, hour: int, minute: int = 0, **more: int) -> TimeLabel:
     return TimeLabel(second=0, minute=minute, hour=hour, day=day, **more)
 
 
-def local(*ymdhm: int) -> int:
-    return utc_ms(datetime(*ymdhm, tzinfo=UTC)) - 8 * 3600_000
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
+    return utc_ms(datetime(year, month, day, hour, minute, tzinfo=UTC)) - 8 * 3600_000
 
 
 def test_labels_are_in_local_time() -> None:
