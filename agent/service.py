@@ -11,25 +11,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from meterlink.drivers.base import Flag, Reading
-from meterlink.drivers.modbus.bus import ModbusBus
-from meterlink.drivers.modbus.driver import ModbusDriver, ModbusMeter
-from meterlink.drivers.params import SerialParams, TcpParams
-from meterlink.drivers.szy206 import Szy206Driver, Szy206Link, Szy206Meter
-from meterlink.drivers.szy206 import quantities as szy206_quantities
-from meterlink.protocols.szy206.fields import Address
+from meterlink.drivers.base import Driver, Flag, Reading
+from meterlink.drivers.szy206 import Szy206Driver
 from meterlink.wire import jws
 
 from . import keys, rules_config
+
+# The bus builders live in buses.py; commissioning and reports take them from here too.
+from .buses import build_bus as build_bus
+from .buses import bus_params as bus_params
+from .buses import quality_check as quality_check
 from .capture import GroupCommit
 from .clock import ClockCheck, kernel_clock_offset_s, now_ms, offset_ms
-from .config import BusConfig, Config, MeterConfig
+from .config import Config
 from .errors import StoreError
 from .latest import LatestValues
 from .manual import Inbox, evidence_dir
 from .outbox import Outbox
 from .pollcost import poll_cost_ms
-from .quality import QualityCheck
 from .receipts import ReceiptBook
 from .rulebook import Rulebook
 from .runlock import RunLock
@@ -44,60 +43,6 @@ from .uploader import Uploader
 log = logging.getLogger("meterlink.agent")
 
 PURGE_EVERY_S = 3600
-
-
-SZY206_VOLUME_MAX = 9_999_999_999  # a 5-byte BCD cumulative volume
-
-
-def bus_params(cfg: BusConfig) -> SerialParams | TcpParams:
-    if cfg.type == "serial":
-        assert cfg.device is not None
-        return SerialParams(cfg.device, cfg.baudrate, cfg.parity, cfg.stopbits, cfg.bytesize)
-    assert cfg.host is not None
-    return TcpParams(cfg.host, cfg.port)
-
-
-def make_bus(name: str, cfg: BusConfig) -> ModbusBus:
-    return ModbusBus(name, bus_params(cfg), timeout=cfg.timeout, retries=cfg.retries)
-
-
-def szy206_address(text: str) -> Address:
-    division, station = text.split(":")
-    return Address(division=division, station=int(station))
-
-
-def meter_from_config(mc: MeterConfig) -> ModbusMeter:
-    return ModbusMeter(mc.id, mc.unit_id, mc.value_specs(), max_gap=mc.register_map().max_gap)
-
-
-def build_bus(
-    name: str, bus_cfg: BusConfig, configured: list[MeterConfig], *, on_report: Any = None
-) -> tuple[Any, list[tuple[MeterConfig, Any]]]:
-    """A bus's driver and its meters: Modbus, or SZY206 (whose self-reports go to ``on_report``)."""
-    if bus_cfg.protocol == "modbus":
-        return ModbusDriver(make_bus(name, bus_cfg), now_ms), [(mc, meter_from_config(mc)) for mc in configured]
-    tp = {None: None, "szy206": 5, "sl427": 7, "none": 0}
-    meters = [
-        Szy206Meter(mc.id, szy206_address(mc.address or ""), mc.pairs, tp[mc.time_label], mc.flow_unit)
-        for mc in configured
-    ]
-    link = Szy206Link(
-        name,
-        bus_params(bus_cfg),
-        timeout=bus_cfg.timeout,
-        retries=min(bus_cfg.retries, 3),
-        meters=meters,
-        on_report=on_report,
-        clock=now_ms,
-    )
-    return Szy206Driver(link), list(zip(configured, meters, strict=True))
-
-
-def quality_check(mc: MeterConfig, meter: Any) -> QualityCheck:
-    if isinstance(meter, Szy206Meter):
-        volumes = {szy206_quantities(p)[1]: SZY206_VOLUME_MAX for p in range(1, meter.pairs + 1)}
-        return QualityCheck(mc.id, max_flow_m3h=mc.max_flow, maxima=volumes)  # type: ignore[arg-type]
-    return QualityCheck(mc.id, mc.value_specs(), mc.max_flow)
 
 
 def mqtt_settings(config: Config, *, backoff_max: float = 60.0) -> MqttSettings:
@@ -138,7 +83,7 @@ class Parts:
     uploader: Uploader | None
     terminal: SiteTerminal | None
     pollers: list[BusPoller]
-    buses: list[Any]  # the pollers' drivers, closed at stop
+    buses: list[Driver]  # the pollers' drivers, closed at stop
     rulebook: Rulebook | None = None
 
 
@@ -202,7 +147,7 @@ class Agent:
             )
         clock_check = ClockCheck(cfg.clock.sync_check)
         self._clock_check = clock_check
-        buses: list[Any] = []
+        buses: list[Driver] = []
         pollers = []
         for name, bus_cfg in cfg.buses.items():
             configured = [mc for mc in cfg.enabled_meters if mc.bus == name]
@@ -246,17 +191,24 @@ class Agent:
             len(pollers),
             jws.thumbprint(key.public_key()),
             cfg.store.path,
-            store.next_seq,
+            outbox.next_seq,
             ",".join(n for n, u in (("mqtt", link), ("szy206", terminal)) if u is not None),
         )
         return self.parts
 
+    @property
+    def built(self) -> Parts:
+        """The parts, for the callbacks the parts themselves call (so never before :meth:`build`)."""
+        if self.parts is None:
+            raise StoreError("the agent is not running yet")
+        return self.parts
+
     async def _sink(self, readings: Sequence[Reading]) -> None:
-        assert self.parts is not None
-        self.parts.latest.observe(readings)
-        self.parts.capture.submit(readings)
-        if self.parts.rulebook is not None:
-            self.parts.rulebook.observe(readings)
+        parts = self.built
+        parts.latest.observe(readings)
+        parts.capture.submit(readings)
+        if parts.rulebook is not None:
+            parts.rulebook.observe(readings)
 
     def _clock_offset(self) -> tuple[float | None, str]:
         """How far the clock is off its time source: a trusted station's, else the kernel's NTP."""
@@ -292,14 +244,13 @@ class Agent:
     async def _self_report(self, meter_id: str, readings: list[Reading]) -> None:
         """A meter's own report: returns once it is committed, and only then does the SZY206 link
         confirm it to the meter (which then drops its copy). Raises when it cannot be committed."""
-        if self.parts is None:
-            raise StoreError("the agent is not running yet")
+        parts = self.built
         if not self._clock_check.synced():
             readings = [replace(r, flags=r.flags | Flag.CLOCK_UNSYNCED) for r in readings]
-        self.parts.latest.observe(readings)
-        await self.parts.capture.commit(readings)
-        if self.parts.rulebook is not None:
-            self.parts.rulebook.observe(readings)
+        parts.latest.observe(readings)
+        await parts.capture.commit(readings)
+        if parts.rulebook is not None:
+            parts.rulebook.observe(readings)
 
     def _on_receipt(self, topic: str, payload: bytes) -> None:
         """A receipt from the platform (paho calls back on the event loop's thread)."""
@@ -315,29 +266,30 @@ class Agent:
         task.add_done_callback(self._receipt_tasks.discard)
 
     async def _mark_received(self, first: int, last: int) -> None:
-        assert self.parts is not None and self.parts.uploader is not None
-        changed = await self.parts.outbox.call(self.parts.store.mark_sent, first, last, now_ms())
-        self.parts.uploader.stats.readings += changed
+        parts = self.built
+        changed = await parts.outbox.confirm(first, last, now_ms())
+        if parts.uploader is not None:
+            parts.uploader.stats.readings += changed
         log.info("event=receipt seq=%d-%d marked=%d", first, last, changed)
 
     async def _event(self, kind: str, detail: dict[str, Any]) -> None:
-        assert self.parts is not None
-        await self.parts.outbox.call(self.parts.store.add_event, kind, now_ms(), detail)
-        if self.parts.uploader is not None:
-            self.parts.uploader.wake.set()  # events go out now, not at the next upload slot
+        parts = self.built
+        await parts.outbox.add_event(kind, now_ms(), detail)
+        if parts.uploader is not None:
+            parts.uploader.wake.set()  # events go out now, not at the next upload slot
 
     async def run(self, *, final_flush: bool = False) -> None:
         """Run until :meth:`stop`; then stop polling, finish the publish in flight, close.
 
         ``final_flush`` (the demo) also uploads what is pending once more before closing.
         """
-        parts = self.parts or await asyncio.get_running_loop().run_in_executor(None, self.build)
-        store = parts.store
-        if store.moved_aside is not None:
-            where, why = store.moved_aside
+        parts = self.parts if self.parts is not None else await asyncio.to_thread(self.build)
+        opening = parts.outbox.opening
+        if opening.moved_aside is not None:
+            where, why = opening.moved_aside
             log.error("event=store_corrupt moved_to=%s error=%r", where, why)
             await self._event("store_corrupt", {"moved_to": str(where), "error": why})
-            saved = store.salvaged
+            saved = opening.salvaged
             if saved is not None:  # its counts are in the store_salvaged event too
                 log.warning(
                     "event=store_salvaged readings=%d events=%d unreadable=%d unreadable_events=%d problems=%r",
@@ -347,8 +299,8 @@ class Agent:
                     saved.unreadable_events,
                     "; ".join(saved.problems[:5]),
                 )
-        if store.seq_jump is not None:  # its event was committed with the new store itself
-            _, continued = store.seq_jump
+        if opening.seq_jump is not None:  # its event was committed with the new store itself
+            _, continued = opening.seq_jump
             log.warning("event=store_replaced seq_continues_at=%d", continued)
         await self._event("agent_started", {"host": socket.gethostname(), "pid": os.getpid()})
         rules_task = await self._start_rules(parts)
@@ -369,7 +321,7 @@ class Agent:
         upload_task = asyncio.create_task(
             parts.uploader.run() if parts.uploader is not None else asyncio.Event().wait(), name="meterlink.upload"
         )
-        purge_task = asyncio.create_task(self._housekeeping(), name="meterlink.purge")
+        purge_task = asyncio.create_task(self._housekeeping(parts.outbox), name="meterlink.purge")
         watchdog_task = asyncio.create_task(self._watchdog(parts), name="meterlink.watchdog")
         self.ready.set()
         # Everything built so far (config, profiles, libraries) lives as long as the process: move
@@ -394,7 +346,7 @@ class Agent:
             self.lock.release()
             self.lock = None
         stop_wait.cancel()
-        log.info("event=agent_stopped next_seq=%d", store.next_seq)
+        log.info("event=agent_stopped next_seq=%d", parts.outbox.next_seq)
         if crashed:
             task = crashed[0]
             error = None if task.cancelled() else task.exception()
@@ -402,8 +354,8 @@ class Agent:
         # A task that failed while stopping (a store error marking a last batch sent, say) is
         # never quiet: logged, and the exit is non-zero.
         failed = failures([*tasks, watchdog_task])
-        for task, error in failed:
-            log.error("event=task_failed_at_stop task=%s error=%r", task.get_name(), error, exc_info=error)
+        for ended, error in failed:
+            log.error("event=task_failed_at_stop task=%s error=%r", ended.get_name(), error, exc_info=error)
         if failed:
             raise failed[0][1]
 
@@ -471,11 +423,10 @@ class Agent:
                 log.error("event=watchdog_starved reason=%r", problem)
             await asyncio.sleep(period)
 
-    async def _housekeeping(self) -> None:
-        assert self.parts is not None
+    async def _housekeeping(self, outbox: Outbox) -> None:
         while True:
             await asyncio.sleep(PURGE_EVERY_S)
-            purged = await self.parts.outbox.call(self.parts.store.purge, now_ms())
+            purged = await outbox.purge(now_ms())
             if purged:
                 log.info("event=purged readings=%d", purged)
 

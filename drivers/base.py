@@ -7,7 +7,7 @@ uplinks: ``await driver.read(meter)`` returns readings or raises one of the erro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 # A reading's flags are the wire format's vocabulary (their names travel in the payload); they are
 # defined there and named here too, beside the Reading that carries them.
@@ -59,9 +59,23 @@ class TransportError(DriverError):
     """The port or connection itself is unusable (device missing, connection refused)."""
 
 
-class Driver(Protocol):
-    """Reads one meter of its bus: readings of every value, or one of the errors above."""
+if TYPE_CHECKING:
+    # A bare ``Driver`` (a poller that does not care which kind) means ``Driver[Any]``: a type
+    # parameter default (PEP 696), which ``typing`` itself takes from Python 3.13.
+    from typing_extensions import TypeVar as _TypeVar
 
-    async def read(self, meter: Any, slot_ms: int, flags: int = 0) -> list[Reading]: ...
+    M = _TypeVar("M", contravariant=True, default=Any)
+else:
+    M = TypeVar("M", contravariant=True)
+
+
+class Driver(Protocol[M]):
+    """Reads one meter of its bus: readings of every value, or one of the errors above.
+
+    ``M`` is the meter as the driver knows it (its address, its read plan): ``ModbusDriver`` is a
+    ``Driver[ModbusMeter]``, ``Szy206Driver`` a ``Driver[Szy206Meter]``.
+    """
+
+    async def read(self, meter: M, slot_ms: int, flags: int = 0) -> list[Reading]: ...
 
     async def close(self) -> None: ...
