@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_rules.py [--scenario NAME|FILE] [--dir DIR]
 
-Replays sim/scenarios/month-of-anomalies.toml (30 days, three meters, every anomaly the rules
+Replays replay/scenarios/month-of-anomalies.toml (30 days, three meters, every anomaly the rules
 know, across a new year) through the agent's store and rulebook at accelerated time, and compares
 the events in the store with the scenario's truth, event by event (misses and false alarms must be
 0), and each meter's report rate per day, as the day summaries give it, with the share of its
@@ -19,13 +19,13 @@ from pathlib import Path
 
 from _common import figure, header
 
-from meterlink.sim.replay import check_rates, compare, replay_in, worst_rate_difference
-from meterlink.sim.scenario import FOLDER, load
+from meterlink.replay.run import check_rates, compare, replay_in, worst_rate_difference
+from meterlink.replay.scenario import FOLDER, load
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--scenario", default="month-of-anomalies", help="a name in sim/scenarios/, or a file")
+    parser.add_argument("--scenario", default="month-of-anomalies", help="a name in replay/scenarios/, or a file")
     parser.add_argument("--dir", type=Path, help="where the store goes (default: a temporary folder)")
     args = parser.parse_args()
     logging.getLogger("meterlink.rules").setLevel(logging.ERROR)  # the events are compared, not logged

@@ -1,4 +1,4 @@
-"""The platform's rules, replayed over scenario files (sim/scenarios/) through the agent's store and
+"""The platform's rules, replayed over scenario files (replay/scenarios/) through the agent's store and
 rulebook at accelerated time: each anomaly raised once at the right time and cleared once, nothing
 else raised, and a month with all of them compared with its truth event by event."""
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from meterlink.sim.replay import Replay, check_rates, compare, rate_differences, replay, subject_of
-from meterlink.sim.scenario import builtin
+from meterlink.replay.run import Replay, check_rates, compare, rate_differences, replay, subject_of
+from meterlink.replay.scenario import builtin
 
 Replayed = Callable[[str], Replay]
 
@@ -275,7 +275,7 @@ def test_a_month_of_daily_volumes_runs_from_midnight_reading_to_midnight_reading
 
 
 def test_the_scenarios_shipped_are_all_replayed_here() -> None:
-    folder = Path(__file__).resolve().parents[2] / "sim" / "scenarios"
+    folder = Path(__file__).resolve().parents[2] / "replay" / "scenarios"
     shipped = {p.stem for p in folder.glob("*.toml")}
     tested = {
         "outage",

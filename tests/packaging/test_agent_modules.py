@@ -64,10 +64,11 @@ upload_interval = 1
 sync_check = "assume_synced"
 """
 
-# Code the agent never runs: the simulators, the demo that launches them, the other commands
-# (verify, read/status/profiles, report), and what only the tests and benchmarks use.
+# Code the agent never runs: the simulators, the demo that launches them, the scenario replays, the
+# other commands (verify, read/status/profiles, report), and what only the tests and benchmarks use.
 NEVER = (
     "meterlink.sim",
+    "meterlink.replay",
     "meterlink.cli.demo",
     "meterlink.cli.verify",
     "meterlink.agent.commission",

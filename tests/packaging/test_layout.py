@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDERS = ("cli", "agent", "sim", "drivers", "protocols", "wire")
+FOLDERS = ("cli", "replay", "agent", "sim", "drivers", "protocols", "wire")
 
 
 def test_every_package_folder_is_listed_for_the_wheel() -> None:

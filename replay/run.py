@@ -7,7 +7,7 @@ rulebook, each confirmed upload slot is recorded, and the rulebook ticks every `
 simulated time (so also just after each local midnight plus its settle time). The events are then
 read back from the store's events table, the day summaries from its daily table.
 
-    python -m meterlink.sim.replay FILE.toml [--keep DIR]
+    python -m meterlink.replay FILE.toml [--keep DIR]
 
 prints the events raised against the scenario's truth and exits 1 on a miss or a false alarm.
 """
@@ -32,8 +32,8 @@ from meterlink.agent.rules.permits import Intake
 from meterlink.agent.store import Store
 from meterlink.wire.payload import StoredEvent
 
+from .readings import SiteRun, generate
 from .scenario import RULE_KINDS, Scenario, ScenarioError, load
-from .scenario_readings import SiteRun, generate
 
 GATEWAY = "scenario-gw"
 READINGS, UPLOAD, TICK = 0, 1, 2  # what happens first when two things share a moment
@@ -270,7 +270,7 @@ def _local(scenario: Scenario, ms: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m meterlink.sim.replay", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m meterlink.replay", description=__doc__.split("\n")[0])
     parser.add_argument("scenario", type=Path, help="a scenario file (TOML)")
     parser.add_argument("--keep", type=Path, help="keep the store in this folder (made if missing)")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log each event as the agent does")
@@ -303,7 +303,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in found.rate_misses:
         print(f"rate: {line}")
     return 1 if found.misses or found.false_alarms or found.rate_misses else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""sim/scenario.py, sim/scenario_readings.py and the replay command: a scenario file read with one
+"""replay/scenario.py, replay/readings.py and the replay command: a scenario file read with one
 line per mistake, the readings it makes (flags set by the agent's quality check), and the verdict."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from meterlink.drivers.base import Flag, Reading
-from meterlink.sim.replay import main
-from meterlink.sim.scenario import FOLDER, ScenarioError, builtin, load
-from meterlink.sim.scenario_readings import generate
+from meterlink.replay.readings import generate
+from meterlink.replay.run import main
+from meterlink.replay.scenario import FOLDER, ScenarioError, builtin, load
 
 SMALL = """
 [site]

@@ -1,6 +1,6 @@
 """Scenario files: weeks of a site, written down, turned into the readings its meters would give.
 
-A scenario is a TOML file a technician or tester can write (``sim/scenarios/`` holds examples):
+A scenario is a TOML file a technician or tester can write (``replay/scenarios/`` holds examples):
 
 - ``[site]``: ``zone`` (IANA), ``start`` (the first local day), ``days``, ``upload_interval`` (s: the
   gateway's upload slots, judged by ``report_rate_low``; omit it and they are not), ``tick`` (s of
@@ -42,8 +42,8 @@ A scenario is a TOML file a technician or tester can write (``sim/scenarios/`` h
   ``[[expect_rate]]`` entries (``meter``, ``day``, ``rate``) pin a meter's report rate of one day;
   every day's rate is also known from the readings generated (:attr:`SiteRun.slots`).
 
-sim/scenario_readings.py turns a scenario into the readings its meters give; sim/replay.py replays
-them through the agent's rules and compares what they raise with the truth.
+replay/readings.py turns a scenario into the readings its meters give; replay/run.py replays them
+through the agent's rules and compares what they raise with the truth.
 """
 
 from __future__ import annotations
@@ -333,5 +333,5 @@ def load(path: str | Path) -> Scenario:
 
 
 def builtin(name: str) -> Scenario:
-    """A scenario shipped in ``sim/scenarios/``, by name (``month-of-anomalies``)."""
+    """A scenario shipped in ``replay/scenarios/``, by name (``month-of-anomalies``)."""
     return load(FOLDER / f"{name}.toml")

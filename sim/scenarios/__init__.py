@@ -1,2 +1,0 @@
-"""Scenario files shipped with the simulator (sim/scenario.py reads them): a site's weeks, and the
-events the platform's rules must raise in them."""
