@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 from meterlink.drivers.base import Flag, Reading
 
+from . import clock
 from .config import Config, MeterConfig
 from .errors import MeterlinkError
 from .store import Store
@@ -259,7 +260,7 @@ def store_entry(store: Store, entry: ManualEntry) -> int:
         seq, _ = store.append([entry.reading()])
         store.add_event(
             "manual_reading",
-            int(time.time() * 1000),
+            clock.now_ms(),
             {
                 "meter": entry.meter,
                 "quantity": entry.quantity,
@@ -282,7 +283,7 @@ def submit(store_path: Path, entry: ManualEntry) -> Path:
     """Hand the entry to the running agent (its photo kept first); returns the inbox file."""
     folder = inbox_dir(store_path)
     folder.mkdir(exist_ok=True)
-    target = folder / f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}.json"
+    target = folder / f"{clock.now_ms()}-{uuid.uuid4().hex[:12]}.json"
     _write_durably(target, entry.to_json().encode("utf-8"))
     return target
 
@@ -383,7 +384,7 @@ def command(
         by=by,
         replacement=replacement,
         quantity=quantity,
-        now_ms=int(time.time() * 1000),
+        now_ms=clock.now_ms(),
     )
     path = config.store.path
     lock = RunLock(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import struct
+import time
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from support.configs import write_site
 
+from meterlink.agent import clock as agent_clock
 from meterlink.agent.manual import media_type
 from meterlink.cli.main import main
 from meterlink.drivers.base import Flag
@@ -125,6 +127,24 @@ def test_a_replacement_may_start_lower_and_is_flagged(site: Path) -> None:
     assert run(site, "--meter", "well-3", "--value", "12", "--evidence", photo, "--replacement") == 0
     readings, _, _ = state(site)
     assert [r[4] for r in readings] == [int(Flag.MANUAL), int(Flag.MANUAL | Flag.REPLACEMENT)]
+
+
+def test_the_reading_and_its_event_are_timed_by_the_agents_clock(site: Path) -> None:
+    """With a trusted station's offset in effect, "now" is the agent's time, not the system clock's."""
+    offset = 6 * 3600_000
+    agent_clock.set_offset(offset)  # the conftest puts it back after the test
+    photo = str(site.parent.parent / "display.png")
+    before = time.time_ns() // 1_000_000 + offset
+    assert run(site, "--meter", "well-3", "--value", "500", "--evidence", photo) == 0
+    after = time.time_ns() // 1_000_000 + offset
+    db = sqlite3.connect(site.parent / "state" / "meterlink.db")
+    try:
+        ((reading_ts,),) = db.execute("SELECT ts FROM readings").fetchall()
+        ((event_ts,),) = db.execute("SELECT ts FROM events WHERE kind = 'manual_reading'").fetchall()
+    finally:
+        db.close()
+    assert before <= reading_ts <= after
+    assert before <= event_ts <= after
 
 
 @pytest.mark.parametrize(
