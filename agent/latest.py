@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from meterlink.drivers.base import Reading
 
@@ -14,33 +13,29 @@ from meterlink.drivers.base import Reading
 HISTORY = 16
 
 
-@dataclass(frozen=True, slots=True)
-class Latest:
-    value: float
-    ts: int
-    slot: int
-
-
 class LatestValues:
+    """The readings themselves are kept (they are immutable): nothing is copied per poll."""
+
     def __init__(self) -> None:
-        self._values: dict[tuple[str, str], deque[Latest]] = {}
+        self._values: dict[tuple[str, str], deque[Reading]] = {}
 
     def observe(self, readings: Iterable[Reading]) -> None:
+        values = self._values
         for r in readings:
-            key = (r.meter, r.quantity)
-            known = self._values.get(key)
+            known = values.get((r.meter, r.quantity))
             if known is None:
-                known = self._values[key] = deque(maxlen=HISTORY)
-            if not known or r.slot >= known[-1].slot:  # a late poll never replaces a newer value
-                known.append(Latest(r.value, r.ts, r.slot))
+                known = values[r.meter, r.quantity] = deque(maxlen=HISTORY)
+            elif r.slot < known[-1].slot:  # a late poll never replaces a newer value
+                continue
+            known.append(r)
 
-    def get(self, meter: str, quantity: str) -> Latest | None:
-        """The newest value."""
+    def get(self, meter: str, quantity: str) -> Reading | None:
+        """The newest reading (its ``value``, ``ts`` and ``slot``)."""
         known = self._values.get((meter, quantity))
         return known[-1] if known else None
 
-    def at(self, meter: str, quantity: str, slot: int, window_ms: int) -> Latest | None:
-        """The newest value polled for a slot in ``(slot - window_ms, slot]``, if any is still kept."""
+    def at(self, meter: str, quantity: str, slot: int, window_ms: int) -> Reading | None:
+        """The newest reading polled for a slot in ``(slot - window_ms, slot]``, if any is still kept."""
         for latest in reversed(self._values.get((meter, quantity), ())):
             if latest.slot <= slot:
                 return latest if latest.slot > slot - window_ms else None

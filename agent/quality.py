@@ -46,13 +46,13 @@ def register_max(spec: ValueSpec) -> float | None:
         total += _DTYPE_MAX[part.dtype] * part.multiplier
     if spec.decimals_address is not None:
         return None  # the scale depends on the meter's own decimals register
-    return total * abs(spec.scale) + spec.offset
+    return float(total * abs(spec.scale) + spec.offset)
 
 
 def register_step(spec: ValueSpec) -> float:
     """The smallest step the totalizer's integer registers show (one count of the lowest part)."""
     steps = [part.multiplier for part in spec.parts if not part.dtype.is_float]
-    return (min(steps) if steps else 1.0) * abs(spec.scale)
+    return float((min(steps) if steps else 1.0) * abs(spec.scale))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,20 +102,20 @@ class QualityCheck:
         return out, findings
 
     def _judge(self, r: Reading) -> tuple[int, Finding | None]:
+        # Runs for every value of every poll: the findings' details are built only for a finding.
         if r.quantity not in self.maxima:
             return 0, None
-        base = {"meter": self.meter, "quantity": r.quantity, "value": r.value}
         if r.value < 0:
-            return Flag.SUSPECT, Finding("negative_total", base)
+            return Flag.SUSPECT, Finding("negative_total", self._base(r))
         last = self._last.get(r.quantity)
         self._last[r.quantity] = (r.value, r.ts)
         if last is None:
             return 0, None
         previous, previous_ts = last
         delta = r.value - previous
-        top = self.maxima[r.quantity]
-        detail = {**base, "previous": previous}
         if delta < 0:
+            top = self.maxima[r.quantity]
+            detail = {**self._base(r), "previous": previous}
             if top and previous >= WRAP_HIGH * top and r.value <= WRAP_LOW * top:
                 modulus = self.moduli[r.quantity] or top
                 return Flag.WRAPPED, Finding(
@@ -126,5 +126,9 @@ class QualityCheck:
             hours = max(r.ts - previous_ts, 1) / 3_600_000
             limit = self.max_flow * hours * JUMP_FACTOR
             if delta > limit:
-                return Flag.SUSPECT, Finding("abnormal_jump", {**detail, "limit": round(limit, 3)})
+                detail = {**self._base(r), "previous": previous, "limit": round(limit, 3)}
+                return Flag.SUSPECT, Finding("abnormal_jump", detail)
         return 0, None
+
+    def _base(self, r: Reading) -> dict[str, Any]:
+        return {"meter": self.meter, "quantity": r.quantity, "value": r.value}

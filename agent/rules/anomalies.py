@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from operator import attrgetter
 
 from meterlink.drivers.base import Flag, Reading
 
@@ -41,6 +42,7 @@ class AnomalySettings:
 
 
 DEFAULTS = AnomalySettings()
+_BY_TS = attrgetter("ts")
 
 
 class MeterWatch:
@@ -78,11 +80,15 @@ class MeterWatch:
         self.last_ts = last_ts
         self.settings = settings
         self._last_total: Reading | None = None
+        self._flow_subject = f"{meter}/flow"
 
     def on_readings(self, readings: Sequence[Reading]) -> list[RuleEvent]:
         """Judge one poll's (or one report's) readings of this meter."""
+        # Runs for every poll: a condition that neither holds nor is open is skipped before its
+        # event's members are built, which is what Conditions.update would do with them anyway.
         events: list[RuleEvent] = []
-        for r in sorted(readings, key=lambda r: r.ts):
+        conditions = self.conditions
+        for r in sorted(readings, key=_BY_TS):
             if r.meter != self.meter:
                 continue
             self.last_ts = r.ts if self.last_ts is None else max(self.last_ts, r.ts)
@@ -90,23 +96,24 @@ class MeterWatch:
                 events += self._total(r)
             elif r.quantity == FLOW and self.one_directional:
                 negative = r.value < 0
-                events += _listed(
-                    self.conditions.update(
-                        "volume_negative",
-                        f"{self.meter}/flow",
-                        negative,
-                        started=str(r.ts),
-                        detail={
-                            "meter": self.meter,
-                            "cause": "negative_flow",
-                            "value": r.value,
-                            "previous": None,
-                            "at": r.ts,
-                        },
+                if negative or conditions.is_open("volume_negative", self._flow_subject):
+                    events += _listed(
+                        conditions.update(
+                            "volume_negative",
+                            self._flow_subject,
+                            negative,
+                            started=str(r.ts),
+                            detail={
+                                "meter": self.meter,
+                                "cause": "negative_flow",
+                                "value": r.value,
+                                "previous": None,
+                                "at": r.ts,
+                            },
+                        )
                     )
-                )
-        if readings:
-            events += _listed(self.conditions.update("no_data", self.meter, False, started=""))
+        if readings and conditions.is_open("no_data", self.meter):
+            events += _listed(conditions.update("no_data", self.meter, False, started=""))
         return events
 
     def _total(self, r: Reading) -> list[RuleEvent]:
@@ -114,42 +121,45 @@ class MeterWatch:
         if prev is None or r.ts <= prev.ts:
             return []
         events: list[RuleEvent] = []
+        conditions = self.conditions
         delta = r.value - prev.value
         dropped = delta < 0 and not (r.flags & (Flag.WRAPPED | Flag.REPLACEMENT))
-        events += _listed(
-            self.conditions.update(
-                "volume_negative",
-                self.meter,
-                dropped,
-                started=str(r.ts),
-                detail={
-                    "meter": self.meter,
-                    "cause": "totalizer_drop",
-                    "value": r.value,
-                    "previous": prev.value,
-                    "at": r.ts,
-                },
-            )
-        )
-        if self.max_flow is not None and not r.flags & Flag.REPLACEMENT:
-            limit = self.max_flow * (r.ts - prev.ts) / 3_600_000 * self.settings.large_factor
-            large = delta > limit
+        if dropped or conditions.is_open("volume_negative", self.meter):
             events += _listed(
-                self.conditions.update(
-                    "volume_large",
+                conditions.update(
+                    "volume_negative",
                     self.meter,
-                    large,
+                    dropped,
                     started=str(r.ts),
                     detail={
                         "meter": self.meter,
-                        "intake": None,
-                        "scope": "interval",
-                        "volume": round(delta, 6),
-                        "limit": round(limit, 6),
+                        "cause": "totalizer_drop",
+                        "value": r.value,
+                        "previous": prev.value,
                         "at": r.ts,
                     },
                 )
             )
+        if self.max_flow is not None and not r.flags & Flag.REPLACEMENT:
+            limit = self.max_flow * (r.ts - prev.ts) / 3_600_000 * self.settings.large_factor
+            large = delta > limit
+            if large or conditions.is_open("volume_large", self.meter):
+                events += _listed(
+                    conditions.update(
+                        "volume_large",
+                        self.meter,
+                        large,
+                        started=str(r.ts),
+                        detail={
+                            "meter": self.meter,
+                            "intake": None,
+                            "scope": "interval",
+                            "volume": round(delta, 6),
+                            "limit": round(limit, 6),
+                            "at": r.ts,
+                        },
+                    )
+                )
         return events
 
     def on_tick(self, now: int) -> list[RuleEvent]:
