@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
+from meterlink.drivers.szy206.pump import loop_ms
 from meterlink.protocols.szy206 import (
     AFN,
     NEED_DATA,
@@ -56,7 +57,7 @@ from meterlink.protocols.szy206.elements import FLOW_TYPE
 from meterlink.protocols.szy206.times import reply_label, time_label_at
 
 from .listeners import close_listeners
-from .station_link import StationConnection, now_ms
+from .station_link import StationConnection
 from .station_queries import StationQueries, UnknownTerminal, name
 from .station_records import HISTORY, JSON, FrameRecord, StationRecords
 
@@ -251,7 +252,7 @@ class Station(StationRecords, StationQueries):
             if data == b"":
                 return
             if data:
-                conversation.receive_data(data, now_ms())
+                conversation.receive_data(data, loop_ms())
             while (event := conversation.next_event()) is not NEED_DATA:
                 await self._received(conn, event)
             if conversation.frames_rejected != rejected or conversation.bytes_discarded != discarded:

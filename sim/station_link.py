@@ -16,12 +16,8 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 
+from meterlink.drivers.szy206.pump import loop_ms
 from meterlink.protocols.szy206 import Address, Conversation, Frame, Role, encode
-
-
-def now_ms() -> int:
-    """The conversations' time: the running loop's monotonic clock, in ms."""
-    return int(asyncio.get_running_loop().time() * 1000)
 
 
 class StationConnection:
@@ -72,7 +68,7 @@ class StationConnection:
             async with asyncio.timeout_at(deadline / 1000):
                 return await self.reader.read(size)
         except TimeoutError:
-            conversation.tick(max(now_ms(), deadline))
+            conversation.tick(max(loop_ms(), deadline))
             return None
 
     def lock(self, address: Address) -> asyncio.Lock:

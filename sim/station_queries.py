@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 
+from meterlink.drivers.szy206.pump import loop_ms
 from meterlink.protocols.szy206 import (
     DEFAULT_PW,
     Address,
@@ -25,7 +26,7 @@ from meterlink.protocols.szy206 import (
 )
 from meterlink.protocols.szy206.elements import FLOW_TYPE
 
-from .station_link import StationConnection, now_ms
+from .station_link import StationConnection
 
 log = logging.getLogger("meterlink.sim.station")
 
@@ -173,7 +174,7 @@ class StationQueries:
     async def _asking(self, conn: StationConnection, query: Frame) -> AsyncIterator[asyncio.Queue[Frame | None]]:
         """Send ``query`` as the conversation's request; yield the queue its answers arrive in."""
         with conn.waiting(query.address, query.afn) as answers:
-            request = conn.conversation.request(query, now_ms())
+            request = conn.conversation.request(query, loop_ms())
             try:
                 await self._send(conn, request.frame)
                 yield answers

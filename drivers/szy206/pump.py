@@ -18,6 +18,12 @@ from collections.abc import Callable
 from meterlink.protocols.szy206 import NEED_DATA, Conversation, Event, Frame, Request
 
 
+def loop_ms() -> int:
+    """A conversation's time: the running loop's monotonic clock, in ms (a wall-clock step, as when
+    NTP first syncs or a trusted station's offset is taken, moves no retry or resync deadline)."""
+    return int(asyncio.get_running_loop().time() * 1000)
+
+
 class Pump:
     """Drives ``conversation`` from the running event loop.
 
@@ -41,8 +47,8 @@ class Pump:
 
     @staticmethod
     def now() -> int:
-        """The conversation's time: the running loop's monotonic clock, in ms."""
-        return int(asyncio.get_running_loop().time() * 1000)
+        """The conversation's time (:func:`loop_ms`)."""
+        return loop_ms()
 
     def feed(self, data: bytes) -> None:
         """Bytes read from the pipe: their events go to ``on_event`` before this returns."""
