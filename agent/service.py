@@ -36,6 +36,7 @@ from .scheduler import BusPoller, ScheduledMeter
 from .store import Store
 from .systemd import Notifier
 from .tasks import cancel_and_wait, failures
+from .uplinks.base import Uplink
 from .uplinks.mqtt import MqttLink, MqttSettings, make_tls_context
 from .uplinks.szy206 import SiteTerminal
 from .uploader import Uploader
@@ -85,6 +86,11 @@ class Parts:
     pollers: list[BusPoller]
     buses: list[Driver]  # the pollers' drivers, closed at stop
     rulebook: Rulebook | None = None
+
+    def uplinks(self) -> dict[str, Uplink[Any]]:
+        """The uplinks configured, by name."""
+        named: dict[str, Uplink[Any] | None] = {"mqtt": self.link, "szy206": self.terminal}
+        return {name: uplink for name, uplink in named.items() if uplink is not None}
 
 
 class Agent:
@@ -192,7 +198,7 @@ class Agent:
             jws.thumbprint(key.public_key()),
             cfg.store.path,
             outbox.next_seq,
-            ",".join(n for n, u in (("mqtt", link), ("szy206", terminal)) if u is not None),
+            ",".join(self.parts.uplinks()),
         )
         return self.parts
 
@@ -306,11 +312,7 @@ class Agent:
         rules_task = await self._start_rules(parts)
         inbox = Inbox(self.config.store.path, {m.id for m in self.config.meters}, self._manual_stored)
         inbox_task = asyncio.create_task(inbox.run(parts.outbox), name="meterlink.manual")
-        uplink_tasks = []
-        if parts.link is not None:
-            uplink_tasks.append(asyncio.create_task(parts.link.run(), name="meterlink.mqtt"))
-        if parts.terminal is not None:
-            uplink_tasks.append(asyncio.create_task(parts.terminal.run(), name="meterlink.szy206"))
+        uplink_tasks = [asyncio.create_task(u.run(), name=f"meterlink.{name}") for name, u in parts.uplinks().items()]
         poll_tasks = [asyncio.create_task(p.run(), name=f"meterlink.poll.{p.name}") for p in parts.pollers]
         # SZY206 lines are listened to from the start: their meters report on their own.
         poll_tasks += [

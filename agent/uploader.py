@@ -39,8 +39,7 @@ from .daybook import Daybook
 from .outbox import Outbox
 from .receipts import ReceiptBook
 from .tasks import cancel_and_wait
-from .uplinks.base import UplinkError
-from .uplinks.mqtt import MqttLink
+from .uplinks.base import Publication, Uplink, UplinkError
 
 log = logging.getLogger("meterlink.upload")
 
@@ -62,7 +61,7 @@ class Uploader:
     def __init__(
         self,
         outbox: Outbox,
-        link: MqttLink,
+        link: Uplink[Publication],
         signer: Signer,
         *,
         gateway: str,
@@ -179,6 +178,9 @@ class Uploader:
 
     # -- sending batches --------------------------------------------------------------------------
 
+    def _publication(self, topic: str, message: bytes, *, retain: bool = False) -> Publication:
+        return Publication(topic, message, retain=retain, timeout=self.publish_timeout)
+
     async def _batch_number(self) -> int:
         if self._batch_next >= self._batch_end:
             first = await self.outbox.reserve_batches(BATCH_BLOCK)
@@ -231,7 +233,7 @@ class Uploader:
         first, last = rows[0].seq, rows[-1].seq
         if self.receipts is not None:
             self.receipts.expect(batch, first, last, self.clock())
-        await self.link.publish(self.readings_topic, message, timeout=self.publish_timeout)
+        await self.link.deliver(self._publication(self.readings_topic, message))
         self.stats.messages += 1
         self.stats.bytes += len(message)
         if self.receipts is None:
@@ -257,7 +259,7 @@ class Uploader:
             batch = await self._batch_number()
             message = self.signer.sign(events_message(self.gateway, batch, self.clock(), events))
             try:
-                await self.link.publish(self.events_topic, message, timeout=self.publish_timeout)
+                await self.link.deliver(self._publication(self.events_topic, message))
             except BaseException:
                 self.events_waiting = True
                 raise
@@ -277,7 +279,7 @@ class Uploader:
                 return
             batch = await self._batch_number()
             message = self.signer.sign(daily_message(self.gateway, batch, self.clock(), [d.summary for d in days]))
-            await self.link.publish(self.daily_topic, message, timeout=self.publish_timeout)
+            await self.link.deliver(self._publication(self.daily_topic, message))
             await self.outbox.call(daybook.mark_days_sent, days, self.clock())
             log.info("event=daily_uploaded batch=%d days=%d", batch, len(days))
 
@@ -301,7 +303,7 @@ class Uploader:
                 batch = await self._batch_number()
                 body = evidence_message(self.gateway, batch, self.clock(), sha256, media_type, data)
                 topic = f"{self.evidence_prefix}/{sha256}"
-                await self.link.publish(topic, self.signer.sign(body), timeout=self.publish_timeout)
+                await self.link.deliver(self._publication(topic, self.signer.sign(body)))
                 await self.outbox.call(daybook.mark_evidence_sent, sha256, self.clock())
                 log.info("event=evidence_uploaded batch=%d sha256=%s bytes=%d", batch, sha256, size)
 
@@ -312,7 +314,7 @@ class Uploader:
         document = self.archive
         batch = await self._batch_number()
         message = self.signer.sign(archive_message(self.gateway, batch, self.clock(), document))
-        await self.link.publish(self.archive_topic, message, retain=True, timeout=self.publish_timeout)
+        await self.link.deliver(self._publication(self.archive_topic, message, retain=True))
         self._archive_sent = document
         log.info("event=archive_uploaded batch=%d meters=%d", batch, len(document))
 

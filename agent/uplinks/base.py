@@ -1,13 +1,18 @@
 """What an uplink promises: ``deliver`` returns only when the far side confirmed, else it raises.
 
-Also how every uplink stays connected: :func:`keep_connected`.
+Both uplinks keep it: the MQTT link delivers a signed message (:class:`Publication`), the SZY206
+site terminal one report slot's self-report. Neither queues anything: the store is the only queue,
+and what was not confirmed stays pending there. Also how every uplink stays connected:
+:func:`keep_connected`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
 
@@ -39,6 +44,37 @@ class TimedOut(UplinkError):
 
 class ConnectFailed(UplinkError):
     """One connection attempt failed (refused, DNS, TLS verification, bad credentials)."""
+
+
+Item = TypeVar("Item", contravariant=True)
+
+
+class Uplink(Protocol[Item]):
+    """A far side the agent hands what it stored to, over a connection :meth:`run` keeps up."""
+
+    @property
+    def connected(self) -> asyncio.Event:
+        """Set while the far side can be delivered to."""
+        ...
+
+    async def run(self) -> None:
+        """Connect, stay connected, reconnect after every loss, until cancelled."""
+
+    async def deliver(self, item: Item) -> None:
+        """Return once the far side confirmed ``item``; else raise :class:`UplinkError`."""
+
+    async def close(self) -> None:
+        """Say goodbye to the far side and drop the connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One signed message for the MQTT uplink, acknowledged within ``timeout`` seconds or failed."""
+
+    topic: str
+    payload: bytes
+    retain: bool = False
+    timeout: float = 10.0
 
 
 async def keep_connected(

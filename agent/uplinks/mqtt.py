@@ -29,7 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import SecretStr
 
-from .base import ConnectFailed, NotConnected, Rejected, TimedOut, UplinkError, keep_connected
+from .base import ConnectFailed, NotConnected, Publication, Rejected, TimedOut, UplinkError, keep_connected
 
 log = logging.getLogger("meterlink.mqtt")
 
@@ -271,6 +271,10 @@ class MqttLink:
         self._drop_connection("closed")
 
     # -- publishing ------------------------------------------------------------------------------
+
+    async def deliver(self, item: Publication) -> None:
+        """The uplink's promise (:class:`~meterlink.agent.uplinks.base.Uplink`): :meth:`publish` it."""
+        await self.publish(item.topic, item.payload, retain=item.retain, timeout=item.timeout)
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 10.0) -> None:
         """Publish at QoS 1 and return after a successful PUBACK.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from meterlink.protocols.szy206 import (
@@ -43,17 +44,26 @@ from ..config import Szy206UplinkConfig
 from ..latest import LatestValues
 from ..outbox import Outbox
 from ..tasks import cancel_and_wait
-from .base import ConnectFailed, keep_connected
+from .base import ConnectFailed, NotConnected, TimedOut, UplinkError, keep_connected
 from .szy206_answers import Answers
 from .szy206_data import ReportData
 from .szy206_session import Heard, StationSession, TerminalStats
 
-__all__ = ["SiteTerminal", "TerminalStats"]
+__all__ = ["SiteTerminal", "SlotReport", "TerminalStats"]
 
 log = logging.getLogger("meterlink.szy206")
 
 EventSink = Callable[[str, dict[str, Any]], Awaitable[None]]
 BACKLOG_BATCH = 50
+
+
+@dataclass(frozen=True, slots=True)
+class SlotReport:
+    """One report slot's self-report: its C0H data area; ``live`` when sent as its slot closes."""
+
+    slot: int
+    data: bytes
+    live: bool = True
 
 
 class SiteTerminal:
@@ -128,7 +138,10 @@ class SiteTerminal:
                 task.add_done_callback(self._deliveries.discard)
 
     async def _deliver_live(self, slot: int, data: bytes) -> None:
-        await self._deliver(slot, data, live=True)
+        try:
+            await self.deliver(SlotReport(slot, data))
+        except UplinkError:
+            pass  # the slot stays kept: backfilled after the next (re)connection
         self._backfill_wake.set()
 
     # -- the link ---------------------------------------------------------------------------------
@@ -241,12 +254,19 @@ class SiteTerminal:
 
     # -- delivering reports -----------------------------------------------------------------------
 
-    async def _deliver(self, slot: int, data: bytes, *, live: bool) -> bool:
-        """Self-report one slot; True when confirmed. FCB 3, then 2, 1, 0 on missing confirms."""
+    async def deliver(self, item: SlotReport) -> None:
+        """Self-report one slot; return once the station confirmed it. FCB 3, then 2, 1, 0 on
+        missing confirms. The slot stays kept in the store whatever happens.
+
+        Raises:
+            NotConnected: no station link, or it went down before the confirm.
+            TimedOut: no confirm after every try.
+        """
+        slot, data, live = item.slot, item.data, item.live
         async with self._in_flight:
             session = self._session
             if session is None or not self.connected.is_set():
-                return False
+                raise NotConnected("not logged in to the station")
             tp = self.answers.tp(slot, delay=None if live else 0)
             report = Frame(
                 direction=Direction.UP,
@@ -262,7 +282,7 @@ class SiteTerminal:
                 frame = request.frame
                 while True:
                     if not self.connected.is_set():
-                        return False
+                        raise NotConnected("the station link went down")
                     await self.outbox.report_attempted(slot)
                     self.stats.reports_sent += 1
                     if frame.fcb < 3:
@@ -270,21 +290,21 @@ class SiteTerminal:
                     await session.send(frame)
                     outcome = await outcomes.get()
                     if outcome is None:
-                        return False  # the link is going down; the slot stays kept
+                        raise NotConnected("the station link is going down")
                     if isinstance(outcome, Answered):
                         await self._confirmed(slot, frame.fcb, live)
-                        return True
+                        return
                     log.warning("event=szy206_no_confirm slot=%d fcb=%d", slot, frame.fcb)
                     if not isinstance(outcome, Resend):
                         break
                     frame = outcome.frame
-            except ConnectionError:
-                return False
+            except ConnectionError as exc:
+                raise NotConnected(str(exc) or type(exc).__name__) from None
             finally:
                 session.end(request)
             self.stats.reports_given_up += 1
             log.warning("event=szy206_report_kept slot=%d reason=no_confirm_after_%d_tries", slot, self.cfg.retries + 1)
-            return False
+            raise TimedOut(f"slot {slot}: no confirm after {self.cfg.retries + 1} tries")
 
     async def _confirmed(self, slot: int, fcb: int, live: bool) -> None:
         await self.outbox.confirm_report(slot, self.clock())
@@ -307,7 +327,9 @@ class SiteTerminal:
                 if not kept:
                     break
                 for slot, data in kept:
-                    if not await self._deliver(slot, data, live=False):
+                    try:
+                        await self.deliver(SlotReport(slot, data, live=False))
+                    except UplinkError:
                         break  # no confirm: try again at the next wake (next slot or reconnection)
                     if self.cfg.backfill_pace:
                         await asyncio.sleep(self.cfg.backfill_pace)
