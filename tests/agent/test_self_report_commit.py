@@ -11,18 +11,18 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from support.szy206_frames import A13
+
 from meterlink.agent.capture import GroupCommit
 from meterlink.agent.outbox import Outbox
 from meterlink.agent.store import Store, StoreFull
 from meterlink.drivers.base import Reading
 from meterlink.drivers.params import SerialParams
 from meterlink.drivers.szy206 import Szy206Link, Szy206Meter
-from meterlink.protocols.szy206 import Address
 from meterlink.sim.szy206_meter import SimSzy206Meter
 from meterlink.sim.szy206_meter_server import Szy206SimServer
 
 START = 1_717_200_000
-ADDRESS = Address(division="530381", station=13)
 
 
 def fill(store: Store) -> int:
@@ -45,7 +45,7 @@ def fill(store: Store) -> int:
 def test_a_store_that_refuses_leaves_the_report_with_the_meter(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.db", "gw", capacity_bytes=256 * 1024, overflow="refuse")
     filled = fill(store)
-    sim = SimSzy206Meter(ADDRESS, clock=lambda: float(START))
+    sim = SimSzy206Meter(A13, clock=lambda: float(START))
 
     async def body() -> tuple[int, list[tuple[str, str, float]]]:
         outbox = Outbox(store)
@@ -64,7 +64,7 @@ def test_a_store_that_refuses_leaves_the_report_with_the_meter(tmp_path: Path) -
             "t",
             SerialParams(device=server.start_pty()),
             timeout=0.2,
-            meters=[Szy206Meter("m13", ADDRESS)],
+            meters=[Szy206Meter("m13", A13)],
             on_report=take,
             clock=lambda: START * 1000,
         )

@@ -6,7 +6,9 @@ import asyncio
 import logging
 
 import pytest
-from support.szy206 import FakeClock, address, endpoint, run, sim_meter, wall_ms
+from support.loop import FakeClock, run
+from support.szy206 import endpoint, sim_meter, wall_ms
+from support.szy206_frames import address
 
 from meterlink.drivers.base import BadFrame, DecodeError, MeterTimeout, Reading, TransportError
 from meterlink.drivers.params import SerialParams, TcpParams

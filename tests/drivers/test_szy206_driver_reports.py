@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
-from support.szy206 import address, run, sim_meter
+from support.loop import run
+from support.szy206 import sim_meter
+from support.szy206_frames import address
 
 from meterlink.drivers.base import Reading
 from meterlink.drivers.params import SerialParams, TcpParams

@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
-from support.szy206 import run, wall_ms
+from support.loop import run
+from support.szy206 import wall_ms
+from support.szy206_frames import A13
 
 from meterlink.drivers.base import DecodeError, MeterTimeout, Reading, TransportError
 from meterlink.drivers.params import TcpParams
@@ -25,7 +27,6 @@ from meterlink.protocols.szy206 import (
     parse_link_reply,
 )
 
-A13 = Address(division="530381", station=13)
 Script = Callable[[Frame, asyncio.StreamWriter], Awaitable[None]]
 
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.sim_cli import command, parse
 
 from meterlink.drivers.base import ExceptionResponse
 from meterlink.drivers.modbus import profiles
@@ -21,21 +20,6 @@ from meterlink.drivers.modbus.driver import ModbusDriver, ModbusMeter
 from meterlink.drivers.params import SerialParams, TcpParams
 from meterlink.sim import modbus_cli
 from meterlink.sim.meter_model import Fault
-
-LAUNCH = (
-    "import argparse, asyncio, sys\n"
-    "from meterlink.sim import modbus_cli\n"
-    "parser = argparse.ArgumentParser(prog='meterlink sim modbus')\n"
-    "modbus_cli.add_arguments(parser)\n"
-    "sys.exit(asyncio.run(modbus_cli.run(parser.parse_args())))\n"
-)
-
-
-def parse(*argv: str) -> argparse.Namespace:
-    """Parse like the mounted command does."""
-    parser = argparse.ArgumentParser()
-    modbus_cli.add_arguments(parser)
-    return parser.parse_args(list(argv))
 
 
 @pytest.mark.parametrize(
@@ -65,7 +49,7 @@ def test_bad_arguments_end_in_one_line_and_code_2(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Every argument mistake is one stderr line naming it, exit code 2, nothing started."""
-    assert asyncio.run(modbus_cli.run(parse(*argv))) == 2
+    assert asyncio.run(modbus_cli.run(parse(modbus_cli, *argv))) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
@@ -73,10 +57,11 @@ def test_bad_arguments_end_in_one_line_and_code_2(
 
 def test_check_fills_defaults_and_free_units() -> None:
     """No --meter means one tuf2000 at unit 1; meters without a unit take the lowest free ones."""
-    plan = modbus_cli.check(parse("--pty"))
+    plan = modbus_cli.check(parse(modbus_cli, "--pty"))
     assert plan.meters == {1: "tuf2000"} and plan.faults == [] and plan.speed == 1.0
     plan = modbus_cli.check(
         parse(
+            modbus_cli,
             "--tcp",
             "0",
             "--meter",
@@ -106,7 +91,7 @@ def test_port_in_use_is_one_line_and_code_1(capsys: pytest.CaptureFixture[str]) 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert asyncio.run(modbus_cli.run(parse("--tcp", str(port)))) == 1
+        assert asyncio.run(modbus_cli.run(parse(modbus_cli, "--tcp", str(port)))) == 1
     _, err = capsys.readouterr()
     assert err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err
 
@@ -114,9 +99,7 @@ def test_port_in_use_is_one_line_and_code_1(capsys: pytest.CaptureFixture[str]) 
 def test_a_whole_run_serves_tcp_and_pty_until_sigterm() -> None:
     """Start lines on stdout, the real driver reads over both endpoints, SIGTERM ends it with 0."""
     argv = ["--tcp", "0", "--pty", "--meter", "tuf2000", "--meter", "qdy30a_level:5", "--fault", "5:exception"]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([*command("modbus"), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         tcp_line = proc.stdout.readline().split()
@@ -155,7 +138,7 @@ def test_stats_file_counts_what_each_unit_answered(tmp_path: Path) -> None:
     stats = tmp_path / "stats.json"
     argv = ["--tcp", "0", "--meter", "tuf2000:1", "--meter", "qdy30a_level:5", "--fault", "5:exception"]
     proc = subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, *argv, "--stats", str(stats)],
+        [*command("modbus"), *argv, "--stats", str(stats)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator
 
 import pytest
+from support.loop import FakeClock, run
 
 from meterlink.drivers.base import BadFrame, ExceptionResponse, MeterTimeout, Reading
 from meterlink.drivers.modbus import profiles
@@ -27,33 +26,6 @@ from meterlink.sim.modbus_server import ModbusSimServer
 MORNING = 1_717_171_200.0 + 8 * 3600  # 2024-06-01 08:00 at UTC+8: flow near its peak
 TIMEOUT = 1.0  # reads expected to succeed
 FAULT_TIMEOUT = 0.25  # reads expected to end in silence or an incomplete frame
-T = TypeVar("T")
-
-
-class FakeClock:
-    """A clock the test moves by hand; frozen, values do not change between two requests."""
-
-    def __init__(self, t: float = MORNING) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def run(coro: Callable[[], Awaitable[T]]) -> T:
-    """Run one test body in a fresh loop; fail if it leaves tasks or file descriptors behind."""
-    fds = set(os.listdir("/proc/self/fd"))
-
-    async def body() -> T:
-        result = await coro()
-        await asyncio.sleep(0)
-        leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-        assert not leftovers, leftovers
-        return result
-
-    result = asyncio.run(body())
-    assert set(os.listdir("/proc/self/fd")) <= fds, "file descriptors leaked"
-    return result
 
 
 @contextlib.asynccontextmanager
@@ -102,7 +74,7 @@ TRANSPORTS = ["rtu", "tcp"]
 @pytest.mark.parametrize("name", profiles.names())
 def test_every_profile_decodes_to_the_model(name: str, transport: str) -> None:
     """Each built-in profile read by the real driver gives the model's values."""
-    sim = SimMeter(name, 1, clock=FakeClock(), seed=11)
+    sim = SimMeter(name, 1, clock=FakeClock(MORNING), seed=11)
 
     async def body() -> None:
         async with serving([sim], transport) as (_, driver):
@@ -116,7 +88,7 @@ def test_every_profile_decodes_to_the_model(name: str, transport: str) -> None:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_several_meters_on_one_bus(transport: str) -> None:
     """One pty (an RS-485 bus) or one TCP gateway serves several units; unit 13 (0x0D) included."""
-    clock = FakeClock()
+    clock = FakeClock(MORNING)
     sims = [
         SimMeter("tuf2000", 13, clock=clock),
         SimMeter("emf_generic", 2, clock=clock),
@@ -135,7 +107,7 @@ def test_several_meters_on_one_bus(transport: str) -> None:
 
 def test_unknown_unit_is_silent_on_rtu_and_gateway_exception_on_tcp() -> None:
     """RTU: another unit id gets no answer (shared bus). TCP: exception 0B, gateway target failed."""
-    sim = SimMeter("tuf2000", 1, clock=FakeClock())
+    sim = SimMeter("tuf2000", 1, clock=FakeClock(MORNING))
     other = ModbusMeter("ghost", 9, sim.profile.value_specs())
 
     async def body() -> None:
@@ -155,7 +127,7 @@ def test_unknown_unit_is_silent_on_rtu_and_gateway_exception_on_tcp() -> None:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_two_clients_at_once(transport: str) -> None:
     """TCP serves concurrent clients; on RTU one bus serialises concurrent reads."""
-    clock = FakeClock()
+    clock = FakeClock(MORNING)
     sims = [SimMeter("tuf2000", 1, clock=clock), SimMeter("mfe600h", 2, clock=clock)]
 
     async def body() -> None:
@@ -176,7 +148,7 @@ def test_two_clients_at_once(transport: str) -> None:
 
 def test_agent_closes_and_reopens_the_pty() -> None:
     """The agent may close its serial port and open it again; the simulator keeps serving."""
-    sim = SimMeter("xintai_water_meter", 4, clock=FakeClock())
+    sim = SimMeter("xintai_water_meter", 4, clock=FakeClock(MORNING))
 
     async def body() -> None:
         async with serving([sim], "rtu") as (server, driver):
@@ -204,7 +176,7 @@ def test_agent_closes_and_reopens_the_pty() -> None:
 )
 def test_fault_raises(fault: Fault, error: type[Exception], transport: str) -> None:
     """Faults that make a read fail raise the agent's own error; the meter recovers when cleared."""
-    sim = SimMeter("tuf2000", 1, clock=FakeClock())
+    sim = SimMeter("tuf2000", 1, clock=FakeClock(MORNING))
     sim.set_fault(fault)
 
     async def body() -> None:
@@ -223,7 +195,7 @@ def test_fault_raises(fault: Fault, error: type[Exception], transport: str) -> N
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_meter_that_was_silent_for_many_polls_comes_back(transport: str) -> None:
     """After enough timeouts pymodbus drops the connection; the bus reopens it at the next read."""
-    sim = SimMeter("emf_generic", 1, clock=FakeClock())
+    sim = SimMeter("emf_generic", 1, clock=FakeClock(MORNING))
     sim.set_fault(Fault.NO_ANSWER)
 
     async def body() -> None:
@@ -241,7 +213,7 @@ def test_a_meter_that_was_silent_for_many_polls_comes_back(transport: str) -> No
 def test_stray_bytes(transport: str) -> None:
     """RTU: noise before the answer is hunted through by pymodbus and values decode correctly.
     TCP: the fault does not apply (TCP delivers bytes intact) and is not counted."""
-    clock = FakeClock()
+    clock = FakeClock(MORNING)
     sim = SimMeter("tuf2000", 7, clock=clock, seed=5)
     sim.set_fault(Fault.STRAY_BYTES)
 
@@ -258,7 +230,7 @@ def test_stray_bytes(transport: str) -> None:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_negative_values(transport: str) -> None:
     """negative: flow, velocity and totals arrive negative (uint32 totals via their float part)."""
-    sims = [SimMeter("tuf2000", 1, clock=FakeClock()), SimMeter("emf_generic", 2, clock=FakeClock())]
+    sims = [SimMeter("tuf2000", 1, clock=FakeClock(MORNING)), SimMeter("emf_generic", 2, clock=FakeClock(MORNING))]
     for sim in sims:
         sim.set_fault(Fault.NEGATIVE)
 
@@ -276,7 +248,7 @@ def test_negative_values(transport: str) -> None:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_stuck_zero_and_totalizer_reset(transport: str) -> None:
     """stuck_zero: flow 0 and a frozen total across polls. totalizer_reset: the total restarts at 0."""
-    clock = FakeClock()
+    clock = FakeClock(MORNING)
     sim = SimMeter("tuf2000", 1, clock=clock)
 
     async def body() -> None:
@@ -307,7 +279,7 @@ def test_late_reply_is_never_decoded_as_the_current_request(transport: str) -> N
     On TCP the earlier reply comes under the current transaction id, as a TCP/RTU gateway forwards a
     late serial reply; only the register count tells it apart.
     """
-    clock = FakeClock()
+    clock = FakeClock(MORNING)
     sim = SimMeter("tuf2000", 1, clock=clock)
     reads = [ReadRequest(3, 0, 2), ReadRequest(3, 71, 1), ReadRequest(3, 8, 4), ReadRequest(3, 24, 4)]
 
@@ -339,7 +311,7 @@ def test_a_slow_answer_is_never_taken_for_the_next_request(transport: str) -> No
     """slow_answer: the reply comes after the poller gave up on it. RTU answers carry no transaction
     id, and the two requests here have one function and one count, so only timing can tell the late
     answer from the next one: it must land while the bus keeps quiet after the failure, and be dropped."""
-    clock = FakeClock()
+    clock = FakeClock(MORNING)
     sim = SimMeter("tuf2000", 1, clock=clock)
     sim.slow_answer_s = FAULT_TIMEOUT * 1.5  # after the timeout, inside the quiet time that follows it
     reads = [ReadRequest(3, 8, 4), ReadRequest(3, 24, 4)]

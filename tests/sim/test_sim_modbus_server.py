@@ -3,55 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+
+from support.loop import START, run
+from support.pty import open_slave, read_slave
 
 from meterlink.protocols.modbus import rtu, tcp
 from meterlink.sim.meter_model import Fault, SimMeter
 from meterlink.sim.modbus_server import ModbusSimServer
 
-T = TypeVar("T")
-START = 1_717_200_000.0
-
-
-def run(coro: Callable[[], Awaitable[T]]) -> T:
-    """Run one test body in a fresh loop; fail if it leaves tasks or file descriptors behind."""
-    fds = set(os.listdir("/proc/self/fd"))
-
-    async def body() -> T:
-        result = await coro()
-        await asyncio.sleep(0)
-        leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-        assert not leftovers, leftovers
-        return result
-
-    result = asyncio.run(body())
-    assert set(os.listdir("/proc/self/fd")) <= fds, "file descriptors leaked"
-    return result
-
 
 def meter(unit: int, name: str = "tuf2000") -> SimMeter:
     """A meter with a frozen clock."""
     return SimMeter(name, unit, clock=lambda: START)
-
-
-async def read_slave(fd: int, size: int, wait: float = 2.0) -> bytes:
-    """Read up to ``size`` bytes from a non-blocking fd, giving up after ``wait`` seconds."""
-    data = b""
-    for _ in range(int(wait / 0.01)):
-        with contextlib.suppress(BlockingIOError):
-            data += os.read(fd, size - len(data))
-        if len(data) >= size:
-            break
-        await asyncio.sleep(0.01)
-    return data
-
-
-def open_slave(path: str) -> int:
-    """Open the agent's end of the pty, as pyserial does."""
-    return os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
 
 
 def test_pty_hunts_through_garbage_and_bad_crc() -> None:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from support.szy206 import run
+from support.loop import run
+from support.szy206_frames import A13, A14, TP5
 
 from meterlink.protocols.szy206 import (
     AFN,
@@ -32,10 +33,7 @@ from meterlink.protocols.szy206 import (
 )
 from meterlink.sim.station import Station, UnknownTerminal
 
-ADDR = Address(division="530381", station=13)
-OTHER = Address(division="530381", station=14)
 NOW = datetime(2026, 3, 5, 1, 2, 3, tzinfo=UTC).timestamp()  # 09:02:03 on the 5th at UTC+8 (a Thursday)
-TP5 = TimeLabel(second=0, minute=45, hour=8, day=9, delay_min=10)
 TP7 = TimeLabel(second=0, minute=45, hour=8, day=9, month=3, year=26, delay_min=10)
 WAIT = 2.0
 
@@ -65,7 +63,7 @@ class Terminal:
                 self.reassembler.feed(data)
         return frame
 
-    async def login(self, address: Address = ADDR) -> Frame:
+    async def login(self, address: Address = A13) -> Frame:
         await self.send(build_link(address, LinkKind.LOGIN))
         return await self.recv()
 
@@ -78,7 +76,7 @@ class Terminal:
 
 
 def report(volume: int = 106182, *, tp: TimeLabel | None = TP5, fcb: int = 3, afn: int = AFN.REPORT) -> Frame:
-    return build_flow_report(ADDR, [(5.9, volume)], alarm=0x1001, status=0x0060, tp=tp, fcb=fcb, afn=afn)
+    return build_flow_report(A13, [(5.9, volume)], alarm=0x1001, status=0x0060, tp=tp, fcb=fcb, afn=afn)
 
 
 async def started(**options: Any) -> Station:
@@ -99,13 +97,13 @@ def test_login_keepalive_logout_get_link_replies_and_are_recorded() -> None:
         term = await Terminal.connect(station.port)
         try:
             reply = await term.login()
-            assert (reply.afn, reply.direction, reply.address) == (AFN.LINK, Direction.DOWN, ADDR)
+            assert (reply.afn, reply.direction, reply.address) == (AFN.LINK, Direction.DOWN, A13)
             assert parse_link_reply(reply) == 0 and reply.tp is None
-            assert station.terminals == [ADDR]
+            assert station.terminals == [A13]
             for kind in (LinkKind.KEEPALIVE, LinkKind.KEEPALIVE, LinkKind.LOGOUT):
-                await term.send(build_link(ADDR, kind))
+                await term.send(build_link(A13, kind))
                 assert parse_link_reply(await term.recv()) == 0
-            assert [a for a, _ in station.logins] == [ADDR]
+            assert [a for a, _ in station.logins] == [A13]
             assert len(station.keepalives) == 2 and len(station.logouts) == 1
             assert station.logins[0][1] == NOW
         finally:
@@ -125,7 +123,7 @@ def test_link_echo_and_tp_follow_the_request() -> None:
         station = await started(link_echo=True)
         term = await Terminal.connect(station.port)
         try:
-            await term.send(build_link(ADDR, LinkKind.KEEPALIVE, tp=TP5))
+            await term.send(build_link(A13, LinkKind.KEEPALIVE, tp=TP5))
             reply = await term.recv()
             assert parse_link_reply(reply) == 0xF2
             assert reply.tp == TimeLabel(second=3, minute=2, hour=9, day=5, delay_min=0)
@@ -159,12 +157,12 @@ def test_report_is_confirmed_in_the_configured_form(
             await term.login()
             await term.send(report(tp=tp, fcb=2))
             confirm = await term.recv()
-            assert (confirm.afn, confirm.direction, confirm.fcb, confirm.address) == (0xC0, Direction.DOWN, 2, ADDR)
+            assert (confirm.afn, confirm.direction, confirm.fcb, confirm.address) == (0xC0, Direction.DOWN, 2, A13)
             assert parse_confirm(confirm).work_mode == mode
             assert confirm.data == (b"" if mode is None else bytes((mode,)))
             assert confirm.tp == confirm_tp
             (address, flow_report, at), *_ = station.reports
-            assert (address, at) == (ADDR, NOW)
+            assert (address, at) == (A13, NOW)
             assert flow_report.meters[0].volume == 106182 and flow_report.alarm == 0x1001 and flow_report.tp == tp
             assert station.confirms_sent == 1
         finally:
@@ -184,7 +182,7 @@ def test_alarm_manual_and_unreadable_reports_are_confirmed_too() -> None:
             for afn in (AFN.ALARM_REPORT, AFN.MANUAL_REPORT):
                 await term.send(report(afn=afn))
                 assert (await term.recv()).afn == afn
-            unreadable = Frame(direction=Direction.UP, function=3, address=ADDR, afn=AFN.REPORT, data=b"\x01\x02\x03")
+            unreadable = Frame(direction=Direction.UP, function=3, address=A13, afn=AFN.REPORT, data=b"\x01\x02\x03")
             await term.send(unreadable)
             assert (await term.recv()).afn == AFN.REPORT  # intact frame, unreadable data: confirmed, set apart
             assert station.reports == [] and [f.afn for _, f, _ in station.other_reports] == [0x81, 0x82, 0xC0]
@@ -203,12 +201,12 @@ def test_drop_confirms_drops_exactly_n_and_can_be_set_at_runtime() -> None:
         station = await started(drop_confirms=2)
         term = await Terminal.connect(station.port)
         try:
-            await term.send(report(1), report(2), build_link(ADDR, LinkKind.KEEPALIVE), report(3))
+            await term.send(report(1), report(2), build_link(A13, LinkKind.KEEPALIVE), report(3))
             assert (await term.recv()).afn == AFN.LINK  # reports 1 and 2 were not confirmed
             assert (await term.recv()).afn == AFN.REPORT
             assert (station.confirms_dropped, station.confirms_sent, station.drop_confirms) == (2, 1, 0)
             station.drop_confirms = 1
-            await term.send(report(4), build_link(ADDR, LinkKind.KEEPALIVE), report(5))
+            await term.send(report(4), build_link(A13, LinkKind.KEEPALIVE), report(5))
             assert (await term.recv()).afn == AFN.LINK
             assert (await term.recv()).afn == AFN.REPORT
             assert (station.confirms_dropped, station.confirms_sent) == (3, 2)
@@ -232,7 +230,7 @@ def test_garbage_split_and_sticky_frames_are_survived_and_counted() -> None:
         station = await started()
         term = await Terminal.connect(station.port)
         try:
-            keepalive = encode(build_link(ADDR, LinkKind.KEEPALIVE))
+            keepalive = encode(build_link(A13, LinkKind.KEEPALIVE))
             bad_crc = bytearray(encode(report(7)))
             bad_crc[-2] ^= 0xFF
             await term.send(b"\x00\xff noise \x68\x01", bytes(bad_crc), keepalive)
@@ -261,7 +259,7 @@ def test_a_header_with_a_huge_length_is_given_up_when_the_link_goes_idle() -> No
         station.resync_after_s = 0.05
         term = await Terminal.connect(station.port)
         try:
-            await term.send(b"\x68\xff\x68" + encode(build_link(ADDR, LinkKind.LOGIN)))
+            await term.send(b"\x68\xff\x68" + encode(build_link(A13, LinkKind.LOGIN)))
             assert (await term.recv()).afn == AFN.LINK
             assert station.frames_rejected == 1 and len(station.logins) == 1
         finally:
@@ -310,8 +308,8 @@ def test_wait_for_times_out_and_many_terminals_are_served() -> None:
         station = await started()
         one, two = await Terminal.connect(station.port), await Terminal.connect(station.port)
         try:
-            await one.login(ADDR)
-            await two.login(OTHER)
+            await one.login(A13)
+            await two.login(A14)
             await station.wait_for(lambda s: len(s.logins) == 2)
             assert sorted(a.station for a in station.terminals) == [13, 14] and station.connected == 2
             with pytest.raises(TimeoutError):
@@ -353,16 +351,16 @@ def test_query_realtime_round_trip() -> None:
         station = await started(tp_len=5)  # every terminal frame carries a 5-byte Tp, and so do queries
         term = await Terminal.connect(station.port)
         try:
-            await term.send(build_link(ADDR, LinkKind.LOGIN, tp=TP5))
+            await term.send(build_link(A13, LinkKind.LOGIN, tp=TP5))
             assert (await term.recv()).afn == AFN.LINK
             answer = report(4242, afn=AFN.QUERY_REALTIME)
             answering = asyncio.create_task(answer_queries(term, {AFN.QUERY_REALTIME: [answer]}))
-            got = await station.query_realtime(ADDR, timeout=WAIT)
+            got = await station.query_realtime(A13, timeout=WAIT)
             assert got.afn == AFN.QUERY_REALTIME and parse_flow_report(got).meters[0].volume == 4242
             assert [r.meters[0].volume for _, r, _ in station.realtime] == [4242]
             assert station.confirms_sent == 0 and station.reports == []
             with pytest.raises(UnknownTerminal):
-                await station.query_realtime(OTHER, timeout=WAIT)
+                await station.query_realtime(A14, timeout=WAIT)
             await term.close()
             (query,) = await answering
             assert (query.afn, query.direction, query.function, query.data) == (0xB0, Direction.DOWN, 3, b"")
@@ -383,8 +381,8 @@ def test_query_realtime_times_out_or_fails_on_disconnect() -> None:
         try:
             await term.login()
             with pytest.raises(TimeoutError):
-                await station.query_realtime(ADDR, timeout=0.1)
-            asking = asyncio.create_task(station.query_realtime(ADDR, timeout=WAIT))
+                await station.query_realtime(A13, timeout=0.1)
+            asking = asyncio.create_task(station.query_realtime(A13, timeout=WAIT))
             assert (await term.recv()).afn == AFN.QUERY_REALTIME  # the timed-out query
             assert (await term.recv()).afn == AFN.QUERY_REALTIME
             await term.close()
@@ -406,12 +404,12 @@ def test_query_stored_collects_every_answer_frame() -> None:
         try:
             await term.login()
             chunks = [
-                Frame(direction=Direction.UP, address=ADDR, afn=AFN.QUERY_STORED, function=3, data=bytes([i] * 14))
+                Frame(direction=Direction.UP, address=A13, afn=AFN.QUERY_STORED, function=3, data=bytes([i] * 14))
                 for i in range(3)
             ]
             answering = asyncio.create_task(answer_queries(term, {AFN.QUERY_STORED: chunks}))
             start = datetime(2026, 3, 1, 0, 0, 0, tzinfo=UTC)
-            frames = await station.query_stored(ADDR, start, datetime(2026, 3, 2, 8, 30), timeout=WAIT, quiet=0.2)
+            frames = await station.query_stored(A13, start, datetime(2026, 3, 2, 8, 30), timeout=WAIT, quiet=0.2)
             assert [f.data for f in frames] == [c.data for c in chunks]
             assert [f.afn for _, f, _ in station.answers] == [0xB1] * 3
             await term.close()
@@ -432,7 +430,7 @@ def test_query_stored_without_answers_returns_nothing() -> None:
         term = await Terminal.connect(station.port)
         try:
             await term.login()
-            assert await station.query_stored(ADDR, datetime(2026, 3, 1), datetime(2026, 3, 2), timeout=0.1) == []
+            assert await station.query_stored(A13, datetime(2026, 3, 1), datetime(2026, 3, 2), timeout=0.1) == []
         finally:
             await term.close()
             await station.stop()
@@ -448,14 +446,14 @@ def test_set_clock_sends_a_valid_11h_and_can_wait_for_the_echo() -> None:
         term = await Terminal.connect(station.port)
         try:
             await term.login()
-            assert await station.set_clock(ADDR) is None
+            assert await station.set_clock(A13) is None
             sent = await term.recv()
             assert (sent.afn, sent.direction, sent.pw) == (AFN.SET_CLOCK, Direction.DOWN, DEFAULT_PW)
             assert parse_clock(sent) == Clock(second=3, minute=2, hour=9, day=5, month=3, year=26, weekday=4)
             when = datetime(2027, 12, 31, 23, 59, 58)
-            echo = build_clock_answer(ADDR, Clock(second=58, minute=59, hour=23, day=31, month=12, year=27), afn=0x11)
+            echo = build_clock_answer(A13, Clock(second=58, minute=59, hour=23, day=31, month=12, year=27), afn=0x11)
             answering = asyncio.create_task(answer_queries(term, {AFN.SET_CLOCK: [echo]}))
-            answer = await station.set_clock(ADDR, when, timeout=WAIT)
+            answer = await station.set_clock(A13, when, timeout=WAIT)
             assert answer is not None and answer.up and parse_clock(answer).year == 27
             await term.close()
             (sent,) = await answering
@@ -476,7 +474,7 @@ def test_query_interval_polls_every_terminal() -> None:
         answer = report(77, tp=None, afn=AFN.QUERY_REALTIME)
         answering = asyncio.create_task(answer_queries(term, {AFN.QUERY_REALTIME: [answer]}))
         try:
-            await term.send(build_link(ADDR, LinkKind.LOGIN))
+            await term.send(build_link(A13, LinkKind.LOGIN))
             await station.wait_for(lambda s: len(s.realtime) >= 2)
         finally:
             await station.stop()
@@ -496,7 +494,7 @@ def test_a_reconnected_terminal_is_queried_on_its_new_connection() -> None:
             await new.login()
             answer = report(5, tp=None, afn=AFN.QUERY_REALTIME)
             answering = asyncio.create_task(answer_queries(new, {AFN.QUERY_REALTIME: [answer]}))
-            assert parse_flow_report(await station.query_realtime(ADDR, timeout=WAIT)).meters[0].volume == 5
+            assert parse_flow_report(await station.query_realtime(A13, timeout=WAIT)).meters[0].volume == 5
             await new.close()
             await answering
             await station.wait_for(lambda s: s.connected == 1)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import signal
 import socket
-import sys
 
 import pytest
+from support.sim_cli import command, parse
+from support.szy206_frames import A13
 
 from meterlink.protocols.szy206 import (
     AFN,
     NEED_DATA,
-    Address,
     Frame,
     LinkKind,
     Reassembler,
@@ -26,22 +25,7 @@ from meterlink.protocols.szy206 import (
 )
 from meterlink.sim import station_cli
 
-LAUNCH = (
-    "import argparse, asyncio, sys\n"
-    "from meterlink.sim import station_cli\n"
-    "parser = argparse.ArgumentParser(prog='meterlink sim station')\n"
-    "station_cli.add_arguments(parser)\n"
-    "sys.exit(asyncio.run(station_cli.run(parser.parse_args())))\n"
-)
-ADDR = Address(division="530381", station=13)
 WAIT = 10.0  # a fresh interpreter has to start first
-
-
-def parse(*argv: str) -> argparse.Namespace:
-    """Parse like the mounted command does."""
-    parser = argparse.ArgumentParser()
-    station_cli.add_arguments(parser)
-    return parser.parse_args(list(argv))
 
 
 @pytest.mark.parametrize(
@@ -63,18 +47,18 @@ def test_bad_arguments_end_in_one_line_and_code_2(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Every argument mistake is one stderr line naming it, exit code 2, nothing started."""
-    assert asyncio.run(station_cli.run(parse(*argv))) == 2
+    assert asyncio.run(station_cli.run(parse(station_cli, *argv))) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
 
 
 def test_check_fills_defaults_and_reads_every_option() -> None:
-    plan = station_cli.check(parse("--listen", "0"))
+    plan = station_cli.check(parse(station_cli, "--listen", "0"))
     assert (plan.host, plan.port, plan.tp_len, plan.confirm_tp, plan.confirm_mode) == ("127.0.0.1", 0, None, True, 1)
     assert (plan.drop_confirms, plan.query_interval) == (0, None)
     argv = ["--listen", "5021", "--host", "0.0.0.0", "--tp", "7", "--no-confirm-tp", "--confirm-mode", "NONE"]
-    plan = station_cli.check(parse(*argv, "--drop-confirms", "3", "--query-interval", "0.5"))
+    plan = station_cli.check(parse(station_cli, *argv, "--drop-confirms", "3", "--query-interval", "0.5"))
     assert (plan.host, plan.port, plan.tp_len, plan.confirm_tp, plan.confirm_mode) == ("0.0.0.0", 5021, 7, False, None)
     assert (plan.drop_confirms, plan.query_interval) == (3, 0.5)
 
@@ -84,7 +68,7 @@ def test_port_in_use_is_one_line_and_code_1(capsys: pytest.CaptureFixture[str]) 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert asyncio.run(station_cli.run(parse("--listen", str(port)))) == 1
+        assert asyncio.run(station_cli.run(parse(station_cli, "--listen", str(port)))) == 1
     _, err = capsys.readouterr()
     assert err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err
 
@@ -94,9 +78,7 @@ def test_a_whole_run_prints_the_conversation_until_sigterm() -> None:
 
     async def body() -> None:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            LAUNCH,
+            *command("station"),
             "--listen",
             "0",
             "--confirm-mode",
@@ -113,8 +95,8 @@ def test_a_whole_run_prints_the_conversation_until_sigterm() -> None:
             port = int(first.rsplit(":", 1)[1])
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             tp = TimeLabel(second=0, minute=45, hour=8, day=9, delay_min=10)
-            report = build_flow_report(ADDR, [(5.9, 106182)], tp=tp)
-            writer.write(encode(build_link(ADDR, LinkKind.LOGIN)) + encode(report))
+            report = build_flow_report(A13, [(5.9, 106182)], tp=tp)
+            writer.write(encode(build_link(A13, LinkKind.LOGIN)) + encode(report))
             await writer.drain()
             reassembler = Reassembler()
             frames: list[Frame] = []

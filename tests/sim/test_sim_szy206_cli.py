@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import signal
 import socket
 import subprocess
-import sys
 
 import pytest
+from support.sim_cli import command, parse
 from support.szy206 import wall_ms
 
 from meterlink.drivers.base import MeterTimeout, Reading
@@ -19,21 +18,6 @@ from meterlink.drivers.szy206 import Szy206Driver, Szy206Link, Szy206Meter
 from meterlink.protocols.szy206 import Address
 from meterlink.sim import szy206_cli
 from meterlink.sim.szy206_meter import Fault
-
-LAUNCH = (
-    "import argparse, asyncio, sys\n"
-    "from meterlink.sim import szy206_cli\n"
-    "parser = argparse.ArgumentParser(prog='meterlink sim szy206-meter')\n"
-    "szy206_cli.add_arguments(parser)\n"
-    "sys.exit(asyncio.run(szy206_cli.run(parser.parse_args())))\n"
-)
-
-
-def parse(*argv: str) -> argparse.Namespace:
-    """Parse like the mounted command does."""
-    parser = argparse.ArgumentParser()
-    szy206_cli.add_arguments(parser)
-    return parser.parse_args(list(argv))
 
 
 @pytest.mark.parametrize(
@@ -68,7 +52,7 @@ def test_bad_arguments_end_in_one_line_and_code_2(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Every argument mistake is one stderr line naming it, exit code 2, nothing started."""
-    assert asyncio.run(szy206_cli.run(parse(*argv))) == 2
+    assert asyncio.run(szy206_cli.run(parse(szy206_cli, *argv))) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
@@ -76,12 +60,13 @@ def test_bad_arguments_end_in_one_line_and_code_2(
 
 
 def test_check_fills_defaults() -> None:
-    plan = szy206_cli.check(parse("--pty"))
+    plan = szy206_cli.check(parse(szy206_cli, "--pty"))
     assert [(m.address, m.pairs) for m in plan.meters] == [(Address(division="530381", station=13), 1)]
     assert (plan.tcp_port, plan.pty, plan.tp_len, plan.report_interval, plan.faults) == (None, True, 5, None, [])
     assert plan.confirm_timeout == 3.0
     plan = szy206_cli.check(
         parse(
+            szy206_cli,
             *("--tcp", "0", "--meter", "530381:13:2", "--meter", "110105:256", "--report-interval", "2.5"),
             *("--tp", "7", "--fault", "bad_crc", "--fault", "256:no_answer", "--speed", "60", "--seed", "7"),
         )
@@ -109,7 +94,7 @@ def test_port_in_use_is_one_line_and_code_1(capsys: pytest.CaptureFixture[str]) 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert asyncio.run(szy206_cli.run(parse("--tcp", str(port)))) == 1
+        assert asyncio.run(szy206_cli.run(parse(szy206_cli, "--tcp", str(port)))) == 1
     _, err = capsys.readouterr()
     assert err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err
 
@@ -121,7 +106,7 @@ def test_a_whole_run_serves_tcp_and_pty_until_sigterm() -> None:
         *("--fault", "14:no_answer", "--report-interval", "0.1", "--confirm-timeout", "0.3"),
     ]
     proc = subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*command("szy206-meter"), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None

@@ -6,13 +6,13 @@ import dataclasses
 from typing import Any
 
 import pytest
-from support.szy206 import START, FakeClock
+from support.loop import START, FakeClock
+from support.szy206_frames import A13
 
 from meterlink.protocols.szy206 import (
     AFN,
     INVALID,
     NEED_DATA,
-    Address,
     ChecksumError,
     Direction,
     Frame,
@@ -25,8 +25,6 @@ from meterlink.protocols.szy206 import (
     parse_flow_report,
 )
 from meterlink.sim.szy206_meter import Fault, SimSzy206Meter
-
-A13 = Address(division="530381", station=13)
 
 
 def meter(clock: FakeClock | None = None, **kwargs: Any) -> SimSzy206Meter:

@@ -7,7 +7,9 @@ import contextlib
 import os
 
 import pytest
-from support.szy206 import START, run
+from support.loop import START, run
+from support.pty import open_slave
+from support.szy206_frames import A13, A14
 
 from meterlink.protocols.szy206 import (
     AFN,
@@ -24,17 +26,9 @@ from meterlink.protocols.szy206 import (
 from meterlink.sim.szy206_meter import Fault, SimSzy206Meter
 from meterlink.sim.szy206_meter_server import Szy206SimServer
 
-A13 = Address(division="530381", station=13)  # 0x0D: a cooked pty would turn it into 0D 0A
-A14 = Address(division="530381", station=14)
-
 
 def sim(address: Address = A13, **kwargs: object) -> SimSzy206Meter:
     return SimSzy206Meter(address, clock=lambda: START, **kwargs)  # type: ignore[arg-type]
-
-
-def open_slave(path: str) -> int:
-    """Open the agent's end of the pty, as pyserial does."""
-    return os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
 
 
 async def read_frames(fd: int, count: int, wait: float = 1.0) -> tuple[list[Frame], Reassembler]:

@@ -1,47 +1,15 @@
-"""What the SZY206 tests share: a clean event loop per test, fake clocks, meters and endpoints."""
+"""What the SZY206 driver and simulator tests share: simulated meters and the endpoints they serve."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any
 
 from meterlink.drivers.params import SerialParams, TcpParams
-from meterlink.protocols.szy206 import Address
 from meterlink.sim.szy206_meter import SimSzy206Meter
 from meterlink.sim.szy206_meter_server import Szy206SimServer
-
-T = TypeVar("T")
-START = 1_717_200_000.0  # 2024-06-01 00:00 UTC, 08:00 at the site (UTC+8)
-DIVISION = "530381"
-
-
-def run(body: Callable[[], Awaitable[T]]) -> T:
-    """Run one test body in a fresh loop; fail if it leaves tasks or file descriptors behind."""
-    fds = set(os.listdir("/proc/self/fd"))
-
-    async def wrapped() -> T:
-        result = await body()
-        await asyncio.sleep(0)
-        leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-        assert not leftovers, leftovers
-        return result
-
-    result = asyncio.run(wrapped())
-    assert set(os.listdir("/proc/self/fd")) <= fds, "file descriptors leaked"
-    return result
-
-
-class FakeClock:
-    """Seconds since the epoch, moved by the test."""
-
-    def __init__(self, t: float = START) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from support.loop import FakeClock
+from support.szy206_frames import address
 
 
 def wall_ms() -> int:
@@ -49,14 +17,10 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def address(station: int = 13) -> Address:
-    return Address(division=DIVISION, station=station)
-
-
-def sim_meter(station: int = 13, **kwargs: object) -> SimSzy206Meter:
+def sim_meter(station: int = 13, **kwargs: Any) -> SimSzy206Meter:
     """A simulated meter at ``address(station)`` on a fake clock stopped at START (unless given)."""
     kwargs.setdefault("clock", FakeClock())
-    return SimSzy206Meter(address(station), **kwargs)  # type: ignore[arg-type]
+    return SimSzy206Meter(address(station), **kwargs)
 
 
 async def endpoint(server: Szy206SimServer, kind: str) -> SerialParams | TcpParams:

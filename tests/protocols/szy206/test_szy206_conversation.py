@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from support.szy206_frames import A13, TP5
 
 from meterlink.protocols.szy206 import (
     AFN,
     NEED_DATA,
-    Address,
     Answered,
     Conversation,
     Direction,
@@ -24,7 +24,6 @@ from meterlink.protocols.szy206 import (
     ReportRepeated,
     Resend,
     Role,
-    TimeLabel,
     Unsolicited,
     build_confirm,
     build_flow_report,
@@ -35,9 +34,7 @@ from meterlink.protocols.szy206 import (
     parse_confirm,
 )
 
-A13 = Address(division="530381", station=13)
 TIMEOUT = 1000
-TP = TimeLabel(second=0, minute=45, hour=8, day=9, delay_min=10)
 
 
 def events(conv: Conversation) -> list[Event]:
@@ -48,7 +45,7 @@ def events(conv: Conversation) -> list[Event]:
 
 
 def report(volume: int = 42, *, fcb: int = 3, afn: int = AFN.REPORT) -> Frame:
-    return build_flow_report(A13, [(1.5, volume)], tp=TP, fcb=fcb, afn=afn)
+    return build_flow_report(A13, [(1.5, volume)], tp=TP5, fcb=fcb, afn=afn)
 
 
 def centre(**kwargs: object) -> Conversation:
@@ -67,14 +64,14 @@ def test_a_report_goes_out_with_fcb_3_and_its_confirm_answers_it() -> None:
     cent.receive_data(encode(request.frame), 5)
     (received,) = events(cent)
     assert isinstance(received, ReportReceived) and received.frame == request.frame and received.at == 5
-    confirm = cent.confirm(received.frame, tp=TP)
+    confirm = cent.confirm(received.frame, tp=TP5)
     assert (confirm.up, confirm.afn, confirm.fcb, confirm.address, confirm.data, confirm.tp) == (
         False,
         AFN.REPORT,
         3,
         A13,
         b"\x00",
-        TP,
+        TP5,
     )
     term.receive_data(encode(confirm), 9)
     assert events(term) == [Answered(request=request, frame=confirm, at=9)]

@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.szy206_frames import A13
 
 from meterlink.protocols.szy206 import (
     AFN,
     NEED_DATA,
-    Address,
     Answered,
     Conversation,
     Frame,
@@ -59,7 +59,6 @@ from meterlink.protocols.szy206 import (
     encode,
 )
 
-A13 = Address(division="530381", station=13)
 TIMEOUT = 1000
 TRIES = 4
 RESYNC = 250

@@ -7,10 +7,10 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.szy206_frames import A13
 
 from meterlink.protocols.szy206 import (
     INVALID,
-    Address,
     ChecksumError,
     Clock,
     Direction,
@@ -33,7 +33,6 @@ from meterlink.protocols.szy206 import (
     make_pw,
 )
 
-SITE = Address(division="530381", station=13)
 KEYS = {"crc_ok", "length", "direction", "div", "divs", "fcb", "function", "address", "afn", "data", "tp"}
 VECTOR_1 = "681A68B35303810D00C00059000000826110000001106000004508090A3516"
 
@@ -57,7 +56,7 @@ def test_flow_report_view_has_exactly_the_documented_shape() -> None:
 
 
 def test_absent_and_invalid_values_are_null_and_invalid_ones_are_named() -> None:
-    frame = build_flow_report(SITE, [(None, INVALID), (INVALID, None), (INVALID, INVALID), (None, None)])
+    frame = build_flow_report(A13, [(None, INVALID), (INVALID, None), (INVALID, INVALID), (None, None)])
     assert describe(frame)["data"]["meters"] == [
         {"flow": None, "volume": None, "invalid": ["volume"]},
         {"flow": None, "volume": None, "invalid": ["flow"]},
@@ -67,9 +66,9 @@ def test_absent_and_invalid_values_are_null_and_invalid_ones_are_named() -> None
 
 
 def test_invalid_element_values_are_null_and_their_positions_named() -> None:
-    view = describe(build_readings(SITE, 2, [1.5, INVALID, None]))
+    view = describe(build_readings(A13, 2, [1.5, INVALID, None]))
     assert view["data"]["values"] == [1.5, None, None] and view["data"]["invalid"] == [1]
-    assert "invalid" not in describe(build_readings(SITE, 2, [1.5, None]))["data"]
+    assert "invalid" not in describe(build_readings(A13, 2, [1.5, None]))["data"]
 
 
 @pytest.mark.parametrize(
@@ -84,31 +83,31 @@ def test_invalid_element_values_are_null_and_their_positions_named() -> None:
     ],
 )
 def test_sl427_flow_unit_bits_are_shown(unit: FlowUnit | None, flow: float, shown: str | None) -> None:
-    meter = describe(build_flow_report(SITE, [(flow, 7)], unit=unit))["data"]["meters"][0]
+    meter = describe(build_flow_report(A13, [(flow, 7)], unit=unit))["data"]["meters"][0]
     assert meter["flow"] == flow and meter.get("flow_unit") == shown
 
 
 def test_every_data_value_is_a_json_number_or_null() -> None:
-    frame = build_flow_report(SITE, [(INVALID, INVALID), (1.0, 2)], unit=FlowUnit.M3_PER_H)
+    frame = build_flow_report(A13, [(INVALID, INVALID), (1.0, 2)], unit=FlowUnit.M3_PER_H)
     for meter in describe(frame)["data"]["meters"]:
         assert all(meter[key] is None or isinstance(meter[key], int | float) for key in ("flow", "volume"))
 
 
 def test_seven_byte_label_adds_month_and_year() -> None:
     tp = TimeLabel(second=1, minute=2, hour=3, day=4, month=5, year=26, delay_min=0)
-    view = describe(build_flow_report(SITE, [(1.0, 1)], tp=tp))
+    view = describe(build_flow_report(A13, [(1.0, 1)], tp=tp))
     assert view["tp"] == {"second": 1, "minute": 2, "hour": 3, "day": 4, "delay_min": 0, "month": 5, "year": 26}
 
 
 def test_pw_and_clock_are_shown_in_data() -> None:
     clock = Clock(second=5, minute=4, hour=3, day=28, month=11, year=26, weekday=6)
-    view = describe(build_set_clock(SITE, clock, pw=make_pw(1, 234)))
+    view = describe(build_set_clock(A13, clock, pw=make_pw(1, 234)))
     assert view["data"]["pw"] == "1234" and view["data"]["clock"]["month"] == 11
     assert view["direction"] == "down" and view["afn"] == "11"
 
 
 def test_picture_view_and_length_as_received() -> None:
-    frames = build_picture_frames(SITE, bytes(1500))
+    frames = build_picture_frames(A13, bytes(1500))
     view = decode_report(encode(frames[0]))
     assert (view["length"], view["div"], view["divs"], view["data"]["image_bytes"]) == (1, True, 2, 1024)
 
@@ -173,7 +172,7 @@ def test_stored_data_answer_with_a_seven_byte_label() -> None:
     frame = Frame(
         direction=Direction.UP,
         function=3,
-        address=SITE,
+        address=A13,
         afn=0xB1,
         data=encode_flow_data([(1.5, 7), (None, 9)], 0, 1),
         tp=tp,
@@ -186,5 +185,5 @@ def test_stored_data_answer_with_a_seven_byte_label() -> None:
 def test_stored_data_query_still_reads_as_a_query() -> None:
     start = Clock(second=0, minute=0, hour=8, day=1, month=5, year=26, weekday=5)
     end = Clock(second=0, minute=0, hour=9, day=1, month=5, year=26, weekday=5)
-    view = describe(build_stored_query(SITE, start, end))
+    view = describe(build_stored_query(A13, start, end))
     assert view["direction"] == "down" and view["data"]["start"]["hour"] == 8 and view["data"]["end"]["hour"] == 9

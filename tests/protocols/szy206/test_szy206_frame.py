@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.szy206_frames import A13
 
 from meterlink.protocols.szy206 import (
     AFN,
@@ -61,7 +62,6 @@ from meterlink.protocols.szy206 import (
 )
 from meterlink.protocols.szy206.elements import ELEMENTS, Count, Value
 
-SITE = Address(division="530381", station=13)
 KEEPALIVE = bytes.fromhex("680868B05303810D0002F23C16")
 
 # -- strategies ----------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ def test_flow_report_round_trip_with_inferred_tp(
     labels7,
 )
 def test_sl427_flow_report_with_unit_bits(meters: list[tuple[float, int]], unit: FlowUnit, tp: TimeLabel) -> None:
-    frame = _round_trip(build_flow_report(SITE, meters, unit=unit, tp=tp))
+    frame = _round_trip(build_flow_report(A13, meters, unit=unit, tp=tp))
     assert [m.flow for m in parse_flow_report(frame).meters] == [f for f, _ in meters]
 
 
@@ -280,19 +280,19 @@ def test_picture_frames_round_trip(address: Address, image: bytes, afn: int, chu
 
 
 def test_picture_query() -> None:
-    frame = _round_trip(build_picture_query(SITE, 7))
+    frame = _round_trip(build_picture_query(A13, 7))
     assert frame.data == b"\x07" and frame.direction is Direction.DOWN
 
 
 def test_picture_frame_with_an_ordinary_length_still_decodes() -> None:
-    frame = build_picture_frames(SITE, b"\x01\x02\x03")[0]
+    frame = build_picture_frames(A13, b"\x01\x02\x03")[0]
     user = encode(frame)[3:-2]
     raw = bytes((0x68, len(user), 0x68)) + user + bytes((crc8(user), 0x16))
     assert decode(raw) == frame
 
 
 def test_picture_frame_with_floor_length_decodes() -> None:
-    frame = build_picture_frames(SITE, b"\x05" * 100)[0]
+    frame = build_picture_frames(A13, b"\x05" * 100)[0]
     raw = bytearray(encode(frame))
     raw[1] = 0  # 100 // 1024
     assert decode(bytes(raw)) == frame
@@ -316,11 +316,11 @@ def test_pw_keys() -> None:
 
 
 def test_pw_can_be_forced_either_way() -> None:
-    frame = Frame(direction=Direction.DOWN, address=SITE, afn=0x30, data=b"", pw=b"\x12\x34")
+    frame = Frame(direction=Direction.DOWN, address=A13, afn=0x30, data=b"", pw=b"\x12\x34")
     assert decode(encode(frame)) == frame  # policy: 30H carries PW
-    raw = encode(Frame(direction=Direction.DOWN, address=SITE, afn=0x30, data=b"\x12\x34"))
+    raw = encode(Frame(direction=Direction.DOWN, address=A13, afn=0x30, data=b"\x12\x34"))
     assert decode(raw, pw=False).data == b"\x12\x34"
-    up = Frame(direction=Direction.UP, address=SITE, afn=0x77, data=b"\x01", pw=b"\x00\x01")
+    up = Frame(direction=Direction.UP, address=A13, afn=0x77, data=b"\x01", pw=b"\x00\x01")
     assert decode(encode(up), pw=True) == up
 
 
@@ -341,7 +341,7 @@ def test_tp_inference_rule() -> None:
 
 def test_tp_length_can_be_forced() -> None:
     label = TimeLabel(second=1, minute=2, hour=3, day=4, delay_min=0)
-    frame = build_flow_report(SITE, [(1.0, 2)], status=0x0099, tp=label)
+    frame = build_flow_report(A13, [(1.0, 2)], status=0x0099, tp=label)
     raw = encode(frame)
     assert decode(raw, tp_len=5) == frame
     assert decode(raw, tp_len=0).data == frame.data + frame.tp.to_bytes()  # type: ignore[union-attr]
@@ -350,12 +350,12 @@ def test_tp_length_can_be_forced() -> None:
     with pytest.raises(UnsupportedError):
         decode(raw, tp_len=6)
     with pytest.raises(DataError):
-        decode(encode(Frame(direction=Direction.UP, address=SITE, afn=0x02, data=b"\xf2")), tp_len=5)
+        decode(encode(Frame(direction=Direction.UP, address=A13, afn=0x02, data=b"\xf2")), tp_len=5)
 
 
 def test_two_byte_items_prefer_the_szy206_label() -> None:
     tp7 = TimeLabel(second=30, minute=15, hour=14, day=12, month=5, year=26, delay_min=5)
-    raw = encode(build_readings(SITE, 13, [12.34], tp=tp7))
+    raw = encode(build_readings(A13, 13, [12.34], tp=tp7))
     assert decode(raw).tp != tp7  # documented ambiguity: 5 wins
     assert decode(raw, tp_len=7).tp == tp7
 
@@ -410,17 +410,17 @@ def test_all_errors_share_the_root_and_value_error() -> None:
 
 def test_frame_constructor_checks_fields() -> None:
     with pytest.raises(EncodeError):
-        Frame(direction=Direction.UP, div=True, address=SITE, afn=0xC0)  # DIV without DIVS
+        Frame(direction=Direction.UP, div=True, address=A13, afn=0xC0)  # DIV without DIVS
     with pytest.raises(EncodeError):
-        Frame(direction=Direction.UP, fcb=4, address=SITE, afn=0xC0)
+        Frame(direction=Direction.UP, fcb=4, address=A13, afn=0xC0)
     with pytest.raises(EncodeError):
-        Frame(direction=Direction.UP, address=SITE, afn=0xC0, pw=b"\x00")
+        Frame(direction=Direction.UP, address=A13, afn=0xC0, pw=b"\x00")
     with pytest.raises(EncodeError):
         Address(division="53038", station=1)
     with pytest.raises(EncodeError):
         TimeLabel(second=60, minute=0, hour=0, day=1)
     with pytest.raises(EncodeError):
-        encode(Frame(direction=Direction.UP, address=SITE, afn=0xC0, data=bytes(250)))
+        encode(Frame(direction=Direction.UP, address=A13, afn=0xC0, data=bytes(250)))
 
 
 def test_parsers_refuse_other_frames() -> None:
@@ -438,7 +438,7 @@ def test_parsers_refuse_other_frames() -> None:
         with pytest.raises(UnsupportedError):
             parser(keepalive)
     with pytest.raises(UnsupportedError):
-        parse_flow_report(build_readings(SITE, 2, [1.0]))
+        parse_flow_report(build_readings(A13, 2, [1.0]))
 
 
 def test_mode_2_address_round_trips() -> None:
@@ -447,7 +447,7 @@ def test_mode_2_address_round_trips() -> None:
     )
     frame = decode(raw)
     assert frame.address.sl502_code == "12ABEFCD"
-    assert SITE.sl502_code is None
+    assert A13.sl502_code is None
 
 
 # -- fuzz ----------------------------------------------------------------------------------------

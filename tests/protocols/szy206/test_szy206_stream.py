@@ -7,6 +7,7 @@ import itertools
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.szy206_frames import A13, TP5
 
 from meterlink.protocols.szy206 import (
     NEED_DATA,
@@ -15,7 +16,6 @@ from meterlink.protocols.szy206 import (
     Frame,
     LinkKind,
     Reassembler,
-    TimeLabel,
     UnsupportedError,
     build_confirm,
     build_flow_report,
@@ -26,16 +26,14 @@ from meterlink.protocols.szy206 import (
     encode,
 )
 
-SITE = Address(division="530381", station=13)
-TP = TimeLabel(second=0, minute=45, hour=8, day=9, delay_min=10)
-REPORT = build_flow_report(SITE, [(5.9, 106182), (None, 404000)], alarm=0x1001, status=0x60, tp=TP)
+REPORT = build_flow_report(A13, [(5.9, 106182), (None, 404000)], alarm=0x1001, status=0x60, tp=TP5)
 SAMPLES: list[Frame] = [
-    build_link(SITE, LinkKind.LOGIN),
+    build_link(A13, LinkKind.LOGIN),
     REPORT,
-    build_confirm(REPORT, tp=TP),
-    build_realtime_query(SITE),
+    build_confirm(REPORT, tp=TP5),
+    build_realtime_query(A13),
     build_flow_report(Address(division="440607", station=256), [(1.0, 2)]),
-    *build_picture_frames(SITE, bytes(range(256)) * 5),
+    *build_picture_frames(A13, bytes(range(256)) * 5),
 ]
 frame_lists = st.lists(st.sampled_from(SAMPLES), min_size=1, max_size=8)
 # Noise with 68H (false starts) but no 16H: a false start whose L ends on a 16H passes the CRC-8 one
@@ -142,7 +140,7 @@ def test_impossible_length_is_rejected_by_dropping_one_byte() -> None:
 
 def test_frame_whose_tp_cannot_fit_is_dropped_whole() -> None:
     reassembler = Reassembler(tp_len=7)
-    keepalive = encode(build_link(SITE, LinkKind.KEEPALIVE))  # one data byte: no room for a 7-byte Tp
+    keepalive = encode(build_link(A13, LinkKind.KEEPALIVE))  # one data byte: no room for a 7-byte Tp
     reassembler.feed(keepalive + encode(REPORT))
     assert drain(reassembler) == []
     assert reassembler.frames_rejected == 2 and reassembler.bytes_discarded == len(keepalive) + len(encode(REPORT))
@@ -163,7 +161,7 @@ def test_every_strict_prefix_needs_data(frame: Frame) -> None:
 
 
 def test_repeated_short_frames_come_from_the_memo() -> None:
-    keepalive = encode(build_link(SITE, LinkKind.KEEPALIVE))
+    keepalive = encode(build_link(A13, LinkKind.KEEPALIVE))
     reassembler = Reassembler()
     reassembler.feed(keepalive * 3)
     first, second, third = drain(reassembler)

@@ -13,6 +13,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.szy206_frames import A13, TP5
 
 from meterlink.protocols.szy206 import (
     NEED_DATA,
@@ -22,7 +23,6 @@ from meterlink.protocols.szy206 import (
     Frame,
     LinkKind,
     Reassembler,
-    TimeLabel,
     build_confirm,
     build_flow_report,
     build_link,
@@ -34,17 +34,15 @@ from meterlink.protocols.szy206 import (
 from meterlink.protocols.szy206.crc import crc8, crc8_many, crc8_reference
 from meterlink.protocols.szy206.frame import picture_total
 
-SITE = Address(division="530381", station=13)
-TP = TimeLabel(second=0, minute=45, hour=8, day=9, delay_min=10)
-REPORT = build_flow_report(SITE, [(5.9, 106182), (None, 404000)], alarm=0x1001, status=0x60, tp=TP)
+REPORT = build_flow_report(A13, [(5.9, 106182), (None, 404000)], alarm=0x1001, status=0x60, tp=TP5)
 SAMPLES: list[Frame] = [
-    build_link(SITE, LinkKind.LOGIN),
+    build_link(A13, LinkKind.LOGIN),
     REPORT,
-    build_confirm(REPORT, tp=TP),
-    build_realtime_query(SITE),
-    build_flow_report(Address(division="440607", station=256), [(1.0, 2)] * 8, tp=TP),  # 101 bytes
-    Frame(direction=Direction.UP, div=True, divs=2, address=SITE, afn=0x53, data=b""),  # L = 8, DIV
-    *build_picture_frames(SITE, bytes(range(256)) * 5),  # a 1 KiB chunk (L = 1) and a 256-byte one
+    build_confirm(REPORT, tp=TP5),
+    build_realtime_query(A13),
+    build_flow_report(Address(division="440607", station=256), [(1.0, 2)] * 8, tp=TP5),  # 101 bytes
+    Frame(direction=Direction.UP, div=True, divs=2, address=A13, afn=0x53, data=b""),  # L = 8, DIV
+    *build_picture_frames(A13, bytes(range(256)) * 5),  # a 1 KiB chunk (L = 1) and a 256-byte one
 ]
 RAWS = [encode(frame) for frame in SAMPLES]
 
@@ -312,7 +310,7 @@ def test_raw_frames_decode_to_what_next_frame_returns() -> None:
 
 def test_raw_returns_a_frame_that_next_frame_drops() -> None:
     """The split layer checks framing and CRC; PW and Tp are the decoder's business."""
-    keepalive = encode(build_link(SITE, LinkKind.KEEPALIVE))  # no room for a 7-byte Tp
+    keepalive = encode(build_link(A13, LinkKind.KEEPALIVE))  # no room for a 7-byte Tp
     raw_side, frame_side = Reassembler(tp_len=7), Reassembler(tp_len=7)
     raw_side.feed(keepalive)
     frame_side.feed(keepalive)
@@ -323,7 +321,7 @@ def test_raw_returns_a_frame_that_next_frame_drops() -> None:
 
 def test_queued_frames_count_against_the_buffer_bound() -> None:
     reassembler = Reassembler(max_buffer=70_000)
-    picture = encode(build_picture_frames(SITE, bytes(60_000), chunk=60_000)[0])
+    picture = encode(build_picture_frames(A13, bytes(60_000), chunk=60_000)[0])
     reassembler.feed(picture + RAWS[0])
     assert reassembler.next_raw() == picture  # RAWS[0] is cut and waits
     reassembler.feed(bytes(60_000))
