@@ -7,8 +7,9 @@ import contextlib
 import os
 
 import pytest
-from support.loop import START, run
+from support.loop import run
 from support.pty import open_slave
+from support.szy206 import sim_meter
 from support.szy206_frames import A13, A14
 
 from meterlink.protocols.szy206 import (
@@ -23,12 +24,8 @@ from meterlink.protocols.szy206 import (
     encode,
     parse_flow_report,
 )
-from meterlink.sim.szy206_meter import Fault, SimSzy206Meter
+from meterlink.sim.szy206_meter import Fault
 from meterlink.sim.szy206_meter_server import Szy206SimServer
-
-
-def sim(address: Address = A13, **kwargs: object) -> SimSzy206Meter:
-    return SimSzy206Meter(address, clock=lambda: START, **kwargs)  # type: ignore[arg-type]
 
 
 async def read_frames(fd: int, count: int, wait: float = 1.0) -> tuple[list[Frame], Reassembler]:
@@ -48,7 +45,7 @@ async def read_frames(fd: int, count: int, wait: float = 1.0) -> tuple[list[Fram
 
 def test_pty_answers_only_its_own_addresses() -> None:
     """Noise, another station's query and an uplink frame are skipped and counted; each meter answers once."""
-    meters = [sim(A13), sim(A14, pairs=2)]
+    meters = [sim_meter(13), sim_meter(14, pairs=2)]
 
     async def body() -> None:
         server = Szy206SimServer(meters)
@@ -75,7 +72,7 @@ def test_pty_answers_only_its_own_addresses() -> None:
 
 def test_split_frames_keep_their_order_on_the_line() -> None:
     """Answers written in pieces with pauses never interleave, even when queries come back to back."""
-    meters = [sim(A13), sim(A14)]
+    meters = [sim_meter(13), sim_meter(14)]
     for m in meters:
         m.set_fault(Fault.SPLIT_FRAMES)
 
@@ -97,7 +94,7 @@ def test_split_frames_keep_their_order_on_the_line() -> None:
 
 def test_a_partial_query_is_given_up_and_the_next_one_answered() -> None:
     """A fake header whose L claims more bytes than come holds the line only until the resync pause."""
-    meter = sim()
+    meter = sim_meter()
 
     async def body() -> None:
         server = Szy206SimServer([meter])
@@ -115,7 +112,7 @@ def test_a_partial_query_is_given_up_and_the_next_one_answered() -> None:
 
 def test_tcp_answers_and_reports_to_the_connected_agent() -> None:
     """Over TCP: a query is answered on its connection; a report goes out, is resent, then confirmed."""
-    meter = sim(report_interval=None)
+    meter = sim_meter(report_interval=None)
 
     async def body() -> None:
         server = Szy206SimServer([meter], confirm_timeout=0.1)
@@ -148,7 +145,7 @@ def test_tcp_answers_and_reports_to_the_connected_agent() -> None:
 
 
 def test_periodic_reports_start_with_the_first_endpoint_and_stop_with_the_server() -> None:
-    meter = sim(report_interval=0.02)
+    meter = sim_meter(report_interval=0.02)
     meter.set_fault(Fault.NO_CONFIRM_NEEDED)
 
     async def body() -> None:
@@ -170,11 +167,11 @@ def test_periodic_reports_start_with_the_first_endpoint_and_stop_with_the_server
 
 def test_two_meters_with_one_address_are_refused() -> None:
     with pytest.raises(ValueError, match="530381:13 is served twice"):
-        Szy206SimServer([sim(), sim()])
+        Szy206SimServer([sim_meter(), sim_meter()])
 
 
 def test_stop_twice_and_stations() -> None:
-    server = Szy206SimServer([sim(A14), sim(A13)])
+    server = Szy206SimServer([sim_meter(14), sim_meter(13)])
     assert server.stations == "530381:13,530381:14"
 
     async def body() -> None:
