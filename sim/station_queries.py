@@ -25,6 +25,7 @@ from meterlink.protocols.szy206 import (
     build_stored_query,
 )
 from meterlink.protocols.szy206.elements import FLOW_TYPE
+from meterlink.protocols.szy206.times import clock_at, utc_ms
 
 from .station_link import StationConnection
 
@@ -47,6 +48,7 @@ class StationQueries:
     """The station's queries; :class:`~.station.Station` provides the connections and the sending."""
 
     tz: timezone
+    utc_offset_h: float
     _terminals: dict[Address, StationConnection]
 
     def now(self) -> datetime:
@@ -65,16 +67,9 @@ class StationQueries:
         return conn
 
     def _clock_of(self, when: datetime) -> Clock:
-        local = when.astimezone(self.tz) if when.tzinfo is not None else when
-        return Clock(
-            second=local.second,
-            minute=local.minute,
-            hour=local.hour,
-            day=local.day,
-            month=local.month,
-            year=local.year % 100,
-            weekday=local.isoweekday(),
-        )
+        """``when`` as a 6-byte clock in wire time; a naive ``when`` is wire time already."""
+        aware = when if when.tzinfo is not None else when.replace(tzinfo=self.tz)
+        return clock_at(utc_ms(aware), utc_offset_h=self.utc_offset_h)
 
     async def query_realtime(
         self, address: Address, timeout: float = QUERY_TIMEOUT_S, *, function: int = FLOW_TYPE
