@@ -163,7 +163,7 @@ class BusPoller:
         state = m.state
         state.polls += 1
         try:
-            readings = await self.driver.read(m.meter, m.due, flags)
+            readings: list[Reading] = await self.driver.read(m.meter, m.due, flags)
         except DriverError as exc:
             kind = type(exc).__name__
             state.failures[kind] = state.failures.get(kind, 0) + 1

@@ -140,6 +140,7 @@ def print_profile(out: Path) -> None:
     functions by the samples they were anywhere on the stack in (total time)."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
+    by_library: Counter[str] = Counter()
     samples = 0
     for line in out.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -151,12 +152,31 @@ def print_profile(out: Path) -> None:
         own[frames[-1][0]] += n
         for name in {name for name, ours in frames if ours}:
             total[name] += n
+        by_library[_library(stack.rsplit(";", 1)[-1])] += n
     print(f"   profile: {samples} samples of the thread holding the GIL; self time, top {PROFILE_TOP}:")
     for name, n in own.most_common(PROFILE_TOP):
         print(f"     {100 * n / max(samples, 1):5.1f} %  {name}")
     print(f"   meterlink's functions, total time (self and what they call), top {PROFILE_TOP}:")
     for name, n in total.most_common(PROFILE_TOP):
         print(f"     {100 * n / max(samples, 1):5.1f} %  {name}")
+    print("   self time by library (the function on top of the stack):")
+    for name, n in by_library.most_common():
+        print(f"     {100 * n / max(samples, 1):5.1f} %  {name}")
+
+
+LIBRARIES = ("pymodbus", "paho", "asyncio", "sqlite3", "concurrent", "cryptography", "json", "logging", "selectors")
+
+
+def _library(frame: str) -> str:
+    """The library a frame's code belongs to: meterlink's own folders, a named library, or other."""
+    parts = frame.partition(" (")[2].rsplit(":", 1)[0].split("/")
+    for name in LIBRARIES:
+        if name in parts[:-1] or parts[-1] == f"{name}.py":
+            return name
+    for folder in ("agent", "drivers", "protocols", "wire"):
+        if folder in parts[:-1]:
+            return f"meterlink {folder}/"
+    return "other (stdlib, dataclass-made methods, ...)"
 
 
 def _frame(frame: str) -> tuple[str, bool]:
@@ -260,6 +280,12 @@ def main() -> None:
         "ms",
         target,
         higher_is_better=False,
+    )
+    figure("  ... of which user time", (cpu1.user - cpu0.user) * 1000 / max(polls, 1), "ms")
+    figure(
+        "  ... of which system time (the kernel's, for the agent)",
+        (cpu1.system - cpu0.system) * 1000 / max(polls, 1),
+        "ms",
     )
     figure("reference gateway, CPU per device poll", 1.6, "ms")
     if spy is not None and args.profile is not None and args.profile.exists():

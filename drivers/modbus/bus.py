@@ -8,6 +8,8 @@ pymodbus is pinned to one minor version and used only here. Facts of that versio
 - automatic reconnection is off (``reconnect_delay=0``): the bus reconnects on the next request, so a
   meter that comes back is polled at its next slot, not after pymodbus's growing back-off;
 - a cancelled request surfaces as ``ModbusIOException``, so cancellation is re-raised here;
+- the asyncio transport of a connection is ``client.ctx.transport``: its read size is set here
+  (TCP_RECV_SIZE), since asyncio's default costs a 256 KiB buffer per answer;
 - a reply that arrives while no request is outstanding is dropped. RTU answers carry no transaction
   id, so after a failed request on a serial bus the line is left quiet for a moment (QUIET_AFTER_FAILURE_S)
   before the next one: a slow meter's late answer lands then and is dropped, instead of being taken
@@ -33,6 +35,12 @@ from meterlink.protocols.modbus.plan import ReadRequest
 log = logging.getLogger("meterlink.modbus")
 
 QUIET_AFTER_FAILURE_S = 0.5  # at most; never longer than the bus's own timeout
+
+# asyncio reads a TCP socket with recv(256 KiB): for every answer (260 bytes at most in Modbus TCP)
+# malloc maps a fresh 256 KiB buffer, shrinks it and unmaps it again (mmap, mremap, munmap and a
+# page fault per request: most of the kernel's share of a poll). 4 KiB holds any answer; more
+# bytes, if ever, are read on the loop's next turn.
+TCP_RECV_SIZE = 4096
 
 # pymodbus logs every timeout and dropped frame at WARNING/ERROR on its own logger; the bus counts
 # and logs those per meter itself, in one line, so pymodbus is kept quiet.
@@ -130,11 +138,12 @@ class ModbusBus:
             self.counters.connect_failures += 1
             self.counters.last_error = self._why_not_open()
             raise TransportError(f"bus {self.name}: {self.counters.last_error}")
+        _shrink_reads(self._client)
         log.info("event=bus_connected bus=%s endpoint=%s", self.name, self.describe())
         return self._client
 
     def describe(self) -> str:
-        return describe(self.params)
+        return str(describe(self.params))
 
     def _why_not_open(self) -> str:
         """pymodbus only says that the port did not open: a serial port is asked why."""
@@ -154,10 +163,13 @@ class ModbusBus:
             return await self._read_locked(unit_id, request)
 
     async def _read_locked(self, unit_id: int, request: ReadRequest) -> list[int]:
-        client = await self._ensure_connected()
-        quiet = self._quiet_until - time.monotonic()
-        if quiet > 0:
-            await asyncio.sleep(quiet)
+        client = self._client
+        if client is None or not client.connected:
+            client = await self._ensure_connected()
+        if self._quiet_until:  # only a serial bus ever keeps quiet
+            quiet = self._quiet_until - time.monotonic()
+            if quiet > 0:
+                await asyncio.sleep(quiet)
         self.counters.requests += 1
         self._rx_bytes = 0
         call = client.read_holding_registers if request.function == 3 else client.read_input_registers
@@ -210,3 +222,11 @@ class ModbusBus:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _shrink_reads(client: AsyncModbusSerialClient | AsyncModbusTcpClient) -> None:
+    """Read a TCP connection TCP_RECV_SIZE bytes at a time (pymodbus keeps its asyncio transport in
+    ``ctx.transport``; a serial transport reads 1 KiB at a time already and has no ``max_size``)."""
+    transport = getattr(getattr(client, "ctx", None), "transport", None)
+    if isinstance(transport, asyncio.Transport) and isinstance(getattr(transport, "max_size", None), int):
+        transport.max_size = TCP_RECV_SIZE  # type: ignore[attr-defined]
