@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from meterlink.drivers.base import Driver, Flag, Reading
 from meterlink.drivers.szy206 import Szy206Driver
 from meterlink.wire import jws
@@ -27,7 +29,7 @@ from .config import Config
 from .errors import StoreError
 from .latest import LatestValues
 from .manual import Inbox, evidence_dir
-from .outbox import Outbox
+from .outbox import Opening, Outbox
 from .pollcost import poll_cost_ms
 from .receipts import ReceiptBook
 from .rulebook import Rulebook
@@ -122,37 +124,65 @@ class Agent:
         )
         outbox = Outbox(store)
         latest = LatestValues()
-        link = uploader = terminal = None
-        m = cfg.uplink.mqtt
-        if m is not None:
-            signer = jws.Signer(key, compress=m.compression == "deflate")
-            link = MqttLink(mqtt_settings(cfg, backoff_max=self.backoff_max))
-            receipts = None
-            if m.receipts:
-                verifier = jws.Verifier([keys.load_public_key(m.receipt_key)]) if m.receipt_key else None
-                receipts = ReceiptBook(cfg.gateway.id, int(m.receipt_timeout * 1000), verifier)
-                topic = f"{m.topic_prefix}/{cfg.gateway.id}/receipts"
-                link.subscriptions.append(topic)
-                link.on_message = self._on_receipt
-            uploader = Uploader(
-                outbox,
-                link,
-                signer,
-                gateway=cfg.gateway.id,
-                topic_prefix=m.topic_prefix,
-                interval_s=m.upload_interval,
-                batch_size=m.batch_size,
-                publish_timeout=m.publish_timeout,
-                backfill_rate=m.backfill_rate,
-                receipts=receipts,
-            )
+        link, uploader = self._mqtt(key, outbox)
+        terminal = None
         if cfg.uplink.szy206 is not None:
             positions = {mc.szy206_position: mc.id for mc in cfg.enabled_meters if mc.szy206_position}
             terminal = SiteTerminal(
                 cfg.uplink.szy206, positions, outbox, latest, self._event, backoff_max=self.backoff_max
             )
-        clock_check = ClockCheck(cfg.clock.sync_check)
-        self._clock_check = clock_check
+        self._clock_check = ClockCheck(cfg.clock.sync_check)
+        pollers, buses = self._pollers()
+        if terminal is not None:
+            states = {m.meter.id: m.state for p in pollers for m in p.meters}
+            terminal.meter_failing = lambda meter: meter in states and states[meter].online is False
+        rulebook = self._rulebook(outbox, pollers)
+        self.parts = Parts(
+            store, outbox, GroupCommit(outbox), latest, link, uploader, terminal, pollers, buses, rulebook
+        )
+        log.info(
+            "event=agent_started gateway=%s meters=%d buses=%d kid=%s store=%s next_seq=%d uplinks=%s",
+            cfg.gateway.id,
+            sum(len(p.meters) for p in pollers),
+            len(pollers),
+            jws.thumbprint(key.public_key()),
+            cfg.store.path,
+            outbox.next_seq,
+            ",".join(self.parts.uplinks()),
+        )
+        return self.parts
+
+    def _mqtt(self, key: Ed25519PrivateKey, outbox: Outbox) -> tuple[MqttLink | None, Uploader | None]:
+        """The MQTT link and the uploader that drains the store through it, when configured."""
+        cfg, m = self.config, self.config.uplink.mqtt
+        if m is None:
+            return None, None
+        signer = jws.Signer(key, compress=m.compression == "deflate")
+        link = MqttLink(mqtt_settings(cfg, backoff_max=self.backoff_max))
+        receipts = None
+        if m.receipts:
+            verifier = jws.Verifier([keys.load_public_key(m.receipt_key)]) if m.receipt_key else None
+            receipts = ReceiptBook(cfg.gateway.id, int(m.receipt_timeout * 1000), verifier)
+            topic = f"{m.topic_prefix}/{cfg.gateway.id}/receipts"
+            link.subscriptions.append(topic)
+            link.on_message = self._on_receipt
+        uploader = Uploader(
+            outbox,
+            link,
+            signer,
+            gateway=cfg.gateway.id,
+            topic_prefix=m.topic_prefix,
+            interval_s=m.upload_interval,
+            batch_size=m.batch_size,
+            publish_timeout=m.publish_timeout,
+            backfill_rate=m.backfill_rate,
+            receipts=receipts,
+        )
+        return link, uploader
+
+    def _pollers(self) -> tuple[list[BusPoller], list[Driver]]:
+        """A poller per bus with enabled meters, over the driver its protocol asks for."""
+        cfg = self.config
         buses: list[Driver] = []
         pollers = []
         for name, bus_cfg in cfg.buses.items():
@@ -170,37 +200,24 @@ class Agent:
                 for mc, m in built
             ]
             buses.append(driver)
-            pollers.append(BusPoller(name, driver, meters, self._sink, self._event, clock_check))
-        if terminal is not None:
-            states = {m.meter.id: m.state for p in pollers for m in p.meters}
-            terminal.meter_failing = lambda meter: meter in states and states[meter].online is False
+            pollers.append(BusPoller(name, driver, meters, self._sink, self._event, self._clock_check))
+        return pollers, buses
+
+    def _rulebook(self, outbox: Outbox, pollers: list[BusPoller]) -> Rulebook:
+        cfg, mqtt = self.config, self.config.uplink.mqtt
         wrap_at = {
             m.meter.id: m.quality.moduli.get("volume_total") if m.quality else None for p in pollers for m in p.meters
         }
-        rulebook = Rulebook(
+        return Rulebook(
             outbox,
             rules_config.meter_settings(cfg, wrap_at),
             zone=cfg.gateway.zone,
             intakes=rules_config.intakes(cfg),
             settings=rules_config.anomaly_settings(cfg),
-            upload_interval_ms=m.upload_interval * 1000 if m is not None else None,
+            upload_interval_ms=mqtt.upload_interval * 1000 if mqtt is not None else None,
             clock_offset=self._clock_offset,
             on_recorded=self._rules_recorded,
         )
-        self.parts = Parts(
-            store, outbox, GroupCommit(outbox), latest, link, uploader, terminal, pollers, buses, rulebook
-        )
-        log.info(
-            "event=agent_started gateway=%s meters=%d buses=%d kid=%s store=%s next_seq=%d uplinks=%s",
-            cfg.gateway.id,
-            sum(len(p.meters) for p in pollers),
-            len(pollers),
-            jws.thumbprint(key.public_key()),
-            cfg.store.path,
-            outbox.next_seq,
-            ",".join(self.parts.uplinks()),
-        )
-        return self.parts
 
     @property
     def built(self) -> Parts:
@@ -290,24 +307,7 @@ class Agent:
         ``final_flush`` (the demo) also uploads what is pending once more before closing.
         """
         parts = self.parts if self.parts is not None else await asyncio.to_thread(self.build)
-        opening = parts.outbox.opening
-        if opening.moved_aside is not None:
-            where, why = opening.moved_aside
-            log.error("event=store_corrupt moved_to=%s error=%r", where, why)
-            await self._event("store_corrupt", {"moved_to": str(where), "error": why})
-            saved = opening.salvaged
-            if saved is not None:  # its counts are in the store_salvaged event too
-                log.warning(
-                    "event=store_salvaged readings=%d events=%d unreadable=%d unreadable_events=%d problems=%r",
-                    saved.readings,
-                    len(saved.events),
-                    saved.unreadable,
-                    saved.unreadable_events,
-                    "; ".join(saved.problems[:5]),
-                )
-        if opening.seq_jump is not None:  # its event was committed with the new store itself
-            _, continued = opening.seq_jump
-            log.warning("event=store_replaced seq_continues_at=%d", continued)
+        await self._report_opening(parts.outbox.opening)
         await self._event("agent_started", {"host": socket.gethostname(), "pid": os.getpid()})
         rules_task = await self._start_rules(parts)
         inbox = Inbox(self.config.store.path, {m.id for m in self.config.meters}, self._manual_stored)
@@ -360,6 +360,26 @@ class Agent:
             log.error("event=task_failed_at_stop task=%s error=%r", ended.get_name(), error, exc_info=error)
         if failed:
             raise failed[0][1]
+
+    async def _report_opening(self, opening: Opening) -> None:
+        """What the store found when it opened: a corrupt store moved aside, salvaged, replaced."""
+        if opening.moved_aside is not None:
+            where, why = opening.moved_aside
+            log.error("event=store_corrupt moved_to=%s error=%r", where, why)
+            await self._event("store_corrupt", {"moved_to": str(where), "error": why})
+            saved = opening.salvaged
+            if saved is not None:  # its counts are in the store_salvaged event too
+                log.warning(
+                    "event=store_salvaged readings=%d events=%d unreadable=%d unreadable_events=%d problems=%r",
+                    saved.readings,
+                    len(saved.events),
+                    saved.unreadable,
+                    saved.unreadable_events,
+                    "; ".join(saved.problems[:5]),
+                )
+        if opening.seq_jump is not None:  # its event was committed with the new store itself
+            _, continued = opening.seq_jump
+            log.warning("event=store_replaced seq_continues_at=%d", continued)
 
     async def _start_rules(self, parts: Parts) -> asyncio.Task[None]:
         """The platform's rules: their tables, open conditions and the archive, then their task."""

@@ -25,7 +25,7 @@ def test_the_loop_sees_the_next_seq_and_new_events_from_the_operations(tmp_path:
             assert outbox.next_seq == 1 and outbox.events_added == 0
             assert await outbox.append(cycle(3)) == (1, 3)
             assert outbox.next_seq == 4
-            await outbox.call(lambda: outbox.store.add_event("rule", 5, {}))
+            await outbox.with_store(lambda store: store.add_event("rule", 5, {}))
             assert outbox.events_added == 1
             await outbox.add_event("agent_started", 6)
             assert outbox.events_added == 2

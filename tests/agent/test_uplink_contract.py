@@ -37,8 +37,8 @@ def test_neither_uplink_delivers_without_a_connection(tmp_path: Path) -> None:
             await outbox.keep_report(60_000, b"\x01", 1)
             with pytest.raises(NotConnected):
                 await terminal.deliver(SlotReport(60_000, b"\x01", live=False))
-            attempts = await outbox.call(
-                lambda: outbox.store.db.execute("SELECT attempts FROM szy206_reports").fetchone()[0]
+            attempts = await outbox.with_store(
+                lambda store: store.db.execute("SELECT attempts FROM szy206_reports").fetchone()[0]
             )
             assert attempts == 0
             assert await outbox.unconfirmed_reports(10) == [(60_000, b"\x01")]
