@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -198,7 +199,9 @@ ops = st.lists(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=ops)
-def test_model_seq_contiguous_and_pending_exact(tmp_path_factory: pytest.TempPathFactory, ops: list[tuple]) -> None:
+def test_model_seq_contiguous_and_pending_exact(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[Any, ...]]
+) -> None:
     path = tmp_path_factory.mktemp("model") / "s.db"
     s = Store(path, "gw")
     appended: list[int] = []
@@ -330,14 +333,12 @@ def test_a_store_it_may_not_write_is_named_with_the_user(tmp_path: Path, monkeyp
     import os
     import sqlite3
 
-    from meterlink.agent import store as store_module
+    from meterlink.agent import store_file as store_module
     from meterlink.agent.osuser import effective_user
 
     Store(tmp_path / "s.db", "gw").close()
     real_access = os.access
-    monkeypatch.setattr(
-        store_module.os, "access", lambda p, mode: False if Path(p).name == "s.db" else real_access(p, mode)
-    )
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p).name == "s.db" else real_access(p, mode))
     readonly = sqlite3.OperationalError("attempt to write a readonly database")
     line = store_module._cannot_open(tmp_path / "s.db", readonly)
     assert line == f"store {tmp_path / 's.db'}: {tmp_path / 's.db'} is not writable by user {effective_user()}"
