@@ -40,9 +40,7 @@ BusFactory = Callable[[str, BusConfig, list[MeterConfig], ReportCallback | None]
 
 def bus_params(cfg: BusConfig) -> SerialParams | TcpParams:
     if cfg.type == "serial":
-        assert cfg.device is not None
         return SerialParams(cfg.device, cfg.baudrate, cfg.parity, cfg.stopbits, cfg.bytesize)
-    assert cfg.host is not None
     return TcpParams(cfg.host, cfg.port)
 
 

@@ -47,12 +47,66 @@ def read_toml(file: Path) -> dict[str, Any]:
         raise ConfigError(f"{file}: invalid TOML: nested too deeply") from None
 
 
+# A bus is a tagged union (``type``): pydantic then puts the tag in an error's location and words a
+# missing key or one of the other type's keys in its own way. The lines stay as they read when the
+# bus was one model whose validator named them: "a serial bus needs device", "host do(es) not apply".
+BUS_KEYS = {"serial": {"device", "baudrate", "parity", "stopbits", "bytesize"}, "tcp": {"host", "port"}}
+BUS_NEEDS = {
+    "serial": ("device", "a serial bus needs device (e.g. /dev/ttyUSB0)"),
+    "tcp": ("host", "a tcp bus needs host"),
+}
+
+
+def _bus_errors(errors: list[Any]) -> list[Any]:
+    """The errors with the bus's tag taken out of their location and bus lines worded as before."""
+    out: list[Any] = []
+    per_bus: dict[tuple[Any, ...], list[Any]] = {}
+    for err in errors:
+        loc = tuple(err["loc"])
+        if loc[:1] != ("buses",) or len(loc) < 2:
+            out.append(err)
+        elif err["type"] == "union_tag_invalid":
+            tags = str(err.get("ctx", {}).get("expected_tags", "")).split(", ")
+            out.append({**err, "loc": (*loc, "type"), "msg": f"Input should be {' or '.join(tags)}"})
+        elif err["type"] == "union_tag_not_found":
+            out.append({**err, "loc": (*loc, "type"), "type": "missing"})
+        elif err["type"] == "model_attributes_type" and len(loc) == 2:  # not a table: as the one model said
+            out.append({**err, "msg": "Input should be a valid dictionary or instance of BusConfig"})
+        elif len(loc) >= 3 and loc[2] in BUS_KEYS:
+            per_bus.setdefault(loc[:3], []).append(err)
+        else:
+            out.append(err)
+    for (*at, tag), errs in per_bus.items():
+        out += _bus_lines(tuple(at), str(tag), errs)
+    return out
+
+
+def _bus_lines(at: tuple[Any, ...], tag: str, errors: list[Any]) -> list[Any]:
+    """One bus's errors: field errors first; else the key it needs; else the other type's keys."""
+    needed, needs = BUS_NEEDS[tag]
+    other = set().union(*(keys for t, keys in BUS_KEYS.items() if t != tag))
+    missing, stray, rest = [], [], []
+    for err in errors:
+        key = err["loc"][3] if len(err["loc"]) > 3 else None
+        if key == needed and err["type"] in ("missing", "string_too_short"):
+            missing.append(err)
+        elif key in other and err["type"] == "extra_forbidden":
+            stray.append(str(key))
+        else:
+            rest.append({**err, "loc": (*at, *err["loc"][3:])})
+    if rest:
+        return rest
+    if missing:
+        return [{"type": "bus", "loc": at, "msg": needs}]
+    return [{"type": "bus", "loc": at, "msg": f"{', '.join(sorted(stray))} do(es) not apply to a {tag} bus"}]
+
+
 def format_validation_error(exc: Exception, data: dict[str, Any]) -> list[str]:
     """One line per problem. Meter entries are named by their id when they have one."""
     if not isinstance(exc, ValidationError):
         return [f"config: {exc}"]
     lines = []
-    for err in exc.errors(include_url=False, include_input=False):
+    for err in _bus_errors(list(exc.errors(include_url=False, include_input=False))):
         cause = err.get("ctx", {}).get("error")
         if isinstance(cause, ConfigLines):
             lines += cause.lines
