@@ -22,7 +22,7 @@ TREE=$(mktemp -d "${TMPDIR:-/tmp}/meterlink-typecheck.XXXXXX")
 trap 'rm -rf "$TREE"' EXIT
 trap 'exit 130' INT TERM
 
-# One "package folder" line per entry of pyproject's package-dir: the tree mirrors the wheel.
+# The tree mirrors the wheel: a link per entry of pyproject's package-dir.
 "$PY" - "$REPO" "$TREE" <<'EOF'
 import sys, tomllib
 from pathlib import Path
@@ -60,8 +60,8 @@ fi
 
 # Tests import their helpers as `support` (tests/), `faultkit` and `powercut` (tests/faults), the
 # benchmarks `_common` (bench/), as pytest and `python bench/x.py` put those folders on sys.path.
-# Explicit package bases name each test by its path below tests/ (agent.test_cli, sim.test_cli), so
-# files that share a base name stay apart.
+# Explicit package bases name each test by its path below tests/ (e2e.test_receipts and
+# wire.test_receipts), so files that share a base name stay apart.
 status=0
 (cd "$TREE" && MYPYPATH="$TREE/tests:$TREE/tests/faults:$TREE/bench" "$PY" -m mypy --strict \
     --config-file "$REPO/pyproject.toml" --cache-dir "$REPO/.mypy_cache/checkout" \
