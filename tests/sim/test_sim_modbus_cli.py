@@ -6,12 +6,11 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
-from support.sim_cli import command, parse
+from support.sim_cli import command, parse, run_here, taken_port
 
 from meterlink.drivers.base import ExceptionResponse
 from meterlink.drivers.modbus import profiles
@@ -49,7 +48,7 @@ def test_bad_arguments_end_in_one_line_and_code_2(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Every argument mistake is one stderr line naming it, exit code 2, nothing started."""
-    assert asyncio.run(modbus_cli.run(parse(modbus_cli, *argv))) == 2
+    assert run_here(modbus_cli, *argv) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
@@ -87,11 +86,8 @@ def test_check_fills_defaults_and_free_units() -> None:
 
 def test_port_in_use_is_one_line_and_code_1(capsys: pytest.CaptureFixture[str]) -> None:
     """A TCP port that cannot be bound ends in one line and exit code 1."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        assert asyncio.run(modbus_cli.run(parse(modbus_cli, "--tcp", str(port)))) == 1
+    with taken_port() as port:
+        assert run_here(modbus_cli, "--tcp", str(port)) == 1
     _, err = capsys.readouterr()
     assert err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 
 import pytest
-from support.sim_cli import command, parse
+from support.sim_cli import command, parse, run_here, taken_port
 from support.szy206_frames import A13
 
 from meterlink.protocols.szy206 import (
@@ -47,7 +46,7 @@ def test_bad_arguments_end_in_one_line_and_code_2(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Every argument mistake is one stderr line naming it, exit code 2, nothing started."""
-    assert asyncio.run(station_cli.run(parse(station_cli, *argv))) == 2
+    assert run_here(station_cli, *argv) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
@@ -64,11 +63,8 @@ def test_check_fills_defaults_and_reads_every_option() -> None:
 
 
 def test_port_in_use_is_one_line_and_code_1(capsys: pytest.CaptureFixture[str]) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        assert asyncio.run(station_cli.run(parse(station_cli, "--listen", str(port)))) == 1
+    with taken_port() as port:
+        assert run_here(station_cli, "--listen", str(port)) == 1
     _, err = capsys.readouterr()
     assert err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err
 
