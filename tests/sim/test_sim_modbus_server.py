@@ -6,7 +6,7 @@ import asyncio
 import os
 
 from support.loop import START, run
-from support.pty import open_slave, read_slave
+from support.pty import open_slave, pty_client, read_slave
 
 from meterlink.protocols.modbus import rtu, tcp
 from meterlink.sim.meter_model import Fault, SimMeter
@@ -24,8 +24,7 @@ def test_pty_hunts_through_garbage_and_bad_crc() -> None:
 
     async def body() -> None:
         server = ModbusSimServer({13: sim})
-        fd = open_slave(server.start_pty())
-        try:
+        async with pty_client(server) as fd:
             bad = bytearray(rtu.build_request(13, 3, 0, 2))
             bad[-2] ^= 0x01
             garbage = b"\x0d\x0a\xff\x00\x03\x13"
@@ -37,9 +36,6 @@ def test_pty_hunts_through_garbage_and_bad_crc() -> None:
             assert server.stats.rtu_dropped_bytes == len(garbage) + len(bad)
             assert server.stats.rtu_other_units == 1
             assert sim.requests == 1
-        finally:
-            os.close(fd)
-            await server.stop()
 
     run(body)
 
@@ -50,8 +46,7 @@ def test_pty_exceptions_for_bad_requests() -> None:
 
     async def body() -> None:
         server = ModbusSimServer([sim])
-        fd = open_slave(server.start_pty())
-        try:
+        async with pty_client(server) as fd:
             zero = bytes([1, 3, 0, 0, 0, 0])
             cases = [
                 (zero + rtu.crc_bytes(zero), rtu.build_exception(1, 3, 3)),
@@ -61,9 +56,6 @@ def test_pty_exceptions_for_bad_requests() -> None:
             for request, answer in cases:
                 os.write(fd, request)
                 assert await read_slave(fd, len(answer)) == answer
-        finally:
-            os.close(fd)
-            await server.stop()
 
     run(body)
 
@@ -74,8 +66,7 @@ def test_pty_wire_faults_on_the_raw_frame() -> None:
 
     async def body() -> None:
         server = ModbusSimServer([sim])
-        fd = open_slave(server.start_pty())
-        try:
+        async with pty_client(server) as fd:
             good = rtu.build_response(1, 3, sim.registers(3, 0, 2))
             sim.set_fault(Fault.BAD_CRC)
             os.write(fd, rtu.build_request(1, 3, 0, 2))
@@ -90,9 +81,6 @@ def test_pty_wire_faults_on_the_raw_frame() -> None:
             os.write(fd, rtu.build_request(1, 3, 0, 2))
             got = await read_slave(fd, len(good) + 4, wait=0.3)
             assert got.endswith(good) and set(got[: -len(good)]) <= {0, 0xFF} and len(got) > len(good)
-        finally:
-            os.close(fd)
-            await server.stop()
 
     run(body)
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 from support.loop import run
-from support.pty import open_slave
+from support.pty import pty_client
 from support.szy206 import sim_meter
 from support.szy206_frames import A13, A14
 
@@ -49,8 +49,7 @@ def test_pty_answers_only_its_own_addresses() -> None:
 
     async def body() -> None:
         server = Szy206SimServer(meters)
-        fd = open_slave(server.start_pty())
-        try:
+        async with pty_client(server) as fd:
             other = build_realtime_query(Address(division="530381", station=99))
             uplink = build_flow_report(A13, [(1.0, 2)])
             noise = b"\x0d\x0a\xff\x68\x00"
@@ -63,9 +62,6 @@ def test_pty_answers_only_its_own_addresses() -> None:
             assert (await read_frames(fd, 1, wait=0.1))[0] == []  # one answer each
             stats = server.stats
             assert (stats.other_addresses, stats.uplink_frames, stats.bytes_discarded) == (1, 1, len(noise))
-        finally:
-            os.close(fd)
-            await server.stop()
 
     run(body)
 
@@ -78,16 +74,12 @@ def test_split_frames_keep_their_order_on_the_line() -> None:
 
     async def body() -> None:
         server = Szy206SimServer(meters)
-        fd = open_slave(server.start_pty())
-        try:
+        async with pty_client(server) as fd:
             queries = [build_realtime_query(a, fcb=fcb) for fcb in (3, 2) for a in (A13, A14)]
             os.write(fd, b"".join(encode(q) for q in queries))
             got, rx = await read_frames(fd, 4)
             assert [(f.address, f.fcb) for f in got] == [(q.address, q.fcb) for q in queries]
             assert rx.bytes_discarded == 0
-        finally:
-            os.close(fd)
-            await server.stop()
 
     run(body)
 
@@ -98,14 +90,10 @@ def test_a_partial_query_is_given_up_and_the_next_one_answered() -> None:
 
     async def body() -> None:
         server = Szy206SimServer([meter])
-        fd = open_slave(server.start_pty())
-        try:
+        async with pty_client(server) as fd:
             os.write(fd, b"\x68\xf0\x68\x00" + encode(build_realtime_query(A13)))
             got, _ = await read_frames(fd, 1)
             assert len(got) == 1 and server.stats.resyncs >= 1
-        finally:
-            os.close(fd)
-            await server.stop()
 
     run(body)
 
@@ -150,14 +138,10 @@ def test_periodic_reports_start_with_the_first_endpoint_and_stop_with_the_server
 
     async def body() -> None:
         server = Szy206SimServer([meter])
-        fd = open_slave(server.start_pty())
-        try:
+        async with pty_client(server) as fd:
             got, _ = await read_frames(fd, 3)
             assert len(got) >= 3 and {f.afn for f in got} == {AFN.REPORT}
             assert {f.fcb for f in got} == {3}
-        finally:
-            os.close(fd)
-            await server.stop()
         sent = meter.reports_sent
         await asyncio.sleep(0.05)
         assert meter.reports_sent == sent

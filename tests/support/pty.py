@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 
 def open_slave(path: str) -> int:
@@ -22,3 +24,22 @@ async def read_slave(fd: int, size: int, wait: float = 2.0) -> bytes:
             break
         await asyncio.sleep(0.01)
     return data
+
+
+class PtyServer(Protocol):
+    """A simulator that serves on a pty (sim/modbus_server.py, sim/szy206_meter_server.py)."""
+
+    def start_pty(self) -> str: ...
+
+    async def stop(self) -> None: ...
+
+
+@contextlib.asynccontextmanager
+async def pty_client(server: PtyServer) -> AsyncIterator[int]:
+    """``server`` on a new pty with the agent's end open; on leaving, that end closed, the server stopped."""
+    fd = open_slave(server.start_pty())
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+        await server.stop()
