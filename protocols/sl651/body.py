@@ -27,9 +27,10 @@ ASCII bodies hold the same in text: serial 4 hex digits, send time 12 digits, th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from .codes import TYPED
 from .errors import BodyError, EncodeError
@@ -45,6 +46,7 @@ from .identifiers import (
     STATION_ID,
     STEP_ID,
 )
+from .slots import slot_setters
 from .values import decode_time, encode_time
 
 STATION = 0xF1F1
@@ -56,6 +58,8 @@ _TAILS = frozenset({0x45, 0x50})  # uplink bodies with their own bytes after the
 # First bytes that _Reader.read may not take as "identifier, definition, data".
 _SPECIAL_UP = frozenset({STATION_ID, OBSERVED_ID, MANUAL_ID, PICTURE_ID, GUIDE, STEP_ID, *SERIES_SIZES})
 _ALL = frozenset(range(256))
+_DOWN_SPECIAL = _LISTS | {0x38}  # downlink bodies _read leaves to _Reader
+_ADDRESS_OR_TIME = frozenset({STATION_ID, OBSERVED_ID})
 
 
 class Element(NamedTuple):
@@ -88,35 +92,91 @@ def is_continuation(frame: Frame) -> bool:
     return frame.packet is not None and frame.packet[1] > 1
 
 
+_UP, _ASCII = Direction.UP, Encoding.ASCII
+_SET = slot_setters(Body, ("serial", "send_time", "elements", "prefix", "tail"))
+# Element(...) runs a Python-level __new__; tuple.__new__ builds the same named tuple directly.
+_element = cast(Callable[[type[Element], tuple[int, int | None, bytes]], Element], tuple.__new__)
+
+
 def parse_body(frame: Frame) -> Body:
     """The body of ``frame``.
 
     Raises:
         BodyError: the body does not have its function's layout.
     """
-    if is_continuation(frame):
+    packet = frame.packet
+    if packet is not None and packet[1] > 1:
         return Body(None, None, tail=frame.body)
-    if frame.encoding is Encoding.ASCII:
+    if frame.encoding is _ASCII:
         return _parse_ascii(frame)
     data = frame.body
     if len(data) < 8:
         raise BodyError(f"body of {len(data)} bytes has no serial number and send time")
-    serial = data[0] << 8 | data[1]
-    send_time = decode_time(data[2:8])
-    up = frame.direction is Direction.UP
+    up = frame.direction is _UP
     fn = frame.function
-    prefix = b""
-    at = 8
-    if not up and fn == 0x38:
-        prefix, at = data[8:16], 16
+    if up or fn not in _DOWN_SPECIAL:
+        prefix = b""
+        elements, tail = _read(data, 8, fn, up)
+    elif fn == 0x38:
+        prefix = data[8:16]
         if len(prefix) < 8:
             raise BodyError("period query without its start and end times")
-    elements, tail = _Reader(data, at, fn, up).read()
-    return Body(serial, send_time, tuple(elements), prefix, tail)
+        elements, tail = _Reader(data, 16, fn, up).read([])
+    else:
+        prefix = b""
+        elements, tail = _Reader(data, 8, fn, up).read([])
+    # Body(...) with the slots set directly (slots.py): this runs once per frame received.
+    body: Body = object.__new__(Body)
+    set_serial, set_send_time, set_elements, set_prefix, set_tail = _SET
+    set_serial(body, data[0] << 8 | data[1])
+    set_send_time(body, decode_time(data[2:8]))
+    set_elements(body, tuple(elements))
+    set_prefix(body, prefix)
+    set_tail(body, tail)
+    return body
+
+
+def _read(data: bytes, at: int, function: int, up: bool) -> tuple[list[Element], bytes]:
+    """The elements from ``at`` on, when neither a list of identifiers nor a period query: plain
+    and FFxx elements, the station address and the observation time here (every report has
+    them), the rest by :class:`_Reader` from the first other one on."""
+    out: list[Element] = []
+    append = out.append
+    size = len(data)
+    while at < size:
+        first = data[at]
+        if first not in _SPECIAL_UP and at + 1 < size:
+            definition = data[at + 1]
+            end = at + 2 + (definition >> 3)
+            if end > size:
+                raise BodyError(f"element {first:02X} runs past the end of the body ({end} > {size} bytes)")
+            append(_element(Element, (first, definition, data[at + 2 : end])))
+            at = end
+        elif first in _ADDRESS_OR_TIME and at + 1 < size and data[at + 1] == first:
+            station = first == STATION_ID
+            end = at + 2 + (6 if station and up and function in TYPED else 5)
+            if end > size:
+                what = "station address" if station else "observation time"
+                raise BodyError(f"{what} runs past the end of the body ({end} > {size} bytes)")
+            append(_element(Element, (first << 8 | first, None, data[at + 2 : end])))
+            at = end
+            if station and up and function in _TAILS:
+                return out, data[at:]
+        elif first == GUIDE and at + 2 < size:
+            ident = GUIDE << 8 | data[at + 1]
+            definition = data[at + 2]
+            end = at + 3 + (definition >> 3)
+            if end > size:
+                raise BodyError(f"element {ident:02X} runs past the end of the body ({end} > {size} bytes)")
+            append(_element(Element, (ident, definition, data[at + 3 : end])))
+            at = end
+        else:
+            return _Reader(data, at, function, up).read(out)
+    return out, b""
 
 
 class _Reader:
-    """Reads the elements of one HEX body (see the module docstring)."""
+    """Reads the elements of one HEX body (see the module docstring), element by element."""
 
     def __init__(self, data: bytes, at: int, function: int, up: bool) -> None:
         self.data = data
@@ -134,8 +194,9 @@ class _Reader:
         self.at = end
         return out
 
-    def read(self) -> tuple[list[Element], bytes]:
-        data, out = self.data, []
+    def read(self, out: list[Element]) -> tuple[list[Element], bytes]:
+        """The elements from ``self.at`` on, after those in ``out``."""
+        data = self.data
         size = len(data)
         series_next = False
         special = _SPECIAL_UP if not self.lists and not self.period else _ALL

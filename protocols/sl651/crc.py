@@ -20,6 +20,7 @@ length (:func:`_init_term`, cached).
 from __future__ import annotations
 
 import sys
+from array import array
 from collections.abc import Sequence
 from functools import lru_cache
 from itertools import repeat
@@ -63,11 +64,13 @@ def crc16(data: bytes | bytearray | memoryview, crc: int = 0xFFFF) -> int:
             crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
         return crc
     words = _words()
-    view = memoryview(data)
-    for word in view[: size & ~1].cast("H"):
+    # An array of host-order words iterates faster than a memoryview cast to "H".
+    pairs = array("H")
+    pairs.frombytes(data[: size & ~1])
+    for word in pairs:
         crc = words[crc ^ word]
     if size & 1:
-        crc = (crc >> 8) ^ table[(crc ^ view[-1]) & 0xFF]
+        crc = (crc >> 8) ^ table[(crc ^ data[-1]) & 0xFF]
     return crc
 
 

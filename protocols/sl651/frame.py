@@ -26,9 +26,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .codes import END_CHARS, SOH, START_CHARS, STX, SYN
+from .codes import END_CHARS, HEX_START, SOH, START_CHARS, STX, SYN
 from .crc import crc16
 from .errors import ChecksumError, EncodeError, EndCharError, HeaderError, LengthError, StartError
+from .slots import slot_setters
 
 HEX_HEADER = 14  # 7E7E through the start character
 HEX_OVERHEAD = HEX_HEADER + 3  # + end character and CRC
@@ -143,10 +144,11 @@ def decode(data: bytes | bytearray | memoryview) -> Frame:
     Raises:
         StartError, LengthError, EndCharError, ChecksumError, HeaderError: what is wrong first.
     """
-    data = bytes(data)
-    if data[:2] == b"\x7e\x7e":
+    if type(data) is not bytes:
+        data = bytes(data)
+    if data[:2] == HEX_START:
         return _decode_hex(data)
-    if data[:1] == bytes((SOH,)):
+    if data[:1] == b"\x01":
         return _decode_ascii(data)
     raise StartError("a frame starts with 7E7E (HEX) or SOH 01 (ASCII)")
 
@@ -163,53 +165,67 @@ def _decode_hex(data: bytes) -> Frame:
     start = data[13]
     if start not in START_CHARS:
         raise StartError(f"start character {start:02X}H is neither STX 02H nor SYN 16H")
-    expected = hex_size(data)
+    expected = HEX_OVERHEAD + ((data[11] << 8 | data[12]) & MAX_LENGTH)
     if size != expected:
         raise LengthError(f"length field {expected - HEX_OVERHEAD} makes {expected} bytes, got {size}")
-    return _checked_hex(data, start)
-
-
-def _checked_hex(data: bytes, start: int) -> Frame:
     end = data[-3]
     if end not in END_CHARS:
         raise EndCharError(f"end character {end:02X}H is none of ETX, ETB, ENQ, EOT, ACK, NAK, ESC")
     found = data[-2] << 8 | data[-1]
-    crc = crc16(memoryview(data)[:-2])
+    crc = crc16(data[:-2])
     if crc != found:
         raise ChecksumError(f"CRC {found:04X} sent, {crc:04X} computed", expected=crc, found=found)
     return from_checked_hex(data)
 
 
+_UP, _DOWN, _HEX = Direction.UP, Direction.DOWN, Encoding.HEX
+_FIELDS = ("center", "station", "password", "function", "direction", "body", "end", "start", "packet", "encoding")
+_SET = slot_setters(Frame, _FIELDS)
+
+
 def from_checked_hex(data: bytes) -> Frame:
     """A :class:`Frame` from HEX bytes whose start, length, end and CRC were checked."""
-    word = data[11]
-    direction = Direction.DOWN if word >> 4 == 8 else Direction.UP
-    if word >> 4 not in (0, 8):
-        raise HeaderError(f"direction bits {word >> 4:X}H are neither 0 (up) nor 8 (down)")
-    if direction is Direction.UP:
-        center, station = data[2], data[3:8]
+    bits = data[11] >> 4
+    if bits == 0:
+        direction, center, station = _UP, data[2], data[3:8]
+    elif bits == 8:
+        direction, center, station = _DOWN, data[7], data[2:7]
     else:
-        center, station = data[7], data[2:7]
+        raise HeaderError(f"direction bits {bits:X}H are neither 0 (up) nor 8 (down)")
     start = data[13]
     packet = None
     body_at = HEX_HEADER
     if start == SYN:
         if len(data) < HEX_OVERHEAD + 3:
             raise LengthError("SYN frame without its packet count and number")
-        value = int.from_bytes(data[14:17], "big")
+        value = data[14] << 16 | data[15] << 8 | data[16]
         packet = (value >> 12, value & 0xFFF)
         body_at += 3
-    return Frame(
-        center=center,
-        station=station,
-        password=data[8] << 8 | data[9],
-        function=data[10],
-        direction=direction,
-        body=data[body_at:-3],
-        end=data[-3],
-        start=start,
-        packet=packet,
-    )
+    # Frame(...) with the slots set directly (slots.py): this runs once per frame received.
+    frame: Frame = object.__new__(Frame)
+    (
+        set_center,
+        set_station,
+        set_password,
+        set_function,
+        set_direction,
+        set_body,
+        set_end,
+        set_start,
+        set_packet,
+        set_encoding,
+    ) = _SET
+    set_center(frame, center)
+    set_station(frame, station)
+    set_password(frame, data[8] << 8 | data[9])
+    set_function(frame, data[10])
+    set_direction(frame, direction)
+    set_body(frame, data[body_at:-3])
+    set_end(frame, data[-3])
+    set_start(frame, start)
+    set_packet(frame, packet)
+    set_encoding(frame, _HEX)
+    return frame
 
 
 def _hex_field(data: bytes, begin: int, end: int, what: str) -> int:

@@ -68,12 +68,33 @@ def definition_for(value: int | float, decimals: int) -> int:
     return size << 3 | decimals
 
 
+BCD: tuple[int, ...] = tuple(
+    (byte >> 4) * 10 + (byte & 0xF) if byte >> 4 <= 9 and byte & 0xF <= 9 else -1 for byte in range(256)
+)
+"""BCD[byte]: the two-digit value of a BCD byte, -1 where a nibble is above 9."""
+
+
 def decode_time(data: bytes) -> datetime:
     """A 5-byte (YYMMDDHHMM) or 6-byte (YYMMDDHHMMSS) BCD time.
 
     Raises:
         BodyError: not BCD, or no such date.
     """
+    size = len(data)
+    if (size == 6 or size == 5) and BCD[data[0]] >= 0:
+        # Every frame has a send time: by table. A -1 past the year makes datetime refuse; the
+        # careful reading below then says what is wrong.
+        try:
+            return datetime(
+                2000 + BCD[data[0]],
+                BCD[data[1]],
+                BCD[data[2]],
+                BCD[data[3]],
+                BCD[data[4]],
+                BCD[data[5]] if size == 6 else 0,
+            )
+        except ValueError:
+            pass
     text = data.hex()
     if not text.isdigit():
         raise BodyError(f"time {text.upper()} is not BCD")
