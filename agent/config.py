@@ -463,6 +463,28 @@ class LogConfig(Strict):
     store: LogLevel | None = None
 
 
+class MetricsConfig(Strict):
+    # Where /metrics is served for Prometheus: "127.0.0.1:9108" keeps it on the gateway itself,
+    # "0.0.0.0:9108" opens it to the site network (it carries no secrets, but names the meters).
+    listen: str
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f'{value!r} is not HOST:PORT (e.g. "127.0.0.1:9108")')
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
 class Config(Strict):
     gateway: GatewayConfig
     buses: dict[Ident, BusConfig] = {}  # none at a site whose meters are all read by hand
@@ -474,6 +496,7 @@ class Config(Strict):
     log: LogConfig = LogConfig()
     intakes: list[IntakeConfig] = []
     rules: RulesConfig = RulesConfig()
+    metrics: MetricsConfig | None = None  # no [metrics]: no endpoint
 
     @model_validator(mode="after")
     def _cross_references(self) -> Config:

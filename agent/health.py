@@ -108,9 +108,13 @@ class HealthBook:
     def add_meter(self, meter: str, bus: str, interval_ms: int, no_data_after_ms: int) -> None:
         self.meters[meter] = MeterHealth(meter, bus, interval_ms, no_data_after_ms)
 
-    def answered(self, meter: str, at_ms: int, readings: Iterable[Reading]) -> None:
-        health = self.meters[meter]
-        health.counts.add(at_ms, True)
+    def answered(self, meter: str, at_ms: int, readings: Iterable[Reading], *, poll: bool = True) -> None:
+        """The meter answered a poll (or, ``poll`` False, reported on its own: alive, but no poll)."""
+        health = self.meters.get(meter)
+        if health is None:
+            return
+        if poll:
+            health.counts.add(at_ms, True)
         health.last_ok_ms = at_ms
         health.consecutive_failures = 0
         health.failing_since_ms = None
@@ -122,7 +126,9 @@ class HealthBook:
                 health.last_values[r.quantity] = r.value
 
     def failed(self, meter: str, at_ms: int, error: str) -> None:
-        health = self.meters[meter]
+        health = self.meters.get(meter)
+        if health is None:
+            return
         health.counts.add(at_ms, False)
         health.consecutive_failures += 1
         if health.failing_since_ms is None:

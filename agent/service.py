@@ -29,6 +29,7 @@ from .config import Config
 from .errors import StoreError
 from .latest import LatestValues
 from .manual import Inbox, evidence_dir
+from .monitor import Monitor, meter_rows
 from .outbox import Opening, Outbox
 from .pollcost import poll_cost_ms
 from .receipts import ReceiptBook
@@ -106,6 +107,7 @@ class Agent:
         self.notifier = Notifier()
         self._receipt_tasks: set[asyncio.Task[None]] = set()
         self.lock: RunLock | None = None
+        self.monitor = Monitor(config, now_ms)  # the state file for status, and /metrics
 
     def build(self) -> Parts:
         cfg = self.config
@@ -178,6 +180,7 @@ class Agent:
             backfill_rate=m.backfill_rate,
             receipts=receipts,
         )
+        uploader.on_delivered = self.monitor.delivered
         return link, uploader
 
     def _pollers(self) -> tuple[list[BusPoller], list[Driver]]:
@@ -200,7 +203,9 @@ class Agent:
                 for mc, m in built
             ]
             buses.append(driver)
-            pollers.append(BusPoller(name, driver, meters, self._sink, self._event, self._clock_check))
+            observed = self.monitor.observe(name, driver, meter_rows(cfg, name))
+            events = self.monitor.events(self._event)
+            pollers.append(BusPoller(name, observed, meters, self._sink, events, self._clock_check))
         return pollers, buses
 
     def _rulebook(self, outbox: Outbox, pollers: list[BusPoller]) -> Rulebook:
@@ -272,6 +277,7 @@ class Agent:
             readings = [replace(r, flags=r.flags | Flag.CLOCK_UNSYNCED) for r in readings]
         parts.latest.observe(readings)
         await parts.capture.commit(readings)
+        self.monitor.health.answered(meter_id, now_ms(), readings, poll=False)
         if parts.rulebook is not None:
             parts.rulebook.observe(readings)
 
@@ -325,19 +331,24 @@ class Agent:
         )
         purge_task = asyncio.create_task(self._housekeeping(parts.outbox), name="meterlink.purge")
         watchdog_task = asyncio.create_task(self._watchdog(parts), name="meterlink.watchdog")
+        monitor_task = asyncio.create_task(
+            self.monitor.run(parts.outbox, parts.uploader, parts.link, parts.terminal), name="meterlink.monitor"
+        )
         self.ready.set()
         # Everything built so far (config, profiles, libraries) lives as long as the process: move
         # it out of the collector's sight, so a full collection does not walk it again and again.
         gc.collect()
         gc.freeze()
-        tasks = [*uplink_tasks, upload_task, purge_task, rules_task, inbox_task, *poll_tasks]
+        tasks = [*uplink_tasks, upload_task, purge_task, rules_task, inbox_task, monitor_task, *poll_tasks]
         stop_wait = asyncio.create_task(self.stop_requested.wait())
         done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         # Every task runs until stopped: one that ended by itself, even without an error, is a crash
         # (a non-zero exit, so systemd restarts the agent), never a quiet stop.
         crashed = [t for t in done if t is not stop_wait]
         self.notifier.stopping()
-        await cancel_and_wait([*poll_tasks, purge_task, watchdog_task, rules_task, inbox_task])
+        await cancel_and_wait([*poll_tasks, purge_task, watchdog_task, rules_task, inbox_task, monitor_task])
+        self.monitor.stop()
+        await self.monitor.write()  # status shows the meters as they were at the stop
         await parts.capture.flush()  # what was polled is captured before anything closes
         await self._stop_uplinks(parts, upload_task, final_flush)
         await cancel_and_wait(uplink_tasks)

@@ -65,6 +65,7 @@ class StoreStats:
     rows: int
     events_pending: int
     file_bytes: int
+    dropped: int = 0  # pending readings dropped to make room, since the store was opened
 
 
 class Store(StoreFile, ReportSlots):
@@ -332,7 +333,7 @@ class Store(StoreFile, ReportSlots):
         ).fetchone()
         rows = db.execute("SELECT count(*) FROM readings").fetchone()[0]
         events = db.execute("SELECT count(*) FROM events WHERE sent IS NULL").fetchone()[0]
-        return StoreStats(pending, oldest, self.next_seq, rows, events, self.file_bytes())
+        return StoreStats(pending, oldest, self.next_seq, rows, events, self.file_bytes(), self.dropped)
 
     def file_bytes(self) -> int:
         total = 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,8 @@ class Uploader:
         self.window = window
         self.clock = clock
         self.stats = UploadStats()
+        # Called with the seconds from publishing a message of readings to its confirmation.
+        self.on_delivered: Callable[[float], None] | None = None
         self.stopping = False
         self._batch_next = 0
         self._batch_end = 0
@@ -132,9 +135,13 @@ class Uploader:
             # The backlog's publishes in flight get their publish timeout to be acknowledged.
             await cancel_and_wait([backlog], every=self.publish_timeout + 1)
 
+    def next_upload_ms(self, now: int) -> int:
+        """When the next upload slot's upload starts (a slot's readings settle first)."""
+        return next_slot(now - self.settle_ms, self.interval_ms) + self.settle_ms
+
     async def _sleep_until_next_slot(self) -> None:
         now = self.clock()
-        target = next_slot(now - self.settle_ms, self.interval_ms) + self.settle_ms
+        target = self.next_upload_ms(now)
         try:
             await asyncio.wait_for(self.wake.wait(), max(0.0, (target - now) / 1000))
         except TimeoutError:
@@ -233,7 +240,10 @@ class Uploader:
         first, last = rows[0].seq, rows[-1].seq
         if self.receipts is not None:
             self.receipts.expect(batch, first, last, self.clock())
+        sent = time.monotonic()
         await self.link.deliver(self._publication(self.readings_topic, message))
+        if self.on_delivered is not None:
+            self.on_delivered(time.monotonic() - sent)
         self.stats.messages += 1
         self.stats.bytes += len(message)
         if self.receipts is None:
