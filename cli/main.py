@@ -55,9 +55,25 @@ def _add_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _add_read(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("read", help="commissioning: poll meters once and print their values, store nothing")
-    p.add_argument("-c", "--config", required=True, type=Path)
-    p.add_argument("--meter", action="append", help="only this meter id (repeatable)")
+    p = sub.add_parser(
+        "read",
+        help="commissioning: poll meters once and print their values, store nothing",
+        description="-c FILE: poll the config's meters once. Without a config, one unit: --port DEVICE or\n"
+        "--tcp HOST:PORT, --unit N, and --profile NAME (its values) or --registers START:COUNT (the raw\n"
+        "registers, each pair decoded as float32, uint32 and int32 in the four word orders).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-c", "--config", type=Path, help="the site's TOML file: read its meters")
+    p.add_argument("--meter", action="append", help="with -c: only this meter id (repeatable)")
+    p.add_argument("--port", metavar="DEVICE", help="without a config: a serial port")
+    p.add_argument("--tcp", metavar="HOST:PORT", help="without a config: a Modbus TCP endpoint")
+    p.add_argument("--unit", metavar="N", help="the unit id to read")
+    p.add_argument("--profile", metavar="NAME", help="read this built-in profile's values (meterlink profiles)")
+    p.add_argument("--registers", metavar="START:COUNT", help="read raw registers (wire addresses, from 0)")
+    p.add_argument("--function", metavar="3|4", help="with --registers: 3 holding (default) or 4 input registers")
+    p.add_argument("--baud", metavar="RATE", help="serial speed (default: the profile's, else 9600)")
+    p.add_argument("--parity", metavar="N|E|O", help="serial parity (default: the profile's, else N)")
+    p.add_argument("--timeout", metavar="S", help="seconds to wait for an answer (default 1)")
     p.set_defaults(handler=cmd_read)
 
 
@@ -80,8 +96,13 @@ def _add_scan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("status", help="what the store holds and what waits for delivery on each uplink")
+    p = sub.add_parser(
+        "status",
+        help="each meter's health, what the store holds and what waits for delivery, intakes and warnings",
+        description="Read-only, never asks a meter: safe while the agent runs, and says so when it does not.",
+    )
     p.add_argument("-c", "--config", required=True, type=Path)
+    p.add_argument("--json", action="store_true", help="one JSON object (agent, store, meters, warnings)")
     p.set_defaults(handler=cmd_status)
 
 
@@ -149,6 +170,7 @@ def _add_profiles(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 SIMULATORS = {
     "modbus": ("modbus_cli", "simulated Modbus flowmeters over TCP and/or a pty"),
     "station": ("station_cli", "a simulated SZY206 central station that site terminals report to"),
+    "sl651-center": ("sl651_center_cli", "a simulated SL651 centre that stations report to"),
     "szy206-meter": ("szy206_cli", "simulated flowmeters that speak SZY206, over TCP and/or a pty"),
 }
 
@@ -184,7 +206,7 @@ def _decode_options(p: argparse.ArgumentParser) -> None:
 
 def _add_decode(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("decode", help="decode a protocol frame to JSON (commissioning, support)")
-    p.add_argument("protocol", choices=["szy206"], help="the frame's protocol")
+    p.add_argument("protocol", choices=["szy206", "sl651"], help="the frame's protocol")
     # A "*" positional is used up before a following option, so `szy206 --tp 5 HEX` would leave
     # HEX unparsed: take the rest as is and let cmd_decode read it with options anywhere.
     p.add_argument(
@@ -306,7 +328,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     found = preflight.check(config)  # what check-config checks, errors and warnings alike
     if found.errors:
         raise ConfigError(*found.errors)
-    logsetup.setup(args.log_level or config.log.level)
+    logsetup.from_config(config.log, args.log_level)
     for warning in found.warnings:
         logging.getLogger("meterlink.agent").warning("event=config_warning problem=%r", warning)
     agent = Agent(config)
@@ -340,12 +362,27 @@ def cmd_decode(args: argparse.Namespace) -> int:
         frame = " ".join(args.hex)
     else:
         raise MeterlinkError("no frame given (hex on the command line, or --file FILE)")
+    if args.protocol == "sl651":
+        return _decode_sl651(frame)
     try:
         view = decode_report(frame, tp_len=args.tp)
     except SZY206Error as exc:
         detail = str(exc)
         reason = getattr(exc, "reason", "invalid frame")
         raise MeterlinkError(f"{reason}: {detail}" if detail and detail != reason else reason) from None
+    print(json.dumps(view, ensure_ascii=False))
+    return 0
+
+
+def _decode_sl651(frame: bytes | str) -> int:
+    import json
+
+    from meterlink.protocols.sl651 import SL651Error, decode_input
+
+    try:
+        view = decode_input(frame)
+    except SL651Error as exc:
+        raise MeterlinkError(f"{exc.reason}: {exc}") from None
     print(json.dumps(view, ensure_ascii=False))
     return 0
 
@@ -368,6 +405,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
+    from .read_raw import given, run_read_raw
+
+    if args.config is None:
+        if args.meter:
+            print("meterlink read: --meter picks meters of a config: give -c FILE", file=sys.stderr)
+            return 2
+        return run_read_raw(args)
+    if without := given(args):
+        both = f"-c reads the config's meters; {' '.join(without)} reads one unit without one: not both"
+        print(f"meterlink read: {both}", file=sys.stderr)
+        return 2
     from meterlink.agent.commission import read_once
 
     return asyncio.run(read_once(args.config, args.meter))
@@ -380,9 +428,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from meterlink.agent.commission import show_status
+    from meterlink.agent.status import show_status
 
-    return show_status(args.config)
+    return show_status(args.config, as_json=args.json)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
