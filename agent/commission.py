@@ -1,11 +1,9 @@
-"""Commissioning tools for a technician on site: read meters once, look into the store, list profiles."""
+"""Commissioning tools for a technician on site: read meters once, list profiles (status: agent/status.py)."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
-from typing import Any
 
 from meterlink.drivers.base import DriverError
 from meterlink.drivers.modbus import profiles
@@ -15,10 +13,7 @@ from . import config as cfgmod
 from .clock import now_ms
 from .config import MeterConfig
 from .errors import MeterlinkError
-from .report import build_report, status_lines
-from .rules.calendar import Period, day_of
 from .service import build_bus, bus_params
-from .store_readonly import has_table, read_store
 
 
 def at(mc: MeterConfig) -> str:
@@ -58,63 +53,6 @@ async def read_once(config_path: Path, only: list[str] | None) -> int:
         finally:
             await driver.close()
     return 1 if failed else 0
-
-
-def show_status(config_path: Path) -> int:
-    """Read-only look at the store, safe while the agent runs: per uplink, what waits for delivery."""
-    config = cfgmod.load(config_path)
-    path = config.store.path
-    now = now_ms()
-    today = day_of(now, config.gateway.zone)
-
-    def read(db: sqlite3.Connection) -> tuple[Any, ...]:
-        meta = dict(db.execute("SELECT key, value FROM meta"))
-        low = int(meta.get("pending_from", 1))
-        pending, oldest = db.execute(
-            "SELECT count(*), min(ts) FROM readings WHERE seq >= ? AND sent IS NULL", (low,)
-        ).fetchone()
-        rows, first_ts = db.execute("SELECT count(*), min(ts) FROM readings").fetchone()
-        events = db.execute("SELECT count(*) FROM events WHERE sent IS NULL").fetchone()[0]
-        reports = None
-        if config.uplink.szy206 is not None:
-            reports = (
-                (0, 0, None, None)
-                if not has_table(db, "szy206_reports")
-                else db.execute(
-                    "SELECT count(confirmed), count(*) - count(confirmed),"
-                    " min(CASE WHEN confirmed IS NULL THEN slot END), max(confirmed) FROM szy206_reports"
-                ).fetchone()
-            )
-        # The intakes to today and the open warnings, as `meterlink report` finds them.
-        rules = build_report(db, config, Period(today.isoformat(), today, today), None, now, with_meters=False)
-        return meta, pending, oldest, rows, first_ts, events, reports, rules
-
-    meta, pending, oldest, rows, first_ts, events, reports, rules = read_store(path, read)
-    last_sent = meta.get("last_sent")
-
-    def when(ms: int | None) -> str:
-        return "-" if ms is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
-
-    print(f"store          {path}")
-    print(f"gateway        {meta.get('gateway')}")
-    print(f"next seq       {meta.get('next_seq')}")
-    print(f"readings held  {rows} (oldest {when(first_ts)})")
-    if config.uplink.mqtt is not None:
-        print(f"mqtt pending   {pending} readings (oldest {when(oldest)})")
-        print(f"mqtt confirmed last at {when(last_sent)}")
-        print(f"events pending {events}")
-    else:
-        # Without MQTT nothing marks readings delivered: they are kept for retention, then purged.
-        print(f"readings kept  {config.store.retention_days:g} days (no [uplink.mqtt]: none wait for delivery)")
-    if reports is not None:
-        confirmed, waiting, first_waiting, last_confirmed = reports
-        print(
-            f"szy206 reports {waiting} waiting (oldest slot {when(first_waiting)}), "
-            f"{confirmed} confirmed (last at {when(last_confirmed)})"
-        )
-    for line in status_lines(rules):
-        print(line)
-    return 0
 
 
 def show_profiles(name: str | None) -> int:
