@@ -28,7 +28,6 @@ ASCII bodies hold the same in text: serial 4 hex digits, send time 12 digits, th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, cast
 
@@ -46,7 +45,6 @@ from .identifiers import (
     STATION_ID,
     STEP_ID,
 )
-from .slots import slot_setters
 from .values import decode_time, encode_time
 
 STATION = 0xF1F1
@@ -77,9 +75,9 @@ class Element(NamedTuple):
         return f"{self.ident:04X}" if self.ident > 0xFF else f"{self.ident:02X}"
 
 
-@dataclass(frozen=True, slots=True)
-class Body:
-    """A decoded body. ``serial`` and ``send_time`` are None only in a continuation packet."""
+class Body(NamedTuple):
+    """A decoded body. ``serial`` and ``send_time`` are None only in a continuation packet. A
+    named tuple, as :class:`Element`."""
 
     serial: int | None
     send_time: datetime | None
@@ -93,9 +91,10 @@ def is_continuation(frame: Frame) -> bool:
 
 
 _UP, _ASCII = Direction.UP, Encoding.ASCII
-_SET = slot_setters(Body, ("serial", "send_time", "elements", "prefix", "tail"))
-# Element(...) runs a Python-level __new__; tuple.__new__ builds the same named tuple directly.
+# Element(...) and Body(...) run a Python-level __new__; tuple.__new__ builds them directly.
 _element = cast(Callable[[type[Element], tuple[int, int | None, bytes]], Element], tuple.__new__)
+_BodyFields = tuple[int, datetime, tuple[Element, ...], bytes, bytes]
+_body = cast(Callable[[type[Body], _BodyFields], Body], tuple.__new__)
 
 
 def parse_body(frame: Frame) -> Body:
@@ -125,15 +124,8 @@ def parse_body(frame: Frame) -> Body:
     else:
         prefix = b""
         elements, tail = _Reader(data, 8, fn, up).read([])
-    # Body(...) with the slots set directly (slots.py): this runs once per frame received.
-    body: Body = object.__new__(Body)
-    set_serial, set_send_time, set_elements, set_prefix, set_tail = _SET
-    set_serial(body, data[0] << 8 | data[1])
-    set_send_time(body, decode_time(data[2:8]))
-    set_elements(body, tuple(elements))
-    set_prefix(body, prefix)
-    set_tail(body, tail)
-    return body
+    fields = (data[0] << 8 | data[1], decode_time(data[2:8]), tuple(elements), prefix, tail)
+    return _body(Body, fields)
 
 
 def _read(data: bytes, at: int, function: int, up: bool) -> tuple[list[Element], bytes]:
