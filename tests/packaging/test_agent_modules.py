@@ -65,15 +65,19 @@ sync_check = "assume_synced"
 """
 
 # Code the agent never runs: the simulators, the demo that launches them, the scenario replays, the
-# other commands (verify, read/status/profiles, report), and what only the tests and benchmarks use.
+# other commands (verify, read/status/profiles, report, scan), a protocol no meter of this site
+# speaks (SL651), and what only the tests and benchmarks use.
 NEVER = (
     "meterlink.sim",
     "meterlink.replay",
     "meterlink.cli.demo",
     "meterlink.cli.verify",
+    "meterlink.cli.scan",
     "meterlink.agent.commission",
     "meterlink.agent.report",
+    "meterlink.agent.report_days",
     "meterlink.agent.store_readonly",
+    "meterlink.protocols.sl651",
     "joserfc",
     "psutil",
     "hypothesis",
