@@ -9,8 +9,9 @@ system) per request, requests sent one after the other as a bus sends them, best
 - ``ModbusBus.read``: what the agent runs (pymodbus's client, transaction manager and framer);
 - ``... asyncio's 256 KiB reads``: the same with asyncio's default TCP read size, which maps and
   unmaps a 256 KiB buffer for every answer (drivers/modbus/bus.py reads 4 KiB at a time);
-- ``bare asyncio protocol``: the floor, the same bytes through an asyncio Protocol and the
-  project's own MBAP and PDU codecs, one future per request: no retries, no timeout, no checks.
+- ``bare asyncio protocol``: the floor, the same bytes through an asyncio Protocol (reading 4 KiB
+  at a time too) and the project's own MBAP and PDU codecs, one future per request: no retries, no
+  timeout, no checks.
 
 The difference between the first and the last is what pymodbus costs per request.
 """
@@ -60,6 +61,7 @@ class BareClient(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        transport.max_size = bus_module.TCP_RECV_SIZE  # type: ignore[attr-defined]  # as the bus reads
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
