@@ -11,7 +11,8 @@ survived and counted. It answers as a centre does:
 - keep-alives (2FH) and answers to its queries: recorded, not answered.
 
 Queries go to every connected station on command (:meth:`Center.query`): the function code, the
-centre's serial number and time, and for 38H a period of the last hour of element 39H. A
+centre's serial number and time, and for 38H a period (by default the last hour of element 39H
+every five minutes; any element, definition, step and period on request). A
 station's address, centre address and password become known from its first frame. Every frame,
 in either direction, goes to ``on_record`` as the JSON of ``meterlink decode sl651``.
 """
@@ -32,11 +33,8 @@ from meterlink.protocols.sl651.events import (
     Answered,
     Event,
     KeepAlive,
-    Misdirected,
-    Refused,
     ReportReceived,
     ReportRepeated,
-    Unsolicited,
 )
 from meterlink.protocols.sl651.messages import build_period_query, build_query, step_element
 
@@ -97,11 +95,11 @@ class Center:
         if self._server is not None:
             self._server.close()
         for link in list(self.links):
-            link.writer.close()
+            link.writer.close()  # its task then reads the end of the stream and ends by itself
             if link.task is not None:
-                link.task.cancel()
                 with contextlib.suppress(BaseException):
-                    await link.task
+                    await asyncio.wait_for(asyncio.shield(link.task), 2)
+                link.task.cancel()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
@@ -130,7 +128,7 @@ class Center:
             writer.close()
 
     def _handle(self, link: _Link, event: Event) -> None:
-        if isinstance(event, Misdirected | Unsolicited | Refused):
+        if not isinstance(event, KeepAlive | Answered | ReportReceived | ReportRepeated):
             log.info("event=frame_ignored peer=%s kind=%s", link.peer, type(event).__name__)
             return
         frame = event.frame
@@ -161,27 +159,45 @@ class Center:
         self._serial = self._serial % 0xFFFF + 1
         return self._serial
 
-    def query(self, function: int) -> int:
-        """Send query ``function`` to every station heard on a live connection; returns how many."""
+    def query(
+        self,
+        function: int,
+        *,
+        ident: int = 0x39,
+        definition: int = 0x23,
+        step_minutes: int = 5,
+        period: tuple[datetime, datetime] | None = None,
+    ) -> int:
+        """Send query ``function`` to every station heard on a live connection; returns how many.
+        A 38H asks for element ``ident`` (with ``definition``) every ``step_minutes`` over
+        ``period`` (start and end, to the hour; default: the last hour)."""
         sent = 0
         for link in self.links:
             if link.last is None:
                 continue
             last, when = link.last, self.clock()
-            common = {"center": last.center, "station": last.station, "password": last.password}
             if function == 0x38:
                 frame = build_period_query(
-                    **common,
+                    center=last.center,
+                    station=last.station,
+                    password=last.password,
                     serial=self._next_serial(),
                     send_time=when,
-                    start=when - timedelta(hours=1),
-                    end=when,
-                    step=step_element(minutes=5),
-                    ident=0x39,
-                    definition=0x23,
+                    start=period[0] if period else when - timedelta(hours=1),
+                    end=period[1] if period else when,
+                    step=step_element(hours=step_minutes // 60, minutes=step_minutes % 60),
+                    ident=ident,
+                    definition=definition,
                 )
             else:
-                frame = build_query(function, **common, serial=self._next_serial(), send_time=when)
+                frame = build_query(
+                    function,
+                    center=last.center,
+                    station=last.station,
+                    password=last.password,
+                    serial=self._next_serial(),
+                    send_time=when,
+                )
             link.conversation.request(frame, now_ms())
             self._send(link, frame)
             sent += 1

@@ -10,8 +10,9 @@ then one JSON line per frame, in either direction::
 
 Queries on command: each line on standard input names a function code in hex (``37`` real-time
 data, ``38`` the last hour of 39H, ``51`` clock, ``4A`` set clock, ``45`` version, ...), sent to
-every connected station; ``--query-interval S`` sends 37H every S seconds. Arguments are checked
-here so that every mistake is one line on stderr and exit code 2.
+every connected station; ``38 ID DEF STEP`` asks for another element (identifier and data
+definition in hex, e.g. ``38 27 2B 1``: flow every minute); ``--query-interval S`` sends 37H
+every S seconds. Arguments are checked here so that every mistake is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -69,18 +70,36 @@ async def _commands(center: Center) -> None:
     except (ValueError, OSError):  # not a pipe or terminal: no commands
         return
     while line := await reader.readline():
-        word = line.decode("ascii", "replace").strip()
-        if not word:
+        words = line.decode("ascii", "replace").split()
+        if not words:
             continue
         try:
-            function = int(word, 16)
-            if not 0x2F <= function <= 0xFF:
-                raise ValueError
+            function, options = _command(words)
         except ValueError:
-            print(f"{PROG}: {word!r} is not a function code in hex (37, 38, 51, ...)", file=sys.stderr, flush=True)
+            print(f"{PROG}: {' '.join(words)!r} is not a command (37, 38, 38 27 2B 1, 51, ...)", file=sys.stderr)
             continue
-        count = center.query(function)
+        count = center.query(function, **options)
         print(f"{PROG}: sent {function:02X}H to {count} station(s)", file=sys.stderr, flush=True)
+
+
+def _command(words: list[str]) -> tuple[int, dict[str, Any]]:
+    """A function code in hex; for 38H optionally the element, its definition (hex) and the step
+    in minutes. Raises ValueError."""
+    function = int(words[0], 16)
+    if not 0x2F <= function <= 0xFF or (len(words) > 1 and function != 0x38) or len(words) > 4:
+        raise ValueError(words[0])
+    options: dict[str, Any] = {}
+    if len(words) > 1:
+        options["ident"] = int(words[1], 16)
+    if len(words) > 2:
+        options["definition"] = int(words[2], 16)
+    if len(words) > 3:
+        options["step_minutes"] = int(words[3])
+        if not 1 <= options["step_minutes"] <= 99 * 60:
+            raise ValueError(words[3])
+    if not 0 <= options.get("ident", 0) <= 0xFFFF or not 0 <= options.get("definition", 0) <= 0xFF:
+        raise ValueError(words[1])
+    return function, options
 
 
 async def _every(center: Center, interval: float) -> None:
