@@ -21,6 +21,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import stat
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +67,12 @@ async def _commands(center: Center) -> None:
     """Read function codes from standard input, one a line, and query with each."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError):
+        return
+    if not (stat.S_ISFIFO(mode) or (stat.S_ISCHR(mode) and sys.stdin.isatty()) or stat.S_ISSOCK(mode)):
+        return  # /dev/null or a file: epoll cannot watch it, and there are no commands to read
     try:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     except (ValueError, OSError):  # not a pipe or terminal: no commands
