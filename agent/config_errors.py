@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -101,12 +102,47 @@ def _bus_lines(at: tuple[Any, ...], tag: str, errors: list[Any]) -> list[Any]:
     return [{"type": "bus", "loc": at, "msg": f"{', '.join(sorted(stray))} do(es) not apply to a {tag} bus"}]
 
 
-def format_validation_error(exc: Exception, data: dict[str, Any]) -> list[str]:
-    """One line per problem. Meter entries are named by their id when they have one."""
+# A meter is a tagged union too (agent/config.py meter_kind): the tag comes out of an error's location,
+# and a key of another kind, forbidden there, says which kinds it is for and what made this one its kind.
+METER_KIND_NAMES = {"modbus": "Modbus meters", "szy206": "SZY206 meters", "manual": "meters read by hand"}
+METER_KIND_BECAUSE = {
+    "modbus": "this one has a bus and no address: Modbus",
+    "szy206": "this one has an address: SZY206",
+    "manual": "this one has no bus, so it is read by hand; give it a bus to poll it",
+}
+
+
+def _meter_errors(errors: list[Any], meter_keys: Mapping[str, Collection[str]]) -> list[Any]:
+    """The errors with the meter's kind taken out of their location, another kind's keys worded so."""
+    out: list[Any] = []
+    for err in errors:
+        loc = tuple(err["loc"])
+        if loc[:1] != ("meters",) or len(loc) < 3 or loc[2] not in meter_keys:
+            out.append(err)
+            continue
+        kind, rest = str(loc[2]), loc[3:]
+        err = {**err, "loc": (*loc[:2], *rest)}
+        owners = [k for k, keys in meter_keys.items() if rest and rest[0] in keys]
+        if err["type"] == "extra_forbidden" and len(rest) == 1 and owners:
+            polled = {"modbus", "szy206"} == set(owners)
+            named = "meters on a bus" if polled else " and ".join(METER_KIND_NAMES[k] for k in owners)
+            err = {**err, "type": "meter_kind", "msg": f"only for {named} ({METER_KIND_BECAUSE[kind]})"}
+        out.append(err)
+    return out
+
+
+def format_validation_error(
+    exc: Exception, data: dict[str, Any], meter_keys: Mapping[str, Collection[str]] | None = None
+) -> list[str]:
+    """One line per problem. Meter entries are named by their id when they have one.
+
+    ``meter_keys``: each kind of meter's keys, when the model has meters of several kinds.
+    """
     if not isinstance(exc, ValidationError):
         return [f"config: {exc}"]
     lines = []
-    for err in _bus_errors(list(exc.errors(include_url=False, include_input=False))):
+    errors = _bus_errors(list(exc.errors(include_url=False, include_input=False)))
+    for err in _meter_errors(errors, meter_keys or {}):
         cause = err.get("ctx", {}).get("error")
         if isinstance(cause, ConfigLines):
             lines += cause.lines
