@@ -106,7 +106,17 @@ class HealthBook:
         self.next_upload_ms: int | None = None
 
     def add_meter(self, meter: str, bus: str, interval_ms: int, no_data_after_ms: int) -> None:
-        self.meters[meter] = MeterHealth(meter, bus, interval_ms, no_data_after_ms)
+        """A meter to follow; one already followed keeps its history (a reload built its poller again)."""
+        known = self.meters.get(meter)
+        if known is None:
+            self.meters[meter] = MeterHealth(meter, bus, interval_ms, no_data_after_ms)
+        else:
+            known.bus, known.interval_ms, known.no_data_after_ms = bus, interval_ms, no_data_after_ms
+
+    def retain(self, meters: set[str]) -> None:
+        """Forget the meters not in ``meters`` (removed from the site file)."""
+        for gone in self.meters.keys() - meters:
+            del self.meters[gone]
 
     def answered(self, meter: str, at_ms: int, readings: Iterable[Reading], *, poll: bool = True) -> None:
         """The meter answered a poll (or, ``poll`` False, reported on its own: alive, but no poll)."""

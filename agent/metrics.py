@@ -33,7 +33,7 @@ PUBACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 
 # No `_created` series beside every counter: the process start time says the same, at a third of
 # the scrape's size. (The library's switch is process-wide; meterlink's process is the agent.)
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Metrics:

@@ -26,6 +26,7 @@ from .state_file import state_path, write_state
 if TYPE_CHECKING:
     from .metrics import Metrics, MetricsServer
     from .outbox import Outbox
+    from .service import Parts
     from .uplinks.mqtt import MqttLink
     from .uplinks.szy206 import SiteTerminal
     from .uploader import Uploader
@@ -84,19 +85,31 @@ class Monitor:
             return
         log.info("event=metrics_serving listen=%s", cfg.listen)
 
-    async def run(
-        self,
-        outbox: Outbox,
-        uploader: Uploader | None,
-        link: MqttLink | None,
-        terminal: SiteTerminal | None,
-    ) -> None:
-        self._seen["stored"] = outbox.next_seq  # readings stored from here on
+    def reconfigure(self, config: Config) -> None:
+        """A reloaded site file: meters no longer configured leave the book (the pollers built next
+        add the new ones and keep the health of those that stay); a changed endpoint moves."""
+        moved = config.metrics != self.config.metrics
+        self.config = config
+        self.health.retain({m.id for m in config.enabled_meters})
+        if not moved:
+            return
+        self.stop()
+        if config.metrics is not None and self.metrics is None:
+            from .metrics import Metrics
+
+            self.metrics = Metrics(config.gateway.id)
+        if self.metrics is not None:
+            self.metrics.store_capacity.set(config.store_capacity_bytes())
+        self.start_server()
+
+    async def run(self, parts: Parts) -> None:
+        """Every few seconds until cancelled; ``parts`` is read each time (a reload replaces some)."""
+        self._seen["stored"] = parts.outbox.next_seq  # readings stored from here on
         self.start_server()
         failing = False
         while True:
             try:
-                await self.tick(outbox, uploader, link, terminal)
+                await self.tick(parts)
             except Exception as exc:  # a store that refuses a read: status goes stale, polling goes on
                 if not failing:
                     log.warning("event=monitor_failed error=%r", exc)
@@ -105,19 +118,14 @@ class Monitor:
                 failing = False
             await asyncio.sleep(TICK_S)
 
-    async def tick(
-        self,
-        outbox: Outbox,
-        uploader: Uploader | None,
-        link: MqttLink | None,
-        terminal: SiteTerminal | None,
-    ) -> None:
+    async def tick(self, parts: Parts) -> None:
+        uploader, terminal = parts.uploader, parts.terminal
         if uploader is not None:
             self.health.next_upload_ms = uploader.next_upload_ms(self.clock())
         if terminal is not None and self._grew("szy206_confirmed", terminal.stats.reports_confirmed):
             self.health.uploaded(self.clock())
         if self.metrics is not None:
-            await self._update_metrics(self.metrics, outbox, uploader, link, terminal)
+            await self._update_metrics(self.metrics, parts.outbox, uploader, parts.link, terminal)
         await self.write()
 
     async def write(self) -> None:

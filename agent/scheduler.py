@@ -88,13 +88,19 @@ class BusPoller:
         self.cycles = 0
         self.last_cycle_end = clock()  # the watchdog's measure of a live poller
         self._seen = (self.last_cycle_end, _monotonic_ms())  # agent clock vs monotonic, last look
+        # Set while waiting for the next slot, clear during a cycle: a reload stops a poller only
+        # when it is set, so no poll in flight is cut off and its slot lost.
+        self.idle = asyncio.Event()
 
     async def run(self) -> None:
         now = self.clock()
         for m in self.meters:
-            m.due = next_slot(now, m.interval_ms)
+            if not m.due:  # a meter carried over from the poller a reload replaced keeps its next slot
+                m.due = next_slot(now, m.interval_ms)
         while True:
+            self.idle.set()
             await self._wait()
+            self.idle.clear()  # no await between the wait's end and here: a reload sees one or the other
             await self.cycle()
 
     async def _wait(self) -> None:

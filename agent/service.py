@@ -8,7 +8,8 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -17,7 +18,7 @@ from meterlink.drivers.base import Driver, Flag, Reading
 from meterlink.drivers.szy206 import Szy206Driver
 from meterlink.wire import jws
 
-from . import keys, rules_config
+from . import keys, reload, rules_config
 
 # The bus builders live in buses.py; commissioning and reports take them from here too.
 from .buses import build_bus as build_bus
@@ -96,9 +97,32 @@ class Parts:
         return {name: uplink for name, uplink in named.items() if uplink is not None}
 
 
+@dataclass
+class _Tasks:
+    """The tasks a reload replaces: polling, the rules, and the uplinks when their config changed."""
+
+    polls: list[asyncio.Task[Any]]
+    rules: asyncio.Task[None]
+    uplinks: list[asyncio.Task[Any]]
+    upload: asyncio.Task[Any]
+    others: list[asyncio.Task[Any]] = field(default_factory=list)  # for the whole run
+
+    def all(self) -> list[asyncio.Task[Any]]:
+        return [*self.uplinks, self.upload, self.rules, *self.others, *self.polls]
+
+
 class Agent:
-    def __init__(self, config: Config, *, check_key_mode: bool = True, backoff_max: float = 60.0) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        check_key_mode: bool = True,
+        backoff_max: float = 60.0,
+        config_path: Path | None = None,
+    ) -> None:
         self.config = config
+        self.config_path = config_path  # read again on reload (None: no reload)
+        self.reload_requested = asyncio.Event()
         self.check_key_mode = check_key_mode
         self.backoff_max = backoff_max
         self.stop_requested = asyncio.Event()
@@ -127,17 +151,10 @@ class Agent:
         outbox = Outbox(store)
         latest = LatestValues()
         link, uploader = self._mqtt(key, outbox)
-        terminal = None
-        if cfg.uplink.szy206 is not None:
-            positions = {mc.szy206_position: mc.id for mc in cfg.enabled_meters if mc.szy206_position}
-            terminal = SiteTerminal(
-                cfg.uplink.szy206, positions, outbox, latest, self._event, backoff_max=self.backoff_max
-            )
+        terminal = self._terminal(outbox, latest)
         self._clock_check = ClockCheck(cfg.clock.sync_check)
         pollers, buses = self._pollers()
-        if terminal is not None:
-            states = {m.meter.id: m.state for p in pollers for m in p.meters}
-            terminal.meter_failing = lambda meter: meter in states and states[meter].online is False
+        _failing_from(terminal, pollers)
         rulebook = self._rulebook(outbox, pollers)
         self.parts = Parts(
             store, outbox, GroupCommit(outbox), latest, link, uploader, terminal, pollers, buses, rulebook
@@ -182,6 +199,14 @@ class Agent:
         )
         uploader.on_delivered = self.monitor.delivered
         return link, uploader
+
+    def _terminal(self, outbox: Outbox, latest: LatestValues) -> SiteTerminal | None:
+        """The SZY206 site terminal toward a central station, when configured."""
+        cfg = self.config
+        if cfg.uplink.szy206 is None:
+            return None
+        positions = {mc.szy206_position: mc.id for mc in cfg.enabled_meters if mc.szy206_position}
+        return SiteTerminal(cfg.uplink.szy206, positions, outbox, latest, self._event, backoff_max=self.backoff_max)
 
     def _pollers(self) -> tuple[list[BusPoller], list[Driver]]:
         """A poller per bus with enabled meters, over the driver its protocol asks for."""
@@ -315,43 +340,38 @@ class Agent:
         parts = self.parts if self.parts is not None else await asyncio.to_thread(self.build)
         await self._report_opening(parts.outbox.opening)
         await self._event("agent_started", {"host": socket.gethostname(), "pid": os.getpid()})
-        rules_task = await self._start_rules(parts)
         inbox = Inbox(self.config.store.path, {m.id for m in self.config.meters}, self._manual_stored)
-        inbox_task = asyncio.create_task(inbox.run(parts.outbox), name="meterlink.manual")
-        uplink_tasks = [asyncio.create_task(u.run(), name=f"meterlink.{name}") for name, u in parts.uplinks().items()]
-        poll_tasks = [asyncio.create_task(p.run(), name=f"meterlink.poll.{p.name}") for p in parts.pollers]
-        # SZY206 lines are listened to from the start: their meters report on their own.
-        poll_tasks += [
-            asyncio.create_task(d.link.keep_open(), name=f"meterlink.listen.{d.link.name}")
-            for d in parts.buses
-            if isinstance(d, Szy206Driver)
+        tasks = _Tasks(self._start_polls(parts), await self._start_rules(parts), *self._start_uplinks(parts))
+        tasks.others = [
+            asyncio.create_task(inbox.run(parts.outbox), name="meterlink.manual"),
+            asyncio.create_task(self._housekeeping(parts.outbox), name="meterlink.purge"),
+            asyncio.create_task(self.monitor.run(parts), name="meterlink.monitor"),
         ]
-        upload_task = asyncio.create_task(
-            parts.uploader.run() if parts.uploader is not None else asyncio.Event().wait(), name="meterlink.upload"
-        )
-        purge_task = asyncio.create_task(self._housekeeping(parts.outbox), name="meterlink.purge")
         watchdog_task = asyncio.create_task(self._watchdog(parts), name="meterlink.watchdog")
-        monitor_task = asyncio.create_task(
-            self.monitor.run(parts.outbox, parts.uploader, parts.link, parts.terminal), name="meterlink.monitor"
-        )
         self.ready.set()
         # Everything built so far (config, profiles, libraries) lives as long as the process: move
         # it out of the collector's sight, so a full collection does not walk it again and again.
         gc.collect()
         gc.freeze()
-        tasks = [*uplink_tasks, upload_task, purge_task, rules_task, inbox_task, monitor_task, *poll_tasks]
         stop_wait = asyncio.create_task(self.stop_requested.wait())
-        done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        while True:
+            reload_wait = asyncio.create_task(self.reload_requested.wait())
+            done, _ = await asyncio.wait([stop_wait, reload_wait, *tasks.all()], return_when=asyncio.FIRST_COMPLETED)
+            if done != {reload_wait}:
+                reload_wait.cancel()
+                break
+            self.reload_requested.clear()
+            await self._reload(parts, tasks, inbox)
         # Every task runs until stopped: one that ended by itself, even without an error, is a crash
         # (a non-zero exit, so systemd restarts the agent), never a quiet stop.
-        crashed = [t for t in done if t is not stop_wait]
+        crashed = [t for t in done if t is not stop_wait and t is not reload_wait]
         self.notifier.stopping()
-        await cancel_and_wait([*poll_tasks, purge_task, watchdog_task, rules_task, inbox_task, monitor_task])
+        await cancel_and_wait([*tasks.polls, *tasks.others, watchdog_task, tasks.rules])
         self.monitor.stop()
         await self.monitor.write()  # status shows the meters as they were at the stop
         await parts.capture.flush()  # what was polled is captured before anything closes
-        await self._stop_uplinks(parts, upload_task, final_flush)
-        await cancel_and_wait(uplink_tasks)
+        await self._stop_uplinks(parts, tasks.upload, final_flush)
+        await cancel_and_wait(tasks.uplinks)
         for driver in parts.buses:
             await driver.close()
         await parts.outbox.close()
@@ -366,11 +386,73 @@ class Agent:
             raise error or RuntimeError(f"task {task.get_name()} ended on its own")
         # A task that failed while stopping (a store error marking a last batch sent, say) is
         # never quiet: logged, and the exit is non-zero.
-        failed = failures([*tasks, watchdog_task])
+        failed = failures([*tasks.all(), watchdog_task])
         for ended, error in failed:
             log.error("event=task_failed_at_stop task=%s error=%r", ended.get_name(), error, exc_info=error)
         if failed:
             raise failed[0][1]
+
+    def _start_polls(self, parts: Parts) -> list[asyncio.Task[Any]]:
+        polls = [asyncio.create_task(p.run(), name=f"meterlink.poll.{p.name}") for p in parts.pollers]
+        # SZY206 lines are listened to from the start: their meters report on their own.
+        return polls + [
+            asyncio.create_task(d.link.keep_open(), name=f"meterlink.listen.{d.link.name}")
+            for d in parts.buses
+            if isinstance(d, Szy206Driver)
+        ]
+
+    def _start_uplinks(self, parts: Parts) -> tuple[list[asyncio.Task[Any]], asyncio.Task[Any]]:
+        uplinks = [asyncio.create_task(u.run(), name=f"meterlink.{name}") for name, u in parts.uplinks().items()]
+        upload = asyncio.create_task(
+            parts.uploader.run() if parts.uploader is not None else asyncio.Event().wait(), name="meterlink.upload"
+        )
+        return uplinks, upload
+
+    def reload(self) -> None:
+        """Read the site file again (SIGHUP); the running agent applies it between poll cycles."""
+        self.reload_requested.set()
+
+    async def _reload(self, parts: Parts, tasks: _Tasks, inbox: Inbox) -> None:
+        """Apply a new site file: polling and the rules rebuilt, the uplinks only if their settings
+        changed. Nothing polled is lost (captured before the buses close), the store and its seq
+        numbering go on, and a publish in flight is confirmed before its link closes."""
+        if self.config_path is None:
+            log.warning("event=reload_refused problem='this agent was started without a config file'")
+            return
+        new, problems = await asyncio.to_thread(reload.load_new, self.config_path, self.config)
+        if new is None:
+            for problem in problems:
+                log.error("event=reload_refused problem=%r", problem)
+            log.error("event=reload_refused kept=running_configuration")
+            return
+        change = reload.changes(self.config, new)
+        self.notifier.reloading()
+        await _stop_between_cycles(parts.pollers, tasks.polls)
+        await cancel_and_wait([*tasks.polls, tasks.rules])
+        await parts.capture.flush()
+        for driver in parts.buses:
+            await driver.close()
+        if change.uplinks:
+            await self._stop_uplinks(parts, tasks.upload, final_flush=False)
+            await cancel_and_wait(tasks.uplinks)
+        self.config = new
+        self._clock_check = ClockCheck(new.clock.sync_check)
+        self.monitor.reconfigure(new)
+        before = {m.meter.id: m for p in parts.pollers for m in p.meters}
+        parts.pollers, parts.buses = self._pollers()
+        _carry_over(before, parts.pollers, set(change.meters))
+        if change.uplinks:
+            key = await asyncio.to_thread(keys.load_private_key, new.signing.key, check_mode=self.check_key_mode)
+            parts.link, parts.uploader = self._mqtt(key, parts.outbox)
+            parts.terminal = self._terminal(parts.outbox, parts.latest)
+            tasks.uplinks, tasks.upload = self._start_uplinks(parts)
+        _failing_from(parts.terminal, parts.pollers)
+        parts.rulebook = self._rulebook(parts.outbox, parts.pollers)
+        tasks.rules = await self._start_rules(parts)
+        inbox.meters = {m.id for m in new.meters}
+        tasks.polls = self._start_polls(parts)
+        self.notifier.ready(f"polling {sum(len(p.meters) for p in parts.pollers)} meters")
+        log.info("event=reload_applied changed=%r meters=%d", change.describe(), len(new.enabled_meters))
 
     async def _report_opening(self, opening: Opening) -> None:
         """What the store found when it opened: a corrupt store moved aside, salvaged, replaced."""
@@ -462,6 +544,41 @@ class Agent:
             purged = await outbox.purge(now_ms())
             if purged:
                 log.info("event=purged readings=%d", purged)
+
+
+async def _stop_between_cycles(pollers: list[BusPoller], polls: list[asyncio.Task[Any]]) -> None:
+    """Cancel each poller while it waits for its next slot, never in the middle of a poll (whose
+    slot would be lost); one stuck longer than its worst-case cycle is cancelled anyway."""
+
+    async def when_idle(poller: BusPoller, task: asyncio.Task[Any]) -> None:
+        while not poller.idle.is_set():
+            await poller.idle.wait()
+        task.cancel()  # in the same step as the check: the poller cannot have started a cycle
+
+    for poller, task in zip(pollers, polls, strict=False):
+        worst = sum(m.meter_cost_ms for m in poller.meters) / 1000 + 1
+        try:
+            await asyncio.wait_for(when_idle(poller, task), worst)
+        except TimeoutError:
+            log.warning("event=reload_cut_poll bus=%s waited_s=%.1f", poller.name, worst)
+            task.cancel()
+
+
+def _carry_over(before: dict[str, ScheduledMeter], pollers: list[BusPoller], changed: set[str]) -> None:
+    """A meter whose settings a reload left alone keeps its next slot, health and quality state, so
+    no slot is skipped or polled twice and no offline/online event repeats."""
+    for poller in pollers:
+        for m in poller.meters:
+            old = before.get(m.meter.id)
+            if old is not None and m.meter.id not in changed and old.interval_ms == m.interval_ms:
+                m.due, m.state, m.quality = old.due, old.state, old.quality
+
+
+def _failing_from(terminal: SiteTerminal | None, pollers: list[BusPoller]) -> None:
+    """The site terminal asks the pollers whether a meter is failing (its reports then say so)."""
+    if terminal is not None:
+        states = {m.meter.id: m.state for p in pollers for m in p.meters}
+        terminal.meter_failing = lambda meter: meter in states and states[meter].online is False
 
 
 async def _forever() -> None:

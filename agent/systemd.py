@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 
 class Notifier:
@@ -46,3 +47,7 @@ class Notifier:
 
     def stopping(self) -> None:
         self.notify("STOPPING=1")
+
+    def reloading(self) -> None:
+        """A reload starts (READY=1 says it ended); systemd wants the monotonic clock with it."""
+        self.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")

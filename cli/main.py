@@ -331,13 +331,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     logsetup.from_config(config.log, args.log_level)
     for warning in found.warnings:
         logging.getLogger("meterlink.agent").warning("event=config_warning problem=%r", warning)
-    agent = Agent(config)
+    agent = Agent(config, config_path=args.config)
     agent.build()  # key and store problems end here, as one line, before anything starts
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, agent.stop)
+        loop.add_signal_handler(signal.SIGHUP, agent.reload)  # systemctl reload: the site file again
         await agent.run()
 
     asyncio.run(main())

@@ -46,12 +46,23 @@ def test_the_unit_runs_the_agent_unprivileged_sandboxed_and_watched() -> None:
         assert d.get(key) == values, f"{key}: {d.get(key)}"
     assert int(d["Service.WatchdogSec"][0]) > 0
     assert d["Service.ExecStart"][0].split()[1:] == ["run", "-c", "/etc/meterlink/site.toml"]
+    assert d["Service.ExecReload"] == ["/bin/kill -HUP $MAINPID"]  # the agent reads its file again on SIGHUP
 
 
 # Every key the unit may use, each one systemd-analyze accepts (systemd.directives(7)). systemd only warns about
 # an unknown key and runs on without it (a misspelt ProtectSystem= is a unit with no sandbox), and
 # systemd-analyze is not on every machine that runs the tests: this holds the spelling without it.
-_RUN = {"Type", "NotifyAccess", "WatchdogSec", "ExecStart", "Restart", "RestartSec", "KillSignal", "TimeoutStopSec"}
+_RUN = {
+    "Type",
+    "NotifyAccess",
+    "WatchdogSec",
+    "ExecStart",
+    "ExecReload",
+    "Restart",
+    "RestartSec",
+    "KillSignal",
+    "TimeoutStopSec",
+}
 _USER = {"User", "Group", "SupplementaryGroups", "StateDirectory", "StateDirectoryMode", "ConfigurationDirectory"}
 _FILES = {"NoNewPrivileges", "ProtectSystem", "ReadWritePaths", "ProtectHome", "PrivateTmp", "UMask"}
 _KERNEL = {"ProtectKernelTunables", "ProtectKernelModules", "ProtectControlGroups", "ProtectClock"}
