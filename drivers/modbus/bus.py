@@ -37,9 +37,10 @@ log = logging.getLogger("meterlink.modbus")
 QUIET_AFTER_FAILURE_S = 0.5  # at most; never longer than the bus's own timeout
 
 # asyncio reads a TCP socket with recv(256 KiB): for every answer (260 bytes at most in Modbus TCP)
-# malloc maps a fresh 256 KiB buffer, shrinks it and unmaps it again (mmap, mremap, munmap and a
-# page fault per request: most of the kernel's share of a poll). 4 KiB holds any answer; more
-# bytes, if ever, are read on the loop's next turn.
+# a 256 KiB buffer is allocated and shrunk, which glibc serves with mmap, mremap and munmap (and a
+# page fault) per request until a larger free happens to raise its mmap threshold: about 25 us of
+# CPU per request then (bench/bench_modbus_request.py). 4 KiB holds any answer; more bytes, if
+# ever, are read on the loop's next turn.
 TCP_RECV_SIZE = 4096
 
 # pymodbus logs every timeout and dropped frame at WARNING/ERROR on its own logger; the bus counts

@@ -1,8 +1,8 @@
 """ModbusBus over TCP reads its connection a few KiB at a time, not asyncio's 256 KiB a recv.
 
-A 256 KiB read buffer per answer is mapped and unmapped by malloc on every request (mmap, mremap,
-munmap, a page fault), which was most of the kernel's share of a poll. The answers are the same
-whatever the read size: a frame split over several reads is put together again.
+A 256 KiB read buffer per answer can cost a mmap, mremap and munmap per request (drivers/modbus/bus.py
+says when). The answers are the same whatever the read size: a frame split over several reads is
+put together again.
 """
 
 from __future__ import annotations
