@@ -178,7 +178,8 @@ class Reassembler:
             else:
                 match = search(buf, pos)
                 if match is None:
-                    pos = size - 1 if buf.endswith(b"\x7e") else size  # a 7E may start a frame
+                    # A last 7E may start a frame: keep it, unless it is behind pos (a resync).
+                    pos = size - 1 if pos < size and buf[-1] == 0x7E else size
                     break
                 start = match.start()
             step = self._candidate(buf, start, size)
