@@ -19,7 +19,9 @@ from __future__ import annotations
 import random
 import sys
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from _common import best_of, figure, header
 
@@ -34,6 +36,7 @@ from meterlink.protocols.sl651.messages import (
     report_body,
 )
 
+T = TypeVar("T")
 QUICK = "--quick" in sys.argv
 ROUNDS = 3 if QUICK else 5
 STATION = bytes.fromhex("0012345678")
@@ -59,11 +62,11 @@ def scheduled(rng: random.Random, serial: int, function: int = 0x32) -> Frame:
     return build_report(function, center=1, station=STATION, password=0x1234, body=body)
 
 
-def rate(fn: object, items: list[bytes] | list[Frame]) -> float:
+def rate(fn: Callable[[T], object], items: Sequence[T]) -> float:
     def once() -> float:
         started = time.perf_counter()
         for item in items:
-            fn(item)  # type: ignore[operator]
+            fn(item)
         return len(items) / (time.perf_counter() - started)
 
     return best_of(ROUNDS, once)

@@ -91,7 +91,9 @@ def scrape(port: int) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
 
 
 def meters_of(state: dict[str, object]) -> dict[str, dict[str, object]]:
-    return {m["id"]: m for m in state["meters"]}  # type: ignore[attr-defined,index]
+    meters = state["meters"]
+    assert isinstance(meters, list), state
+    return {m["id"]: m for m in meters}
 
 
 def test_status_and_metrics_show_each_meter_while_running_and_after(tmp_path: Path, broker: LocalBroker) -> None:

@@ -55,7 +55,8 @@ def center() -> Iterator[tuple[subprocess.Popen[str], int]]:
 
 
 def _frames(sock: socket.socket, count: int) -> list[Frame]:
-    reader, out = Reassembler(), []
+    reader = Reassembler()
+    out: list[Frame] = []
     while len(out) < count:
         reader.feed(sock.recv(4096))
         while (frame := reader.next_frame()) is not NEED_DATA:
