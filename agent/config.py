@@ -38,6 +38,7 @@ from . import addressing
 from .config_errors import ConfigLines
 from .errors import ConfigError
 from .osuser import effective_user
+from .uplinks.sl651_config import Sl651UplinkConfig
 
 # Baud rates a UART on an RTU or a Raspberry Pi actually offers; anything else is a typo.
 BAUDRATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200)
@@ -438,11 +439,12 @@ class Szy206UplinkConfig(Strict):
 class UplinkConfig(Strict):
     mqtt: MqttConfig | None = None
     szy206: Szy206UplinkConfig | None = None
+    sl651: Sl651UplinkConfig | None = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> UplinkConfig:
-        if self.mqtt is None and self.szy206 is None:
-            raise ValueError("configure [uplink.mqtt], [uplink.szy206] or both")
+        if self.mqtt is None and self.szy206 is None and self.sl651 is None:
+            raise ValueError("configure [uplink.mqtt], [uplink.szy206] or both, or [uplink.sl651] for an SL651 centre")
         return self
 
 
@@ -550,6 +552,8 @@ class Config(Strict):
                 positions[p] = meter.id
             if not positions:
                 raise ValueError("uplink.szy206: no meter has a szy206_position, so reports would be empty")
+        if self.uplink.sl651 is not None and (unknown := sorted(set(self.uplink.sl651.meters) - seen)):
+            raise ConfigLines([f"uplink.sl651.meters.{m}: no meter has the id {m!r}" for m in unknown])
         return self
 
     def store_capacity_bytes(self) -> int:

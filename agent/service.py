@@ -10,7 +10,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -44,6 +44,9 @@ from .uplinks.base import Uplink
 from .uplinks.mqtt import MqttLink, MqttSettings, make_tls_context
 from .uplinks.szy206 import SiteTerminal
 from .uploader import Uploader
+
+if TYPE_CHECKING:
+    from .uplinks.sl651 import Sl651Station
 
 log = logging.getLogger("meterlink.agent")
 
@@ -90,10 +93,11 @@ class Parts:
     pollers: list[BusPoller]
     buses: list[Driver]  # the pollers' drivers, closed at stop
     rulebook: Rulebook | None = None
+    sl651: Sl651Station | None = None
 
     def uplinks(self) -> dict[str, Uplink[Any]]:
         """The uplinks configured, by name."""
-        named: dict[str, Uplink[Any] | None] = {"mqtt": self.link, "szy206": self.terminal}
+        named: dict[str, Uplink[Any] | None] = {"mqtt": self.link, "szy206": self.terminal, "sl651": self.sl651}
         return {name: uplink for name, uplink in named.items() if uplink is not None}
 
 
@@ -159,6 +163,7 @@ class Agent:
         self.parts = Parts(
             store, outbox, GroupCommit(outbox), latest, link, uploader, terminal, pollers, buses, rulebook
         )
+        self.parts.sl651 = self._sl651(outbox, latest)
         log.info(
             "event=agent_started gateway=%s meters=%d buses=%d kid=%s store=%s next_seq=%d uplinks=%s",
             cfg.gateway.id,
@@ -207,6 +212,15 @@ class Agent:
             return None
         positions = {mc.szy206_position: mc.id for mc in cfg.enabled_meters if mc.szy206_position}
         return SiteTerminal(cfg.uplink.szy206, positions, outbox, latest, self._event, backoff_max=self.backoff_max)
+
+    def _sl651(self, outbox: Outbox, latest: LatestValues) -> Sl651Station | None:
+        """The SL651 station toward a centre, when configured."""
+        sl651 = self.config.uplink.sl651
+        if sl651 is None:
+            return None
+        from .uplinks.sl651 import Sl651Station  # the SL651 codec is loaded only where it is used
+
+        return Sl651Station(sl651, outbox, latest, self._event, backoff_max=self.backoff_max)
 
     def _pollers(self) -> tuple[list[BusPoller], list[Driver]]:
         """A poller per bus with enabled meters, over the driver its protocol asks for."""
@@ -265,8 +279,9 @@ class Agent:
 
     def _clock_offset(self) -> tuple[float | None, str]:
         """How far the clock is off its time source: a trusted station's, else the kernel's NTP."""
-        szy = self.config.uplink.szy206
-        if szy is not None and szy.trust_station_time and offset_ms():
+        szy, sl651 = self.config.uplink.szy206, self.config.uplink.sl651
+        trusted = (szy is not None and szy.trust_station_time) or (sl651 is not None and sl651.trust_center_time)
+        if trusted and offset_ms():
             return offset_ms() / 1000, "station"
         return kernel_clock_offset_s(), "kernel"
 
@@ -445,6 +460,7 @@ class Agent:
             key = await asyncio.to_thread(keys.load_private_key, new.signing.key, check_mode=self.check_key_mode)
             parts.link, parts.uploader = self._mqtt(key, parts.outbox)
             parts.terminal = self._terminal(parts.outbox, parts.latest)
+            parts.sl651 = self._sl651(parts.outbox, parts.latest)
             tasks.uplinks, tasks.upload = self._start_uplinks(parts)
         _failing_from(parts.terminal, parts.pollers)
         parts.rulebook = self._rulebook(parts.outbox, parts.pollers)
@@ -508,6 +524,8 @@ class Agent:
             await cancel_and_wait([upload_task])
         if parts.terminal is not None:
             await parts.terminal.close()
+        if parts.sl651 is not None:
+            await parts.sl651.close()
 
     def stop(self) -> None:
         self.stop_requested.set()

@@ -4,7 +4,9 @@ One meter speaks Modbus TCP, one Modbus RTU over a pty (the way a site's RS-485 
 one SZY206 over a second pty. The agent polls them every 2 s and uploads every 2 s to a broker (a
 private mosquitto unless ``--broker`` is given); the simulated platform verifies every message with
 the gateway's public key and prints a line per upload. With ``--szy206-station HOST:PORT`` the
-agent also reports as an SZY206 site terminal to that central station, every 5 s. It sits with the
+agent also reports as an SZY206 site terminal to that central station, every 5 s; with
+``--sl651-center HOST:PORT`` as an SL651 station to that centre (a scheduled report every 10 s, an
+hourly one, keep-alives; try ``meterlink sim sl651-center --listen 5051``). It sits with the
 command line, above ``agent`` and ``sim``, because it launches both.
 
 ``--dir`` keeps one config (``meterlink.toml``), the keys and the store, so a second run continues
@@ -92,7 +94,7 @@ topic_prefix = "meterlink"
 upload_interval = {upload}
 batch_size = 500
 publish_timeout = 5
-{station}"""
+{station}{center}"""
 
 STATION_TEMPLATE = """
 [uplink.szy206]
@@ -104,6 +106,36 @@ report_interval = 5
 keepalive = 20
 confirm_timeout = 3
 """
+
+CENTER_TEMPLATE = """
+[uplink.sl651]
+host = "{host}"
+port = {port}
+center = 1
+station = "0043010007"
+password = "1234"
+report_interval = 10
+keepalive = 30
+ack_timeout = 3
+
+[uplink.sl651.meters.intake-ultrasonic]
+flow = {{ id = "27" }}
+volume = {{ id = "FF09", definition = "32" }}
+
+[uplink.sl651.meters.outlet-emf]
+flow = {{ id = "28" }}
+volume = {{ id = "FF0A", definition = "32" }}
+"""
+
+
+def _host_port(text: str | None, option: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` of ``option``, or None when not given."""
+    if text is None:
+        return None
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise MeterlinkError(f"{option} must look like HOST:PORT")
+    return host, int(port)
 
 
 def _gateway_id(config_path: Path) -> str:
@@ -144,10 +176,8 @@ def run_demo(args: argparse.Namespace) -> int:
         url = urlsplit(args.broker)
         if url.scheme != "mqtt" or not url.hostname:
             raise MeterlinkError("--broker must look like mqtt://HOST:PORT (the demo uses plain MQTT)")
-    if args.szy206_station is not None:
-        host, _, port = args.szy206_station.rpartition(":")
-        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise MeterlinkError("--szy206-station must look like HOST:PORT")
+    _host_port(args.szy206_station, "--szy206-station")
+    _host_port(args.sl651_center, "--sl651-center")
     logsetup.setup("warning")
     if args.dir is None:
         with tempfile.TemporaryDirectory(prefix="meterlink-demo-") as tmp:
@@ -218,6 +248,8 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
         if args.szy206_station is not None:
             host, _, port = args.szy206_station.rpartition(":")
             station = STATION_TEMPLATE.format(host=host, port=int(port))
+        sl651 = _host_port(args.sl651_center, "--sl651-center")
+        center = "" if sl651 is None else CENTER_TEMPLATE.format(host=sl651[0], port=sl651[1])
         config_path.write_text(
             CONFIG_TEMPLATE.format(
                 gateway=gateway,
@@ -228,6 +260,7 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
                 broker=broker_url,
                 szy206_pty=szy206_pty,
                 station=station,
+                center=center,
             )
         )
         if station:
@@ -243,6 +276,8 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
         say(f"  meter well-szy206 (SZY206 terminal 530381:13) over {szy206_pty}")
         if station:
             say(f"  reporting as SZY206 site terminal 430100:7 to the station at {args.szy206_station} every 5 s")
+        if center:
+            say(f"  reporting as SL651 station 0043010007 to the centre at {args.sl651_center} every 10 s")
         say(f"  broker {broker_url}{' (private mosquitto)' if broker else ''}; polling and uploading every 2 s")
 
         verifier = Verifier([keys.load_public_key(pub_path)])
@@ -285,6 +320,12 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
                 f"szy206 report of {site_time(slot, zone)} confirmed by the station"
                 + (" (backfilled)" if backfill else "")
             )
+        if agent.parts.sl651 is not None:
+            zone = agent.parts.sl651.cfg.utc_offset_hours
+            agent.parts.sl651.on_acknowledged = lambda report, backfill: say(
+                f"sl651 report {report.function:02X}H of {site_time(report.slot, zone)} acknowledged by the centre"
+                + (" (backfilled)" if backfill else "")
+            )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, agent.stop)
@@ -313,6 +354,12 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
     if agent is not None and agent.parts is not None and agent.parts.terminal is not None:
         stats = agent.parts.terminal.stats
         say(f"szy206: {stats.reports_confirmed} reports confirmed by the station, {stats.resends} resent")
+    if agent is not None and agent.parts is not None and agent.parts.sl651 is not None:
+        counts = agent.parts.sl651.stats
+        say(
+            f"sl651: {counts.reports_acknowledged} reports acknowledged by the centre, {counts.resends} resent, "
+            f"{counts.reports_given_up} kept for later"
+        )
     if got.rejected or not readings:
         if not readings:
             print("meterlink demo: no readings arrived; see the log lines above", file=sys.stderr)

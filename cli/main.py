@@ -196,6 +196,11 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="HOST:PORT",
         help="also report as an SZY206 site terminal to this central station, every 5 s",
     )
+    p.add_argument(
+        "--sl651-center",
+        metavar="HOST:PORT",
+        help="also report as an SL651 station to this centre (scheduled reports every 10 s)",
+    )
     p.set_defaults(handler=cmd_demo)
 
 
