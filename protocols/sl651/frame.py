@@ -86,20 +86,21 @@ def encode(frame: Frame) -> bytes:
             none of the standard's.
     """
     _check(frame)
-    if frame.encoding is Encoding.ASCII:
+    center, station, password, function, direction, body, end, start, packet, encoding = frame
+    if encoding is Encoding.ASCII:
         return _encode_ascii(frame)
-    ends = frame.center.to_bytes(1, "big")
-    addresses = frame.station + ends if frame.direction is Direction.DOWN else ends + frame.station
-    head = b"\x7e\x7e%s%s%c%s%c" % (
-        addresses,
-        frame.password.to_bytes(2, "big"),
-        frame.function,
-        (frame.direction << 12 | frame.length).to_bytes(2, "big"),
-        frame.start,
-    )
-    packet = b"" if frame.packet is None else (frame.packet[0] << 12 | frame.packet[1]).to_bytes(3, "big")
-    data = b"%s%s%s%c" % (head, packet, frame.body, frame.end)
-    return data + crc16(data).to_bytes(2, "big")
+    if packet is None:
+        word, packed = direction << 12 | len(body), b""
+    else:
+        word, packed = direction << 12 | (len(body) + 3), (packet[0] << 12 | packet[1]).to_bytes(3, "big")
+    # One formatting of the whole frame: the addresses, then password, function, dir+len, start.
+    fields = (password >> 8, password & 0xFF, function, word >> 8, word & 0xFF, start, packed, body, end)
+    if direction is Direction.DOWN:
+        data = b"\x7e\x7e%s%c%c%c%c%c%c%c%s%s%c" % (station, center, *fields)
+    else:
+        data = b"\x7e\x7e%c%s%c%c%c%c%c%c%s%s%c" % (center, station, *fields)
+    crc = crc16(data)
+    return b"%s%c%c" % (data, crc >> 8, crc & 0xFF)
 
 
 def _encode_ascii(frame: Frame) -> bytes:
