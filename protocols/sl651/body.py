@@ -111,6 +111,7 @@ def parse_body(frame: Frame) -> Body:
     data = frame.body
     if len(data) < 8:
         raise BodyError(f"body of {len(data)} bytes has no serial number and send time")
+    send_time = decode_time(data[2:8])
     up = frame.direction is _UP
     fn = frame.function
     if up or fn not in _DOWN_SPECIAL:
@@ -124,7 +125,7 @@ def parse_body(frame: Frame) -> Body:
     else:
         prefix = b""
         elements, tail = _Reader(data, 8, fn, up).read([])
-    fields = (data[0] << 8 | data[1], decode_time(data[2:8]), tuple(elements), prefix, tail)
+    fields = (data[0] << 8 | data[1], send_time, tuple(elements), prefix, tail)
     return _body(Body, fields)
 
 
