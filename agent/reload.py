@@ -8,12 +8,18 @@ agent (the seq numbering and the store belong to them): a restart is needed, and
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import config as cfgmod
 from . import preflight
 from .errors import ConfigError, MeterlinkError
+from .scheduler import BusPoller, ScheduledMeter
+
+log = logging.getLogger("meterlink.agent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +89,31 @@ def _resolved(path: Path) -> Path:
         return path.resolve()
     except OSError:
         return path
+
+
+async def stop_between_cycles(pollers: list[BusPoller], polls: list[asyncio.Task[Any]]) -> None:
+    """Cancel each poller while it waits for its next slot, never in the middle of a poll (whose
+    slot would be lost); one stuck longer than its worst-case cycle is cancelled anyway."""
+
+    async def when_idle(poller: BusPoller, task: asyncio.Task[Any]) -> None:
+        while not poller.idle.is_set():
+            await poller.idle.wait()
+        task.cancel()  # in the same step as the check: the poller cannot have started a cycle
+
+    for poller, task in zip(pollers, polls, strict=False):
+        worst = sum(m.meter_cost_ms for m in poller.meters) / 1000 + 1
+        try:
+            await asyncio.wait_for(when_idle(poller, task), worst)
+        except TimeoutError:
+            log.warning("event=reload_cut_poll bus=%s waited_s=%.1f", poller.name, worst)
+            task.cancel()
+
+
+def carry_over(before: dict[str, ScheduledMeter], pollers: list[BusPoller], changed: set[str]) -> None:
+    """A meter whose settings a reload left alone keeps its next slot, health and quality state, so
+    no slot is skipped or polled twice and no offline/online event repeats."""
+    for poller in pollers:
+        for m in poller.meters:
+            old = before.get(m.meter.id)
+            if old is not None and m.meter.id not in changed and old.interval_ms == m.interval_ms:
+                m.due, m.state, m.quality = old.due, old.state, old.quality

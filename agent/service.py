@@ -19,6 +19,8 @@ from meterlink.drivers.szy206 import Szy206Driver
 from meterlink.wire import jws
 
 from . import keys, reload, rules_config
+from .assembly import build_mqtt, build_pollers, build_rulebook, build_sl651, build_terminal, link_terminal_to_pollers
+from .assembly import mqtt_settings as mqtt_settings
 
 # The bus builders live in buses.py; commissioning and reports take them from here too.
 from .buses import build_bus as build_bus
@@ -30,18 +32,17 @@ from .config import Config
 from .errors import StoreError
 from .latest import LatestValues
 from .manual import Inbox, evidence_dir
-from .monitor import Monitor, meter_rows
-from .outbox import Opening, Outbox
-from .pollcost import poll_cost_ms
-from .receipts import ReceiptBook
+from .monitor import Monitor
+from .outbox import Outbox
 from .rulebook import Rulebook
 from .runlock import RunLock
-from .scheduler import BusPoller, ScheduledMeter
+from .scheduler import BusPoller
 from .store import Store
 from .systemd import Notifier
 from .tasks import cancel_and_wait, failures
+from .upkeep import housekeeping, report_opening, watchdog
 from .uplinks.base import Uplink
-from .uplinks.mqtt import MqttLink, MqttSettings, make_tls_context
+from .uplinks.mqtt import MqttLink
 from .uplinks.szy206 import SiteTerminal
 from .uploader import Uploader
 
@@ -49,34 +50,6 @@ if TYPE_CHECKING:
     from .uplinks.sl651 import Sl651Station
 
 log = logging.getLogger("meterlink.agent")
-
-PURGE_EVERY_S = 3600
-
-
-def mqtt_settings(config: Config, *, backoff_max: float = 60.0) -> MqttSettings:
-    m = config.uplink.mqtt
-    assert m is not None
-    gw = config.gateway.id
-    tls = None
-    if m.tls:
-        tls = make_tls_context(
-            str(m.ca) if m.ca else None,
-            str(m.client_cert) if m.client_cert else None,
-            str(m.client_key) if m.client_key else None,
-        )
-    return MqttSettings(
-        host=m.host,
-        port=m.port,
-        client_id=m.client_id or f"meterlink-{gw}",
-        status_topic=f"{m.topic_prefix}/{gw}/status",
-        protocol=m.protocol,
-        tls=tls,
-        username=m.username,
-        password=m.password(),
-        keepalive=m.keepalive,
-        connect_timeout=min(m.publish_timeout, 30.0),
-        backoff_max=backoff_max,
-    )
 
 
 @dataclass
@@ -153,17 +126,13 @@ class Agent:
             uploaded=cfg.uplink.mqtt is not None,
         )
         outbox = Outbox(store)
-        latest = LatestValues()
-        link, uploader = self._mqtt(key, outbox)
-        terminal = self._terminal(outbox, latest)
         self._clock_check = ClockCheck(cfg.clock.sync_check)
         pollers, buses = self._pollers()
-        _failing_from(terminal, pollers)
-        rulebook = self._rulebook(outbox, pollers)
-        self.parts = Parts(
-            store, outbox, GroupCommit(outbox), latest, link, uploader, terminal, pollers, buses, rulebook
-        )
-        self.parts.sl651 = self._sl651(outbox, latest)
+        parts = Parts(store, outbox, GroupCommit(outbox), LatestValues(), None, None, None, pollers, buses)
+        self._uplinks(key, parts)
+        link_terminal_to_pollers(parts.terminal, pollers)
+        parts.rulebook = self._rulebook(outbox, pollers)
+        self.parts = parts
         log.info(
             "event=agent_started gateway=%s meters=%d buses=%d kid=%s store=%s next_seq=%d uplinks=%s",
             cfg.gateway.id,
@@ -176,92 +145,18 @@ class Agent:
         )
         return self.parts
 
-    def _mqtt(self, key: Ed25519PrivateKey, outbox: Outbox) -> tuple[MqttLink | None, Uploader | None]:
-        """The MQTT link and the uploader that drains the store through it, when configured."""
-        cfg, m = self.config, self.config.uplink.mqtt
-        if m is None:
-            return None, None
-        signer = jws.Signer(key, compress=m.compression == "deflate")
-        link = MqttLink(mqtt_settings(cfg, backoff_max=self.backoff_max))
-        receipts = None
-        if m.receipts:
-            verifier = jws.Verifier([keys.load_public_key(m.receipt_key)]) if m.receipt_key else None
-            receipts = ReceiptBook(cfg.gateway.id, int(m.receipt_timeout * 1000), verifier)
-            topic = f"{m.topic_prefix}/{cfg.gateway.id}/receipts"
-            link.subscriptions.append(topic)
-            link.on_message = self._on_receipt
-        uploader = Uploader(
-            outbox,
-            link,
-            signer,
-            gateway=cfg.gateway.id,
-            topic_prefix=m.topic_prefix,
-            interval_s=m.upload_interval,
-            batch_size=m.batch_size,
-            publish_timeout=m.publish_timeout,
-            backfill_rate=m.backfill_rate,
-            receipts=receipts,
-        )
-        uploader.on_delivered = self.monitor.delivered
-        return link, uploader
-
-    def _terminal(self, outbox: Outbox, latest: LatestValues) -> SiteTerminal | None:
-        """The SZY206 site terminal toward a central station, when configured."""
-        cfg = self.config
-        if cfg.uplink.szy206 is None:
-            return None
-        positions = {mc.szy206_position: mc.id for mc in cfg.enabled_meters if mc.szy206_position}
-        return SiteTerminal(cfg.uplink.szy206, positions, outbox, latest, self._event, backoff_max=self.backoff_max)
-
-    def _sl651(self, outbox: Outbox, latest: LatestValues) -> Sl651Station | None:
-        """The SL651 station toward a centre, when configured."""
-        sl651 = self.config.uplink.sl651
-        if sl651 is None:
-            return None
-        from .uplinks.sl651 import Sl651Station  # the SL651 codec is loaded only where it is used
-
-        return Sl651Station(sl651, outbox, latest, self._event, backoff_max=self.backoff_max)
-
     def _pollers(self) -> tuple[list[BusPoller], list[Driver]]:
-        """A poller per bus with enabled meters, over the driver its protocol asks for."""
-        cfg = self.config
-        buses: list[Driver] = []
-        pollers = []
-        for name, bus_cfg in cfg.buses.items():
-            configured = [mc for mc in cfg.enabled_meters if mc.bus == name]
-            if not configured:
-                continue
-            driver, built = build_bus(name, bus_cfg, configured, on_report=self._self_report)
-            meters = [
-                ScheduledMeter(
-                    m,
-                    cfg.poll_interval(mc) * 1000,
-                    meter_cost_ms=poll_cost_ms(bus_cfg, m),
-                    quality=quality_check(mc, m),
-                )
-                for mc, m in built
-            ]
-            buses.append(driver)
-            observed = self.monitor.observe(name, driver, meter_rows(cfg, name))
-            events = self.monitor.events(self._event)
-            pollers.append(BusPoller(name, observed, meters, self._sink, events, self._clock_check))
-        return pollers, buses
+        return build_pollers(self.config, self.monitor, self._sink, self._event, self._clock_check, self._self_report)
 
     def _rulebook(self, outbox: Outbox, pollers: list[BusPoller]) -> Rulebook:
-        cfg, mqtt = self.config, self.config.uplink.mqtt
-        wrap_at = {
-            m.meter.id: m.quality.moduli.get("volume_total") if m.quality else None for p in pollers for m in p.meters
-        }
-        return Rulebook(
-            outbox,
-            rules_config.meter_settings(cfg, wrap_at),
-            zone=cfg.gateway.zone,
-            intakes=rules_config.intakes(cfg),
-            settings=rules_config.anomaly_settings(cfg),
-            upload_interval_ms=mqtt.upload_interval * 1000 if mqtt is not None else None,
-            clock_offset=self._clock_offset,
-            on_recorded=self._rules_recorded,
-        )
+        return build_rulebook(self.config, outbox, pollers, self._clock_offset, self._rules_recorded)
+
+    def _uplinks(self, key: Ed25519PrivateKey, parts: Parts) -> None:
+        """The uplinks the config asks for, into ``parts``."""
+        cfg, outbox, latest, backoff = self.config, parts.outbox, parts.latest, self.backoff_max
+        parts.link, parts.uploader = build_mqtt(cfg, key, outbox, self.monitor, self._on_receipt, backoff_max=backoff)
+        parts.terminal = build_terminal(cfg, outbox, latest, self._event, backoff_max=backoff)
+        parts.sl651 = build_sl651(cfg, outbox, latest, self._event, backoff_max=backoff)
 
     @property
     def built(self) -> Parts:
@@ -353,16 +248,16 @@ class Agent:
         ``final_flush`` (the demo) also uploads what is pending once more before closing.
         """
         parts = self.parts if self.parts is not None else await asyncio.to_thread(self.build)
-        await self._report_opening(parts.outbox.opening)
+        await report_opening(parts.outbox.opening, self._event)
         await self._event("agent_started", {"host": socket.gethostname(), "pid": os.getpid()})
         inbox = Inbox(self.config.store.path, {m.id for m in self.config.meters}, self._manual_stored)
         tasks = _Tasks(self._start_polls(parts), await self._start_rules(parts), *self._start_uplinks(parts))
         tasks.others = [
             asyncio.create_task(inbox.run(parts.outbox), name="meterlink.manual"),
-            asyncio.create_task(self._housekeeping(parts.outbox), name="meterlink.purge"),
+            asyncio.create_task(housekeeping(parts.outbox), name="meterlink.purge"),
             asyncio.create_task(self.monitor.run(parts), name="meterlink.monitor"),
         ]
-        watchdog_task = asyncio.create_task(self._watchdog(parts), name="meterlink.watchdog")
+        watchdog_task = asyncio.create_task(watchdog(self.notifier, parts), name="meterlink.watchdog")
         self.ready.set()
         # Everything built so far (config, profiles, libraries) lives as long as the process: move
         # it out of the collector's sight, so a full collection does not walk it again and again.
@@ -442,7 +337,7 @@ class Agent:
             return
         change = reload.changes(self.config, new)
         self.notifier.reloading()
-        await _stop_between_cycles(parts.pollers, tasks.polls)
+        await reload.stop_between_cycles(parts.pollers, tasks.polls)
         await cancel_and_wait([*tasks.polls, tasks.rules])
         await parts.capture.flush()
         for driver in parts.buses:
@@ -455,40 +350,18 @@ class Agent:
         self.monitor.reconfigure(new)
         before = {m.meter.id: m for p in parts.pollers for m in p.meters}
         parts.pollers, parts.buses = self._pollers()
-        _carry_over(before, parts.pollers, set(change.meters))
+        reload.carry_over(before, parts.pollers, set(change.meters))
         if change.uplinks:
             key = await asyncio.to_thread(keys.load_private_key, new.signing.key, check_mode=self.check_key_mode)
-            parts.link, parts.uploader = self._mqtt(key, parts.outbox)
-            parts.terminal = self._terminal(parts.outbox, parts.latest)
-            parts.sl651 = self._sl651(parts.outbox, parts.latest)
+            self._uplinks(key, parts)
             tasks.uplinks, tasks.upload = self._start_uplinks(parts)
-        _failing_from(parts.terminal, parts.pollers)
+        link_terminal_to_pollers(parts.terminal, parts.pollers)
         parts.rulebook = self._rulebook(parts.outbox, parts.pollers)
         tasks.rules = await self._start_rules(parts)
         inbox.meters = {m.id for m in new.meters}
         tasks.polls = self._start_polls(parts)
         self.notifier.ready(f"polling {sum(len(p.meters) for p in parts.pollers)} meters")
         log.info("event=reload_applied changed=%r meters=%d", change.describe(), len(new.enabled_meters))
-
-    async def _report_opening(self, opening: Opening) -> None:
-        """What the store found when it opened: a corrupt store moved aside, salvaged, replaced."""
-        if opening.moved_aside is not None:
-            where, why = opening.moved_aside
-            log.error("event=store_corrupt moved_to=%s error=%r", where, why)
-            await self._event("store_corrupt", {"moved_to": str(where), "error": why})
-            saved = opening.salvaged
-            if saved is not None:  # its counts are in the store_salvaged event too
-                log.warning(
-                    "event=store_salvaged readings=%d events=%d unreadable=%d unreadable_events=%d problems=%r",
-                    saved.readings,
-                    len(saved.events),
-                    saved.unreadable,
-                    saved.unreadable_events,
-                    "; ".join(saved.problems[:5]),
-                )
-        if opening.seq_jump is not None:  # its event was committed with the new store itself
-            _, continued = opening.seq_jump
-            log.warning("event=store_replaced seq_continues_at=%d", continued)
 
     async def _start_rules(self, parts: Parts) -> asyncio.Task[None]:
         """The platform's rules: their tables, open conditions and the archive, then their task."""
@@ -529,74 +402,6 @@ class Agent:
 
     def stop(self) -> None:
         self.stop_requested.set()
-
-    def healthy(self, parts: Parts) -> str | None:
-        """None when polling and the store are healthy, else what is wrong (the watchdog then starves)."""
-        now = now_ms()
-        for poller in parts.pollers:
-            slowest = max(m.interval_ms for m in poller.meters)
-            worst_case = sum(m.meter_cost_ms for m in poller.meters)
-            if now - poller.last_cycle_end > 2 * slowest + worst_case + 30_000:
-                return f"bus {poller.name} has not finished a poll cycle for {(now - poller.last_cycle_end) // 1000} s"
-        if parts.capture.failures:
-            return f"the store refuses commits ({parts.capture.last_error})"
-        return None
-
-    async def _watchdog(self, parts: Parts) -> None:
-        """READY=1 at start, then WATCHDOG=1 at half the watchdog period, but only while healthy."""
-        self.notifier.ready(f"polling {sum(len(p.meters) for p in parts.pollers)} meters")
-        if self.notifier.watchdog_s is None:
-            return
-        period = self.notifier.watchdog_s / 2
-        while True:
-            problem = self.healthy(parts)
-            if problem is None:
-                self.notifier.watchdog()
-            else:
-                log.error("event=watchdog_starved reason=%r", problem)
-            await asyncio.sleep(period)
-
-    async def _housekeeping(self, outbox: Outbox) -> None:
-        while True:
-            await asyncio.sleep(PURGE_EVERY_S)
-            purged = await outbox.purge(now_ms())
-            if purged:
-                log.info("event=purged readings=%d", purged)
-
-
-async def _stop_between_cycles(pollers: list[BusPoller], polls: list[asyncio.Task[Any]]) -> None:
-    """Cancel each poller while it waits for its next slot, never in the middle of a poll (whose
-    slot would be lost); one stuck longer than its worst-case cycle is cancelled anyway."""
-
-    async def when_idle(poller: BusPoller, task: asyncio.Task[Any]) -> None:
-        while not poller.idle.is_set():
-            await poller.idle.wait()
-        task.cancel()  # in the same step as the check: the poller cannot have started a cycle
-
-    for poller, task in zip(pollers, polls, strict=False):
-        worst = sum(m.meter_cost_ms for m in poller.meters) / 1000 + 1
-        try:
-            await asyncio.wait_for(when_idle(poller, task), worst)
-        except TimeoutError:
-            log.warning("event=reload_cut_poll bus=%s waited_s=%.1f", poller.name, worst)
-            task.cancel()
-
-
-def _carry_over(before: dict[str, ScheduledMeter], pollers: list[BusPoller], changed: set[str]) -> None:
-    """A meter whose settings a reload left alone keeps its next slot, health and quality state, so
-    no slot is skipped or polled twice and no offline/online event repeats."""
-    for poller in pollers:
-        for m in poller.meters:
-            old = before.get(m.meter.id)
-            if old is not None and m.meter.id not in changed and old.interval_ms == m.interval_ms:
-                m.due, m.state, m.quality = old.due, old.state, old.quality
-
-
-def _failing_from(terminal: SiteTerminal | None, pollers: list[BusPoller]) -> None:
-    """The site terminal asks the pollers whether a meter is failing (its reports then say so)."""
-    if terminal is not None:
-        states = {m.meter.id: m.state for p in pollers for m in p.meters}
-        terminal.meter_failing = lambda meter: meter in states and states[meter].online is False
 
 
 async def _forever() -> None:

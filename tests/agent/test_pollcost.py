@@ -80,6 +80,6 @@ def test_buses_that_keep_their_interval_say_nothing(tmp_path: Path, capsys: pyte
 
 def test_the_agent_budgets_with_the_same_function() -> None:
     from meterlink.agent import pollcost
-    from meterlink.agent.service import poll_cost_ms  # type: ignore[attr-defined]  # imported there
+    from meterlink.agent.assembly import poll_cost_ms  # type: ignore[attr-defined]  # imported there
 
     assert poll_cost_ms is pollcost.poll_cost_ms
