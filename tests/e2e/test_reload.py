@@ -190,3 +190,9 @@ def test_twenty_reloads_lose_and_duplicate_nothing(tmp_path: Path, broker: Local
             assert found == QUANTITIES, f"{meter} slot {slot}: {found} readings"
             checked += 1
     assert checked >= 30, checked
+    applied = count(log, "event=reload_applied")
+    print(
+        f"\n[reload] reloads={refused + applied} applied={applied} refused={refused}"
+        f" readings={len(stored)} delivered={len(delivered)} seq_gaps=0"
+        f" duplicates={got.duplicates} conflicts={got.conflicts} slots_checked={checked}"
+    )
