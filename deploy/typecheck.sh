@@ -17,6 +17,9 @@ REPO=$(pwd)
 VENV="${METERLINK_VENV:-.venv}"
 PY="$VENV/bin/python"
 [ -x "$PY" ] || { echo "typecheck: no $PY (set METERLINK_VENV to a venv with mypy)" >&2; exit 2; }
+# mypy runs from inside the throw-away tree below: a relative venv path (.venv, as CI has it) must
+# be made absolute first.
+PY="$(cd "$(dirname "$PY")" && pwd)/python"
 
 TREE=$(mktemp -d "${TMPDIR:-/tmp}/meterlink-typecheck.XXXXXX")
 trap 'rm -rf "$TREE"' EXIT
