@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from support.configs import write_site
 from support.procs import SimProcess, start_sim
 
 from meterlink.agent.keys import load_public_key
-from meterlink.sim.broker import LocalBroker
+from meterlink.sim.broker import LocalBroker, free_port
 from meterlink.sim.platform import Platform
 from meterlink.wire.jws import Verifier
 
@@ -206,21 +207,26 @@ def main() -> None:
     )
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds before the window (default 60)")
     parser.add_argument("--profile", type=Path, help="sample the agent with py-spy in the window, raw stacks here")
+    parser.add_argument(
+        "--metrics", action="store_true", help="serve /metrics ([metrics] listen), scrape it every 15 s in the window"
+    )
     args = parser.parse_args()
     where = f"on {args.endpoints} endpoints" if args.endpoints else "a bus each"
     header(
         f"meterlink run: {args.meters} Modbus TCP meters x 4 values ({where}) polled every {args.interval} s, "
         f"uploads every {args.upload_interval} s, {args.minutes:g} min measured after a {args.warmup:g} s warm-up"
+        + (", /metrics scraped every 15 s" if args.metrics else "")
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         broker = LocalBroker(folder / "broker")
         broker.start()
         sims, buses = start_meters(args.meters, args.endpoints)
-        site = write_site(
-            folder / "site",
-            SITE.format(interval=args.interval, upload=args.upload_interval, buses=buses, broker=broker.url),
-        )
+        text = SITE.format(interval=args.interval, upload=args.upload_interval, buses=buses, broker=broker.url)
+        metrics_port = free_port() if args.metrics else None
+        if metrics_port is not None:
+            text += f'\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+        site = write_site(folder / "site", text)
         verifier = Verifier([load_public_key(folder / "site" / "keys" / "gateway.pub")])
         platform = Platform(broker.host, broker.port, verifier, gateway="bench-agent")
         platform.start()
@@ -236,8 +242,13 @@ def main() -> None:
             window_start = time.time_ns() // 1_000_000
             rss_peak = 0
             end = time.monotonic() + args.minutes * 60
+            scraped = 0
             while time.monotonic() < end:
                 rss_peak = max(rss_peak, proc.memory_info().rss)
+                if metrics_port is not None and time.monotonic() - scraped >= 15:  # Prometheus' default
+                    scraped = time.monotonic()
+                    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as answer:
+                        answer.read()
                 time.sleep(1)
             cpu1 = proc.cpu_times()
             window_end = time.time_ns() // 1_000_000
