@@ -14,6 +14,9 @@ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$missi
 if [ "${NEED_CC:-}" = 1 ]; then
     command -v gcc >/dev/null || missing="$missing gcc"
     [ -e /usr/include/stdio.h ] || missing="$missing libc6-dev"
+    # The technician guide's doc test runs its commands as written: mosquitto_sub and curl.
+    command -v mosquitto_sub >/dev/null || missing="$missing mosquitto-clients"
+    command -v curl >/dev/null || missing="$missing curl"
 fi
 if [ -n "$missing" ]; then
     if ! command -v apt-get >/dev/null; then
