@@ -106,7 +106,9 @@ class QualityCheck:
         if r.quantity not in self.maxima:
             return 0, None
         if r.value < 0:
-            return Flag.SUSPECT, Finding("negative_total", self._base(r))
+            return Flag.SUSPECT, Finding(
+                "negative_total", {"meter": self.meter, "quantity": r.quantity, "value": r.value}
+            )
         last = self._last.get(r.quantity)
         self._last[r.quantity] = (r.value, r.ts)
         if last is None:
@@ -115,20 +117,23 @@ class QualityCheck:
         delta = r.value - previous
         if delta < 0:
             top = self.maxima[r.quantity]
-            detail = {**self._base(r), "previous": previous}
+            dropped = {"meter": self.meter, "quantity": r.quantity, "value": r.value, "previous": previous}
             if top and previous >= WRAP_HIGH * top and r.value <= WRAP_LOW * top:
                 modulus = self.moduli[r.quantity] or top
                 return Flag.WRAPPED, Finding(
-                    "totalizer_wrapped", {**detail, "register_max": top, "volume": modulus - previous + r.value}
+                    "totalizer_wrapped", {**dropped, "register_max": top, "volume": modulus - previous + r.value}
                 )
-            return Flag.METER_RESET, Finding("totalizer_reset", detail)
+            return Flag.METER_RESET, Finding("totalizer_reset", dropped)
         if self.max_flow is not None:
             hours = max(r.ts - previous_ts, 1) / 3_600_000
             limit = self.max_flow * hours * JUMP_FACTOR
             if delta > limit:
-                detail = {**self._base(r), "previous": previous, "limit": round(limit, 3)}
+                detail = {
+                    "meter": self.meter,
+                    "quantity": r.quantity,
+                    "value": r.value,
+                    "previous": previous,
+                    "limit": round(limit, 3),
+                }
                 return Flag.SUSPECT, Finding("abnormal_jump", detail)
         return 0, None
-
-    def _base(self, r: Reading) -> dict[str, Any]:
-        return {"meter": self.meter, "quantity": r.quantity, "value": r.value}
