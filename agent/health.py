@@ -37,21 +37,31 @@ class _Minute:
 
 @dataclass(slots=True)
 class PollCounts:
-    """Polls that answered and failed, per minute over the last day."""
+    """Polls that answered and failed, per minute over the last day, with the day's totals kept as
+    they change (a snapshot then costs an hour's minutes at most, not a day's)."""
 
     minutes: deque[_Minute] = field(default_factory=deque)
+    day_ok: int = 0
+    day_failed: int = 0
 
     def add(self, at_ms: int, ok: bool) -> None:
         start = at_ms - at_ms % MINUTE_MS
         if not self.minutes or self.minutes[-1].start < start:
             self.minutes.append(_Minute(start))
-            while self.minutes[0].start <= start - DAY_MS:
-                self.minutes.popleft()
+            self._prune(start)
         minute = self.minutes[-1] if self.minutes[-1].start <= start else self._find(start)
         if ok:
             minute.ok += 1
+            self.day_ok += 1
         else:
             minute.failed += 1
+            self.day_failed += 1
+
+    def _prune(self, now_ms: int) -> None:
+        while self.minutes and self.minutes[0].start <= now_ms - DAY_MS:
+            gone = self.minutes.popleft()
+            self.day_ok -= gone.ok
+            self.day_failed -= gone.failed
 
     def _find(self, start: int) -> _Minute:
         # A poll stamped in an earlier minute than the newest (a clock step back): count it there.
@@ -59,6 +69,11 @@ class PollCounts:
             if minute.start <= start:
                 return minute
         return self.minutes[0]
+
+    def last_day(self, now_ms: int) -> tuple[int, int]:
+        """(answered, failed) in the day before ``now_ms``."""
+        self._prune(now_ms)
+        return self.day_ok, self.day_failed
 
     def within(self, now_ms: int, span_ms: int) -> tuple[int, int]:
         """(answered, failed) in the ``span_ms`` before ``now_ms``."""
@@ -175,7 +190,7 @@ class HealthBook:
 
 def _meter(h: MeterHealth, now_ms: int, today: date) -> dict[str, Any]:
     hour_ok, hour_failed = h.counts.within(now_ms, HOUR_MS)
-    day_ok, day_failed = h.counts.within(now_ms, DAY_MS)
+    day_ok, day_failed = h.counts.last_day(now_ms)
     return {
         "id": h.id,
         "bus": h.bus,

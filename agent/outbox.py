@@ -125,8 +125,8 @@ class Outbox:
 
     # -- housekeeping -----------------------------------------------------------------------------
 
-    async def stats(self) -> StoreStats:
-        return await self.call(self._store.stats)
+    async def stats(self, *, count_rows: bool = True) -> StoreStats:
+        return await self.call(self._store.stats, count_rows=count_rows)
 
     async def purge(self, now_ms: int) -> int:
         """Delete what the retention period lets go; how many readings."""
