@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meterlink.drivers.base import Driver, DriverError, Reading
 
 from .health import HealthBook
-from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from .metrics import Metrics  # prometheus-client only where [metrics] is set
 
 EventSink = Callable[[str, dict[str, Any]], Awaitable[None]]
 

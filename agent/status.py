@@ -18,7 +18,8 @@ from typing import Any
 from . import config as cfgmod
 from .clock import now_ms
 from .config import Config
-from .report import build_report, status_lines
+from .report import build_report
+from .report_view import status_lines
 from .rules.calendar import Period, day_of
 from .state_file import agent_running, read_state, state_path
 from .store_readonly import has_table, read_store

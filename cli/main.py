@@ -440,7 +440,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from meterlink.agent.report import period_of, run_report
+    from meterlink.agent.report import period_of
+    from meterlink.agent.report_view import run_report
 
     given = [(kind, text) for kind in ("day", "month", "quarter") if (text := getattr(args, kind)) is not None]
     try:

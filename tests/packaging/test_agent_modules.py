@@ -75,9 +75,13 @@ NEVER = (
     "meterlink.cli.scan",
     "meterlink.agent.commission",
     "meterlink.agent.report",
+    "meterlink.agent.report_view",
+    "meterlink.agent.status",
     "meterlink.agent.report_days",
     "meterlink.agent.store_readonly",
     "meterlink.protocols.sl651",
+    "meterlink.agent.metrics",  # the site has no [metrics]: no endpoint, no prometheus-client
+    "prometheus_client",
     "joserfc",
     "psutil",
     "hypothesis",
