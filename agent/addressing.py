@@ -58,12 +58,13 @@ def conflicts(buses: Mapping[str, BusConfig], meters: Sequence[MeterConfig]) -> 
             )
         else:
             port_owner[port] = name
+    from .config import ManualMeterConfig, Szy206MeterConfig  # here: config imports this module
+
     holder: dict[tuple[tuple[str, str], str], MeterConfig] = {}
     for meter in meters:
-        on = buses.get(meter.bus) if meter.bus is not None else None
-        if on is None:
+        if isinstance(meter, ManualMeterConfig) or (on := buses.get(meter.bus)) is None:
             continue
-        address = f"address: {meter.address}" if meter.is_szy206 else f"unit_id: {meter.unit_id}"
+        address = f"address: {meter.address}" if isinstance(meter, Szy206MeterConfig) else f"unit_id: {meter.unit_id}"
         first = holder.setdefault((endpoint(on), address), meter)
         if first is meter:
             continue

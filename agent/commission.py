@@ -11,13 +11,13 @@ from meterlink.drivers.params import describe
 
 from . import config as cfgmod
 from .clock import now_ms
-from .config import MeterConfig
+from .config import PolledMeterConfig, Szy206MeterConfig
 from .errors import MeterlinkError
 from .service import build_bus, bus_params
 
 
-def at(mc: MeterConfig) -> str:
-    return f"address {mc.address}" if mc.address else f"unit {mc.unit_id}"
+def at(mc: PolledMeterConfig) -> str:
+    return f"address {mc.address}" if isinstance(mc, Szy206MeterConfig) else f"unit {mc.unit_id}"
 
 
 async def read_once(config_path: Path, only: list[str] | None) -> int:
@@ -35,10 +35,10 @@ async def read_once(config_path: Path, only: list[str] | None) -> int:
         print(f"bus {bus_name} ({describe(bus_params(bus_cfg))})")
         try:
             for mc, meter in built:
-                if hasattr(meter, "requests"):
-                    plan = ", ".join(f"fc{r.function:02d} {r.address}+{r.count}" for r in meter.requests)
-                else:
+                if isinstance(mc, Szy206MeterConfig):
                     plan = f"B0H to {mc.address}"
+                else:
+                    plan = ", ".join(f"fc{r.function:02d} {r.address}+{r.count}" for r in meter.requests)
                 started = time.monotonic()
                 try:
                     readings = await driver.read(meter, now_ms())

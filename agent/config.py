@@ -22,8 +22,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -146,17 +148,25 @@ class ArchiveConfig(Strict):
 ARCHIVE_FIELDS = tuple(ArchiveConfig.model_fields)
 
 
-class MeterConfig(Strict):
+# A meter is one of three kinds, told apart by the keys its entry has always had (meter_kind): no
+# bus, read by hand; an address, SZY206; otherwise Modbus. Each kind forbids the others' keys, and
+# config_errors.py words such a key as "only for ..." (METER_KEYS). Fields keep the order of the one
+# model meters once were, so errors come out in that order: a kind's keys sit in a base class, and
+# pydantic puts a base's fields before those of the classes that derive from it.
+PollInterval = Annotated[int, Field(ge=1, le=86400)]
+# Place of the meter's flow/volume pair in SZY206 self-reports: fixed per meter, so reordering the
+# file never relabels meters at the central station.
+Szy206Position = Annotated[int, Field(ge=1, le=64)]
+
+
+class _MeterId(Strict):
     id: Ident
-    # The bus it is read over; none: a meter read by hand (meterlink manual-reading), never polled.
-    bus: str | None = None
+
+
+class _ModbusKeys(_MeterId):
+    bus: str  # the bus it is read over
     unit_id: Annotated[int, Field(ge=0, le=255)] = 1
-    # SZY206 meters (on a bus with protocol = "szy206"): division code and station number.
-    address: Annotated[str, Field(pattern=r"^[0-9]{6}:[0-9]{1,5}$")] | None = None
-    pairs: Annotated[int, Field(ge=1, le=23)] = 1
-    time_label: Literal["szy206", "sl427", "none"] | None = None  # None: whatever each frame carries
-    flow_unit: Literal["m3/h", "m3/s"] = "m3/h"
-    poll_interval: Annotated[int, Field(ge=1, le=86400)] | None = None
+    poll_interval: PollInterval | None = None
     profile: str | None = None
     function: Literal[3, 4] | None = None
     numbering: Literal["wire", "manual"] | None = None
@@ -165,9 +175,29 @@ class MeterConfig(Strict):
     # Per-meter adjustments on top of a profile (a totalizer multiplier, a unit id on a TCP gateway).
     scale: dict[str, float] = {}
     enabled: bool = True
-    # Place of this meter's flow/volume pair in SZY206 self-reports: fixed per meter, so reordering
-    # the file never relabels meters at the central station.
-    szy206_position: Annotated[int, Field(ge=1, le=64)] | None = None
+    szy206_position: Szy206Position | None = None
+
+
+class _Szy206Keys(_MeterId):
+    bus: str  # one whose protocol is "szy206"
+    address: Annotated[str, Field(pattern=r"^[0-9]{6}:[0-9]{1,5}$")]  # division code and station number
+    pairs: Annotated[int, Field(ge=1, le=23)] = 1
+    time_label: Literal["szy206", "sl427", "none"] | None = None  # None: whatever each frame carries
+    flow_unit: Literal["m3/h", "m3/s"] = "m3/h"
+    poll_interval: PollInterval | None = None
+    enabled: bool = True
+    szy206_position: Szy206Position | None = None
+
+
+class _ManualKeys(_MeterId):
+    flow_unit: Literal["m3/h", "m3/s"] = "m3/h"  # of a flow read off its display
+    poll_interval: PollInterval | None = None  # accepted, though nothing polls it
+    enabled: bool = True
+
+
+class _MeterShared(Strict):
+    """What the platform's rules and archive know of every meter, whatever reads it."""
+
     # The meter's (or the permit's) largest flow in m3/h: a totalizer rising faster than 1.2 x this
     # is flagged "suspect" (abnormally large). Unset: no jump check.
     max_flow: Annotated[float, Field(gt=0)] | None = None
@@ -180,6 +210,10 @@ class MeterConfig(Strict):
     no_data_after: Annotated[int, Field(ge=1, le=30 * 86400)] | None = None
     archive: ArchiveConfig = ArchiveConfig()
 
+
+class ModbusMeterConfig(_MeterShared, _ModbusKeys):
+    """A meter polled over Modbus: a built-in profile or an inline register map."""
+
     @field_validator("profile")
     @classmethod
     def _known_profile(cls, v: str | None) -> str | None:
@@ -188,35 +222,7 @@ class MeterConfig(Strict):
         return v
 
     @model_validator(mode="after")
-    def _profile_or_map(self) -> MeterConfig:
-        if self.bus is None:
-            stray = self.model_fields_set & {
-                "profile",
-                "registers",
-                "numbering",
-                "function",
-                "max_gap",
-                "scale",
-                "address",
-                "unit_id",
-                "pairs",
-                "time_label",
-                "szy206_position",
-            }
-            if stray:
-                raise ValueError(
-                    f"a meter without a bus is read by hand: it has no {', '.join(sorted(stray))} "
-                    "(give it a bus to poll it)"
-                )
-            return self
-        if self.address is not None:
-            stray = self.model_fields_set & {"profile", "registers", "numbering", "function", "max_gap", "scale"}
-            if stray:
-                raise ValueError(f"an SZY206 meter (address) has no {', '.join(sorted(stray))}")
-            station = int(self.address.split(":")[1])
-            if not 1 <= station <= 60000:
-                raise ValueError(f"address: station number {station} is outside 1..60000")
-            return self
+    def _profile_or_map(self) -> ModbusMeterConfig:
         if (self.profile is None) == (self.registers is None):
             raise ValueError("give either profile = NAME or an inline [[meters.registers]] map, not both")
         if self.registers is not None and self.numbering is None:
@@ -232,17 +238,8 @@ class MeterConfig(Strict):
             raise ValueError(f"scale names quantities this meter does not read: {', '.join(sorted(unknown))}")
         return self
 
-    @property
-    def is_szy206(self) -> bool:
-        return self.address is not None
-
-    @property
-    def is_manual(self) -> bool:
-        """Read by hand only: no bus, so never polled; its readings come from manual-reading."""
-        return self.bus is None
-
     def register_map(self) -> RegisterMap:
-        """The meter's map: its profile's, or the inline one (Modbus meters only)."""
+        """The meter's map: its profile's, or the inline one."""
         if self.profile is not None:
             profile = profiles.load(self.profile)
             if self.max_gap is None:
@@ -262,6 +259,58 @@ class MeterConfig(Strict):
         """The meter's values with wire addresses, scaled by any per-meter ``scale``."""
         specs = self.register_map().value_specs()
         return [replace(s, scale=s.scale * self.scale.get(s.quantity, 1.0)) for s in specs]
+
+
+class Szy206MeterConfig(_MeterShared, _Szy206Keys):
+    """A meter that speaks SZY206 (a water-resource terminal) on a bus whose protocol is "szy206"."""
+
+    @model_validator(mode="after")
+    def _station_in_range(self) -> Szy206MeterConfig:
+        station = int(self.address.split(":")[1])
+        if not 1 <= station <= 60000:
+            raise ValueError(f"address: station number {station} is outside 1..60000")
+        return self
+
+
+class ManualMeterConfig(_MeterShared, _ManualKeys):
+    """A meter without a bus: never polled, its readings come from ``meterlink manual-reading``."""
+
+    @property
+    def bus(self) -> None:
+        return None
+
+    @property
+    def szy206_position(self) -> None:
+        return None  # a reading by hand now and then fills no slot of a periodic self-report
+
+
+def meter_kind(entry: Any) -> str | None:
+    """An entry's kind: no bus, read by hand; an address, SZY206; else Modbus. None: not a table."""
+    if isinstance(entry, dict):
+        if entry.get("bus") is None:
+            return "manual"
+        return "szy206" if entry.get("address") is not None else "modbus"
+    return next((kind for kind, model in METER_KINDS.items() if isinstance(entry, model)), None)
+
+
+METER_KINDS: dict[str, type[Strict]] = {
+    "modbus": ModbusMeterConfig,
+    "szy206": Szy206MeterConfig,
+    "manual": ManualMeterConfig,
+}
+METER_KEYS = {kind: frozenset(model.model_fields) for kind, model in METER_KINDS.items()}
+MeterConfig = Annotated[
+    Annotated[ModbusMeterConfig, Tag("modbus")]
+    | Annotated[Szy206MeterConfig, Tag("szy206")]
+    | Annotated[ManualMeterConfig, Tag("manual")],
+    # An entry that is no table gets the line it had when meters were one model.
+    Discriminator(
+        meter_kind,
+        custom_error_type="meter_not_a_table",
+        custom_error_message="Input should be a valid dictionary or instance of MeterConfig",
+    ),
+]
+PolledMeterConfig = ModbusMeterConfig | Szy206MeterConfig
 
 
 # Room per configured meter in the default store cap: 400 days of hourly and 35 days of 5-minute
@@ -516,7 +565,7 @@ class Config(Strict):
             if meter.id in seen:
                 raise ValueError(f"meters[{meter.id}].id: {meter.id!r} is used twice")
             seen.add(meter.id)
-            if meter.bus is None:
+            if isinstance(meter, ManualMeterConfig):
                 continue  # read by hand
             bus = self.buses.get(meter.bus)
             if bus is None:
@@ -526,7 +575,7 @@ class Config(Strict):
                     else ("there are no [buses]; a meter read by hand has no bus")
                 )
                 raise ValueError(f"meters[{meter.id}].bus: no bus named {meter.bus!r} ({known})")
-            if (bus.protocol == "szy206") != meter.is_szy206:
+            if (bus.protocol == "szy206") != isinstance(meter, Szy206MeterConfig):
                 raise ValueError(
                     f"meters[{meter.id}]: bus {meter.bus} speaks {bus.protocol}; "
                     + (
@@ -535,7 +584,7 @@ class Config(Strict):
                         else 'an SZY206 meter (address) needs a bus with protocol = "szy206"'
                     )
                 )
-            if meter.is_szy206:
+            if isinstance(meter, Szy206MeterConfig):
                 continue
             if bus.type == "serial" and not 1 <= meter.unit_id <= 247:
                 raise ValueError(f"meters[{meter.id}].unit_id: {meter.unit_id} is not a serial unit id (1..247)")
@@ -581,7 +630,7 @@ def load(path: str | os.PathLike[str]) -> Config:
     try:
         return Config.model_validate(data, context={"base_dir": file.resolve().parent})
     except Exception as exc:  # pydantic.ValidationError, but also errors raised inside validators
-        raise ConfigError(*format_validation_error(exc, data)) from None
+        raise ConfigError(*format_validation_error(exc, data, METER_KEYS)) from None
 
 
 def warnings(config: Config) -> list[str]:

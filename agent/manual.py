@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from meterlink.drivers.base import Flag, Reading
 
 from . import clock
-from .config import Config, MeterConfig
+from .config import Config, MeterConfig, ModbusMeterConfig
 from .errors import MeterlinkError
 from .store import Store
 
@@ -152,12 +152,12 @@ def parse_at(text: str | None, zone: ZoneInfo, now_ms: int) -> int:
 
 def unit_of(meter: MeterConfig, quantity: str) -> str:
     """The unit the meter's polled readings of ``quantity`` carry (m3 for a totalizer read by hand)."""
-    if meter.bus is not None and not meter.is_szy206:
+    if isinstance(meter, ModbusMeterConfig):
         for spec in meter.register_map().registers:
             if spec.quantity == quantity:
                 return str(spec.unit)
     if quantity.startswith("flow"):
-        return meter.flow_unit
+        return "m3/h" if isinstance(meter, ModbusMeterConfig) else meter.flow_unit
     return "m3"
 
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from meterlink.drivers.modbus.bus import QUIET_AFTER_FAILURE_S
 from meterlink.drivers.modbus.driver import ModbusMeter
 
+from .config import ModbusMeterConfig
+
 if TYPE_CHECKING:
     from .config import BusConfig, Config
 
@@ -39,7 +41,7 @@ def cycle_warnings(config: Config) -> list[str]:
             continue
         built = [
             ModbusMeter(mc.id, mc.unit_id, mc.value_specs(), max_gap=mc.register_map().max_gap)
-            if not mc.is_szy206
+            if isinstance(mc, ModbusMeterConfig)
             else mc
             for mc in meters
         ]

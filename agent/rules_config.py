@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .config import BusConfig, Config, MeterConfig
+from .config import BusConfig, Config, ManualMeterConfig, MeterConfig
 from .rulebook import MeterRuleSettings
 from .rules.anomalies import AnomalySettings
 from .rules.archive import archive_document
@@ -14,16 +14,22 @@ from .rules.permits import Intake
 NEVER_MS = 10**15  # no_data never raised
 
 
+def _slots_ms(config: Config, m: MeterConfig) -> tuple[int, int]:
+    """(interval, no_data_after) in ms; a no_data_after of 0 means twice the interval."""
+    if isinstance(m, ManualMeterConfig):  # read once a month or so: one slot a day, and no no_data of its own
+        return 86_400_000, (m.no_data_after or 0) * 1000 or NEVER_MS
+    return config.poll_interval(m) * 1000, (m.no_data_after or 0) * 1000
+
+
 def meter_settings(config: Config, wrap_at: Mapping[str, float | None]) -> list[MeterRuleSettings]:
     """Every enabled meter's rule settings; ``wrap_at`` is each meter's totalizer range (quality.py)."""
     return [
         MeterRuleSettings(
             id=m.id,
-            # A meter read by hand is read once a month or so: one slot a day, and no no_data of its own.
-            interval_ms=86_400_000 if m.is_manual else config.poll_interval(m) * 1000,
+            interval_ms=_slots_ms(config, m)[0],
             max_flow=m.max_flow,
             one_directional=m.flow_direction == "forward",
-            no_data_after_ms=NEVER_MS if m.is_manual and not m.no_data_after else (m.no_data_after or 0) * 1000,
+            no_data_after_ms=_slots_ms(config, m)[1],
             wrap_at=wrap_at.get(m.id),
             calibrated=m.archive.calibrated,
             calibration_months=m.archive.calibration_months,

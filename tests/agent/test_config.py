@@ -139,8 +139,9 @@ def test_manual_numbering_shifts_to_wire_addresses(tmp_path: Path) -> None:
         """numbering = "manual"
 registers = [ { quantity = "flow_rate", unit = "m3/h", address = 1, type = "float32", word_order = "CDAB" } ]""",
     )
-    config = cfgmod.load(write_site(tmp_path, inline))
-    (spec,) = config.meters[1].value_specs()
+    meter = cfgmod.load(write_site(tmp_path, inline)).meters[1]
+    assert isinstance(meter, cfgmod.ModbusMeterConfig)
+    (spec,) = meter.value_specs()
     assert spec.parts[0].address == 0
 
 
