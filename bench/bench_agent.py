@@ -242,7 +242,7 @@ def main() -> None:
             window_start = time.time_ns() // 1_000_000
             rss_peak = 0
             end = time.monotonic() + args.minutes * 60
-            scraped = 0
+            scraped = 0.0  # time.monotonic() of the last scrape
             while time.monotonic() < end:
                 rss_peak = max(rss_peak, proc.memory_info().rss)
                 if metrics_port is not None and time.monotonic() - scraped >= 15:  # Prometheus' default
