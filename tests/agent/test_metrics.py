@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from meterlink import __version__
@@ -38,7 +40,7 @@ def test_metrics_are_served_with_conventional_names_and_parse() -> None:
     assert got["meterlink_polls_total"] == {(("bus", "rs485"), ("meter", "m1")): 3.0}
     assert got["meterlink_poll_failures_total"] == {(("bus", "rs485"), ("error", "MeterTimeout"), ("meter", "m1")): 1.0}
     assert got["meterlink_poll_duration_seconds_count"] == {(("bus", "rs485"),): 1.0}
-    assert got["meterlink_poll_duration_seconds_bucket"][(("bus", "rs485"), ("le", "0.025"))] == 1.0
+    assert got["meterlink_poll_duration_seconds_bucket"][(("bus", "rs485"), ("le", "0.05"))] == 1.0
     assert got["meterlink_poll_duration_seconds_bucket"][(("bus", "rs485"), ("le", "0.01"))] == 0.0
     assert got["meterlink_readings_stored_total"] == {(): 8.0}
     assert got["meterlink_readings_pending"] == {(): 5.0}
@@ -48,6 +50,17 @@ def test_metrics_are_served_with_conventional_names_and_parse() -> None:
     assert got["meterlink_build_info"] == {(("gateway", "gw-1"), ("version", __version__)): 1.0}
     # The agent's own registry: no process or platform metrics of the library's global one.
     assert not [name for name in got if not name.startswith("meterlink_")]
+
+
+def test_a_stopped_endpoint_lets_go_of_its_thread_and_port() -> None:
+    # The serving thread waits without a timeout; stop() must still end it and free the port.
+    server = serve(Metrics("gw-1"), "127.0.0.1", 0)
+    port = server.port
+    scrape(port)
+    server.stop()
+    assert not server.thread.is_alive()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1)
 
 
 def test_two_agents_in_one_process_keep_their_own_metrics() -> None:
