@@ -112,8 +112,8 @@ class MetricsServer:
     """The HTTP endpoint, on a thread of its own (it only reads the registry).
 
     The thread waits for a connection with no timeout: the library's ``serve_forever`` wakes
-    twice a second to look for a shutdown, which on a quiet agent cost more CPU than the scrapes.
-    To stop, the flag is set and one empty connection wakes the thread.
+    twice a second to look for a shutdown, CPU spent for nothing between scrapes. To stop, the
+    flag is set and one empty connection wakes the thread.
     """
 
     def __init__(self, host: str, port: int, metrics: Metrics) -> None:
