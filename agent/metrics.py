@@ -14,19 +14,13 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from http.server import BaseHTTPRequestHandler
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    Info,
-    disable_created_metrics,
-    make_wsgi_app,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 
 from meterlink import __version__
+
+from .metrics_text import CONTENT_TYPE, Exposition
 
 # Poll durations: a Modbus TCP poll on a healthy network takes milliseconds, one on RS-485 tens of
 # milliseconds, a timed-out one seconds. Five buckets tell these apart; every bucket is a series
@@ -44,9 +38,8 @@ class Metrics:
 
     def __init__(self, gateway: str) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        Info("meterlink_build", "meterlink's version and the gateway it runs as", registry=r).info(
-            {"version": __version__, "gateway": gateway}
-        )
+        self.build = Info("meterlink_build", "meterlink's version and the gateway it runs as", registry=r)
+        self.build.info({"version": __version__, "gateway": gateway})
         self.polls = Counter("meterlink_polls", "Meter polls made", ["bus", "meter"], registry=r)
         self.poll_failures = Counter(
             "meterlink_poll_failures", "Meter polls that failed, by error", ["bus", "meter", "error"], registry=r
@@ -90,26 +83,46 @@ class Metrics:
         self.last_upload = Gauge(
             "meterlink_last_upload_timestamp_seconds", "When the far side last confirmed an upload", registry=r
         )
+        # Every metric above, in the order registered (the library's order of exposition).
+        kinds = Info | Counter | Gauge | Histogram
+        self.exposition = Exposition(r, [m for m in vars(self).values() if isinstance(m, kinds)])
 
 
-class _Quiet(WSGIRequestHandler):
+class _Scrape(BaseHTTPRequestHandler):
+    """Any GET is a scrape (as the library's handler has it); the text format, uncompressed."""
+
+    exposition: Exposition
+    timeout = 10  # a client that stalls holds the one serving thread this long at most
+
+    def do_GET(self) -> None:
+        body = self.exposition.render()
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def log_message(self, format: str, *args: object) -> None:
         """Scrapes are not logged: one every 15 s would bury the agent's own lines."""
 
 
-def _server_class(host: str, port: int) -> type[WSGIServer]:
-    """A thread-per-scrape WSGI server of the address's family (an IPv6 listen address works)."""
+def _server(host: str, port: int, metrics: Metrics) -> socketserver.TCPServer:
+    """A server of the address's family (an IPv6 listen address works) that answers one scrape at
+    a time on the calling thread: no thread started per scrape, no host name looked up at bind."""
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
 
-    class Server(socketserver.ThreadingMixIn, WSGIServer):
+    class Server(socketserver.TCPServer):
         address_family = family
-        daemon_threads = True  # a scrape cut off at shutdown is Prometheus' to retry
+        allow_reuse_address = True
 
-    return Server
+    class Handler(_Scrape):
+        exposition = metrics.exposition
+
+    return Server((host, port), Handler)
 
 
 class MetricsServer:
-    """The HTTP endpoint, on a thread of its own (it only reads the registry).
+    """The HTTP endpoint, on a thread of its own (it only reads the metrics).
 
     The thread waits for a connection with no timeout: the library's ``serve_forever`` wakes
     twice a second to look for a shutdown, CPU spent for nothing between scrapes. To stop, the
@@ -117,8 +130,7 @@ class MetricsServer:
     """
 
     def __init__(self, host: str, port: int, metrics: Metrics) -> None:
-        app = make_wsgi_app(metrics.registry)
-        self.server = make_server(host, port, app, _server_class(host, port), handler_class=_Quiet)
+        self.server = _server(host, port, metrics)
         self._stopping = False
         self.thread = threading.Thread(target=self._serve, name="metrics", daemon=True)
         self.thread.start()

@@ -6,10 +6,14 @@ import socket
 import urllib.request
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from meterlink import __version__
 from meterlink.agent.metrics import Metrics, serve
+from meterlink.agent.metrics_text import Exposition, go_float, number
 
 
 def scrape(port: int) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -68,3 +72,50 @@ def test_two_agents_in_one_process_keep_their_own_metrics() -> None:
     a.readings_stored.inc()
     assert a.registry.get_sample_value("meterlink_readings_stored_total") == 1.0
     assert b.registry.get_sample_value("meterlink_readings_stored_total") == 0.0
+
+
+def busy_metrics() -> Metrics:
+    """Every kind of series the agent has, with values and labels that need care in the format."""
+    metrics = Metrics('gw "north"\\1')
+    for i in range(3):
+        metrics.polls.labels(bus=f"tcp{i}", meter=f"m{i}").inc(i + 1)
+        metrics.poll_duration.labels(bus=f"tcp{i}").observe(0.002 * (i + 1))
+        metrics.poll_duration.labels(bus=f"tcp{i}").observe(7.5)
+    metrics.poll_failures.labels(bus="rs485", meter='a "quoted"\nmeter\\id', error="MeterTimeout").inc()
+    metrics.readings_stored.inc(1_234_567)  # 1e6 or more: Go's exponent form
+    metrics.oldest_pending_age.set(0.000012)
+    metrics.store_bytes.set(float("nan"))
+    metrics.store_capacity.set(float("inf"))
+    metrics.readings_pending.set(-3)
+    metrics.last_upload.set(1_780_000_000.5)
+    metrics.puback_latency.observe(0.004)
+    return metrics
+
+
+def test_the_scrape_is_the_librarys_exposition_byte_for_byte() -> None:
+    metrics = busy_metrics()
+    assert metrics.exposition.render().decode() == generate_latest(metrics.registry).decode()
+    metrics.polls.labels(bus="tcp9", meter="m9").inc()  # a series that appears after the first scrape
+    metrics.poll_duration.labels(bus="tcp0").observe(0.3)
+    assert metrics.exposition.render().decode() == generate_latest(metrics.registry).decode()
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_numbers_are_written_as_the_library_writes_them(value: float) -> None:
+    assert number(value) == go_float(value)
+
+
+def test_a_library_laid_out_anew_falls_back_to_its_own_exposition(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = busy_metrics()
+
+    def moved(*args: object) -> None:
+        raise AttributeError("'Counter' object has no attribute '_value'")
+
+    monkeypatch.setattr(Exposition, "_series", moved)
+    assert metrics.exposition.render() == generate_latest(metrics.registry)
+    assert metrics.exposition.render() == generate_latest(metrics.registry)
+    assert [r.message for r in caplog.records].count(
+        "event=metrics_slow_path error=AttributeError(\"'Counter' object has no attribute '_value'\")"
+    ) == 1
