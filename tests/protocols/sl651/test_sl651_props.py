@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +14,7 @@ from meterlink.protocols.sl651 import (
     Body,
     Direction,
     Element,
+    EncodeError,
     Encoding,
     Frame,
     Reassembler,
@@ -127,3 +129,30 @@ def test_ascii_frames_round_trip() -> None:
     )
     back = decode(encode(frame))
     assert back == frame and parse_body(back) == body
+
+
+GOOD = Frame(1, b"\x00\x12\x34\x56\x78", 0x1234, 0x32, Direction.UP, b"\x00\x01" + bytes(6), 0x03)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"center": 256},
+        {"center": -1},
+        {"station": b"\x00\x12\x34\x56"},
+        {"password": 0x10000},
+        {"function": 256},
+        {"start": 0x05},
+        {"end": 0x41},
+        {"start": 0x16},
+        {"packet": (1, 1)},
+        {"start": 0x16, "packet": (1, 2)},
+        {"body": bytes(0x1000)},
+    ],
+)
+@pytest.mark.parametrize("encoding", [Encoding.HEX, Encoding.ASCII])
+def test_encode_refuses_fields_out_of_range(change: dict[str, object], encoding: Encoding) -> None:
+    """Every field out of range is an EncodeError, before any byte is formatted."""
+    encode(GOOD._replace(encoding=encoding))
+    with pytest.raises(EncodeError):
+        encode(GOOD._replace(encoding=encoding, **change))
