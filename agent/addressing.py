@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .config import BusConfig, MeterConfig
+from .config_meters import BusConfig, ManualMeterConfig, MeterConfig, Szy206MeterConfig
 
 
 def _printable(text: str) -> str:
@@ -58,8 +56,6 @@ def conflicts(buses: Mapping[str, BusConfig], meters: Sequence[MeterConfig]) -> 
             )
         else:
             port_owner[port] = name
-    from .config import ManualMeterConfig, Szy206MeterConfig  # here: config imports this module
-
     holder: dict[tuple[tuple[str, str], str], MeterConfig] = {}
     for meter in meters:
         if isinstance(meter, ManualMeterConfig) or (on := buses.get(meter.bus)) is None:

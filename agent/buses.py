@@ -20,7 +20,7 @@ from meterlink.drivers.szy206 import quantities as szy206_quantities
 from meterlink.protocols.szy206.fields import Address
 
 from .clock import now_ms
-from .config import BusConfig, MeterConfig, ModbusMeterConfig, PolledMeterConfig, Szy206MeterConfig
+from .config_meters import BusConfig, MeterConfig, ModbusMeterConfig, PolledMeterConfig, Szy206MeterConfig
 from .quality import QualityCheck
 
 SZY206_VOLUME_MAX = 9_999_999_999  # a 5-byte BCD cumulative volume

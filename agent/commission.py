@@ -11,7 +11,7 @@ from meterlink.drivers.params import describe
 
 from . import config as cfgmod
 from .clock import now_ms
-from .config import PolledMeterConfig, Szy206MeterConfig
+from .config_meters import PolledMeterConfig, Szy206MeterConfig
 from .errors import MeterlinkError
 from .service import build_bus, bus_params
 

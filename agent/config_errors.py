@@ -102,7 +102,7 @@ def _bus_lines(at: tuple[Any, ...], tag: str, errors: list[Any]) -> list[Any]:
     return [{"type": "bus", "loc": at, "msg": f"{', '.join(sorted(stray))} do(es) not apply to a {tag} bus"}]
 
 
-# A meter is a tagged union too (agent/config.py meter_kind): the tag comes out of an error's location,
+# A meter is a tagged union too (agent/config_meters.py meter_kind): the tag comes out of an error's location,
 # and a key of another kind, forbidden there, says which kinds it is for and what made this one its kind.
 METER_KIND_NAMES = {"modbus": "Modbus meters", "szy206": "SZY206 meters", "manual": "meters read by hand"}
 METER_KIND_BECAUSE = {

@@ -32,7 +32,8 @@ from zoneinfo import ZoneInfo
 from meterlink.drivers.base import Flag, Reading
 
 from . import clock
-from .config import Config, MeterConfig, ModbusMeterConfig
+from .config import Config
+from .config_meters import MeterConfig, ModbusMeterConfig
 from .errors import MeterlinkError
 from .store import Store
 

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 from meterlink.drivers.modbus.bus import QUIET_AFTER_FAILURE_S
 from meterlink.drivers.modbus.driver import ModbusMeter
 
-from .config import ModbusMeterConfig
+from .config_meters import ModbusMeterConfig
 
 if TYPE_CHECKING:
-    from .config import BusConfig, Config
+    from .config import Config
+    from .config_meters import BusConfig
 
 
 def poll_cost_ms(bus: BusConfig, meter: Any) -> int:

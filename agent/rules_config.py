@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .config import BusConfig, Config, ManualMeterConfig, MeterConfig
+from .config import Config
+from .config_meters import BusConfig, ManualMeterConfig, MeterConfig
 from .rulebook import MeterRuleSettings
 from .rules.anomalies import AnomalySettings
 from .rules.archive import archive_document

@@ -60,7 +60,7 @@ def timeout_of(text: str) -> float:
 
 
 def baudrates_of(text: str) -> list[int]:
-    from meterlink.agent.config import BAUDRATES
+    from meterlink.agent.config_meters import BAUDRATES
 
     rates = parse_int_list(text, "--baud")
     if bad := [b for b in rates if b not in BAUDRATES]:

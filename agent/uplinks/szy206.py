@@ -40,12 +40,12 @@ from meterlink.protocols.szy206.fields import Address
 from meterlink.protocols.szy206.messages import LinkKind, build_link
 
 from ..clock import next_slot, now_ms
-from ..config import Szy206UplinkConfig
 from ..latest import LatestValues
 from ..outbox import Outbox
 from ..tasks import cancel_and_wait
 from .base import ConnectFailed, NotConnected, TimedOut, UplinkError, keep_connected
 from .szy206_answers import Answers
+from .szy206_config import Szy206UplinkConfig
 from .szy206_data import ReportData
 from .szy206_session import Heard, StationSession, TerminalStats
 

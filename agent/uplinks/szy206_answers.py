@@ -25,8 +25,8 @@ from meterlink.protocols.szy206.settings import build_clock_answer, parse_clock,
 from meterlink.protocols.szy206.times import clock_at, clock_to_ms, label_to_ms, time_label_at
 
 from ..clock import offset_ms, set_offset
-from ..config import Szy206UplinkConfig
 from ..outbox import Outbox
+from .szy206_config import Szy206UplinkConfig
 from .szy206_data import ReportData
 
 log = logging.getLogger("meterlink.szy206")
