@@ -2,21 +2,23 @@
 
 Every user error ends in one clear line on stderr and a non-zero exit, never a traceback:
 1 for a check that failed (bad config, bad signature), 2 for a command line that is wrong.
+
+This module builds the parser (one ``_add_*`` per command) and maps errors to exit codes in
+``main``; what each command does is in cli/commands.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from meterlink import __version__
 from meterlink.agent.errors import ConfigError, MeterlinkError
+
+from . import commands
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -25,20 +27,20 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="run the agent (poll, store, sign, upload)")
     p.add_argument("-c", "--config", required=True, type=Path, help="the site's TOML file")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides [log] level")
-    p.set_defaults(handler=cmd_run)
+    p.set_defaults(handler=commands.cmd_run)
 
 
 def _add_check_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("check-config", help="validate a config file: OK, or one line per problem")
     p.add_argument("config", type=Path)
-    p.set_defaults(handler=cmd_check_config)
+    p.set_defaults(handler=commands.cmd_check_config)
 
 
 def _add_keygen(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("keygen", help="make the gateway's Ed25519 signing key pair")
     p.add_argument("--out", required=True, type=Path, help="folder for gateway.key and gateway.pub")
     p.add_argument("--force", action="store_true", help="replace an existing key (a new gateway identity)")
-    p.set_defaults(handler=cmd_keygen)
+    p.set_defaults(handler=commands.cmd_keygen)
 
 
 def _add_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,7 +53,7 @@ def _add_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="gateway public key (PEM); repeat for old and new keys during a rotation",
     )
     p.add_argument("input", nargs="?", default="-", help="file of messages, one JSON per line, or - for stdin")
-    p.set_defaults(handler=cmd_verify)
+    p.set_defaults(handler=commands.cmd_verify)
 
 
 def _add_read(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,7 +76,7 @@ def _add_read(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--baud", metavar="RATE", help="serial speed (default: the profile's, else 9600)")
     p.add_argument("--parity", metavar="N|E|O", help="serial parity (default: the profile's, else N)")
     p.add_argument("--timeout", metavar="S", help="seconds to wait for an answer (default 1)")
-    p.set_defaults(handler=cmd_read)
+    p.set_defaults(handler=commands.cmd_read)
 
 
 def _add_scan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -92,7 +94,7 @@ def _add_scan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--units", metavar="1-247", help="unit ids to ask: ranges and lists, 1-10,100 (default 1-247)")
     p.add_argument("--timeout", default="0.2", metavar="S", help="seconds to wait for each unit (default 0.2)")
     p.add_argument("--json", action="store_true", help="print a JSON array of the devices found")
-    p.set_defaults(handler=cmd_scan)
+    p.set_defaults(handler=commands.cmd_scan)
 
 
 def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -103,7 +105,7 @@ def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     p.add_argument("-c", "--config", required=True, type=Path)
     p.add_argument("--json", action="store_true", help="one JSON object (agent, store, meters, warnings)")
-    p.set_defaults(handler=cmd_status)
+    p.set_defaults(handler=commands.cmd_status)
 
 
 REPORT_JSON = """\
@@ -140,7 +142,7 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--days", action="store_true", help="with --month or --quarter: each meter's days too")
     p.add_argument("--meter", action="append", metavar="ID", help="only this meter (repeatable)")
     p.add_argument("--json", action="store_true", help="a JSON array instead of the table (see below)")
-    p.set_defaults(handler=cmd_report)
+    p.set_defaults(handler=commands.cmd_report)
 
 
 def _add_manual_reading(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -158,31 +160,23 @@ def _add_manual_reading(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     p.add_argument("--quantity", default="volume_total", help="what was read (default volume_total)")
     p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for a running agent (default 30)")
-    p.set_defaults(handler=cmd_manual_reading)
+    p.set_defaults(handler=commands.cmd_manual_reading)
 
 
 def _add_profiles(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("profiles", help="list the built-in meter profiles, or show one")
     p.add_argument("name", nargs="?")
-    p.set_defaults(handler=cmd_profiles)
-
-
-SIMULATORS = {
-    "modbus": ("modbus_cli", "simulated Modbus flowmeters over TCP and/or a pty"),
-    "station": ("station_cli", "a simulated SZY206 central station that site terminals report to"),
-    "sl651-center": ("sl651_center_cli", "a simulated SL651 centre that stations report to"),
-    "szy206-meter": ("szy206_cli", "simulated flowmeters that speak SZY206, over TCP and/or a pty"),
-}
+    p.set_defaults(handler=commands.cmd_profiles)
 
 
 def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     # The simulators' own options are parsed by their modules, imported only when used: the agent
     # (`meterlink run`) never loads simulator code.
-    kinds = "; ".join(f"{k}: {v}" for k, (_, v) in SIMULATORS.items())
+    kinds = "; ".join(f"{k}: {v}" for k, (_, v) in commands.SIMULATORS.items())
     p = sub.add_parser("sim", help="simulators: meters and platform side", description=kinds)
-    p.add_argument("kind", choices=sorted(SIMULATORS), help="which simulator")
+    p.add_argument("kind", choices=sorted(commands.SIMULATORS), help="which simulator")
     p.add_argument("options", nargs=argparse.REMAINDER, help="its options (meterlink sim KIND --help)")
-    p.set_defaults(handler=cmd_sim)
+    p.set_defaults(handler=commands.cmd_sim)
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -201,12 +195,7 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="HOST:PORT",
         help="also report as an SL651 station to this centre (scheduled reports every 10 s)",
     )
-    p.set_defaults(handler=cmd_demo)
-
-
-def _decode_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--file", type=Path, help="read the frame as raw bytes from this file instead")
-    p.add_argument("--tp", type=int, choices=[0, 5, 7], help="time label length (default: inferred)")
+    p.set_defaults(handler=commands.cmd_demo)
 
 
 def _add_decode(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -220,21 +209,8 @@ def _add_decode(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         metavar="HEX",
         help="the frame in hex, with or without spaces (--file and --tp may follow)",
     )
-    _decode_options(p)
-    p.set_defaults(handler=cmd_decode)
-
-
-def _decode_rest(args: argparse.Namespace) -> None:
-    """Read the words after the protocol: hex digits with --file/--tp anywhere among them."""
-    p = argparse.ArgumentParser(
-        prog=f"meterlink decode {args.protocol}",
-        description="decode a protocol frame to JSON",
-        argument_default=argparse.SUPPRESS,
-    )  # only what is given here
-    p.add_argument("hex", nargs="*", metavar="HEX", help="the frame in hex, with or without spaces")
-    _decode_options(p)
-    words, args.hex = args.hex, []
-    vars(args).update(vars(p.parse_intermixed_args(words)))  # options given here override earlier ones
+    commands.decode_options(p)
+    p.set_defaults(handler=commands.cmd_decode)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,193 +264,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 70
-
-
-# -- commands ------------------------------------------------------------------------------------
-
-
-def cmd_check_config(args: argparse.Namespace) -> int:
-    from meterlink.agent import config as cfgmod
-    from meterlink.agent import preflight
-
-    config = cfgmod.load(args.config)
-    found = preflight.check(config)
-    for warning in found.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    if found.errors:
-        raise ConfigError(*found.errors)
-    print(cfgmod.describe(config))
-    return 0
-
-
-def cmd_keygen(args: argparse.Namespace) -> int:
-    from meterlink.agent import keys
-    from meterlink.wire.jws import thumbprint
-
-    key_path, pub_path = keys.generate_keypair(args.out, force=args.force)
-    kid = thumbprint(keys.load_public_key(pub_path))
-    print(f"wrote {key_path} (private, mode 0600) and {pub_path} (public)")
-    print(f"kid {kid}")
-    return 0
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import run_verify
-
-    return run_verify(args.pubkey, args.input)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from meterlink.agent import config as cfgmod
-    from meterlink.agent import logsetup, preflight
-    from meterlink.agent.service import Agent
-
-    config = cfgmod.load(args.config)
-    found = preflight.check(config)  # what check-config checks, errors and warnings alike
-    if found.errors:
-        raise ConfigError(*found.errors)
-    logsetup.from_config(config.log, args.log_level)
-    for warning in found.warnings:
-        logging.getLogger("meterlink.agent").warning("event=config_warning problem=%r", warning)
-    agent = Agent(config, config_path=args.config)
-    agent.build()  # key and store problems end here, as one line, before anything starts
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, agent.stop)
-        loop.add_signal_handler(signal.SIGHUP, agent.reload)  # systemctl reload: the site file again
-        await agent.run()
-
-    asyncio.run(main())
-    return 0
-
-
-def cmd_decode(args: argparse.Namespace) -> int:
-    import json
-
-    from meterlink.protocols.szy206.describe import decode_report
-    from meterlink.protocols.szy206.errors import SZY206Error
-
-    _decode_rest(args)
-    if args.file is not None and args.hex:
-        raise MeterlinkError("give the frame as hex or as --file, not both")
-    if args.file is not None:
-        try:
-            frame: bytes | str = args.file.read_bytes()
-        except OSError as exc:
-            raise MeterlinkError(f"{args.file}: {exc.strerror}") from None
-    elif args.hex:
-        frame = " ".join(args.hex)
-    else:
-        raise MeterlinkError("no frame given (hex on the command line, or --file FILE)")
-    if args.protocol == "sl651":
-        return _decode_sl651(frame)
-    try:
-        view = decode_report(frame, tp_len=args.tp)
-    except SZY206Error as exc:
-        detail = str(exc)
-        reason = getattr(exc, "reason", "invalid frame")
-        raise MeterlinkError(f"{reason}: {detail}" if detail and detail != reason else reason) from None
-    print(json.dumps(view, ensure_ascii=False))
-    return 0
-
-
-def _decode_sl651(frame: bytes | str) -> int:
-    import json
-
-    from meterlink.protocols.sl651 import SL651Error, decode_input
-
-    try:
-        view = decode_input(frame)
-    except SL651Error as exc:
-        raise MeterlinkError(f"{exc.reason}: {exc}") from None
-    print(json.dumps(view, ensure_ascii=False))
-    return 0
-
-
-def cmd_sim(args: argparse.Namespace) -> int:
-    import importlib
-
-    module_name, description = SIMULATORS[args.kind]
-    module = importlib.import_module(f"meterlink.sim.{module_name}")
-    parser = argparse.ArgumentParser(prog=f"meterlink sim {args.kind}", description=description)
-    module.add_arguments(parser)
-    code: int = asyncio.run(module.run(parser.parse_args(args.options)))
-    return code
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    return run_demo(args)
-
-
-def cmd_read(args: argparse.Namespace) -> int:
-    from .read_raw import given, run_read_raw
-
-    if args.config is None:
-        if args.meter:
-            print("meterlink read: --meter picks meters of a config: give -c FILE", file=sys.stderr)
-            return 2
-        return run_read_raw(args)
-    if without := given(args):
-        both = f"-c reads the config's meters; {' '.join(without)} reads one unit without one: not both"
-        print(f"meterlink read: {both}", file=sys.stderr)
-        return 2
-    from meterlink.agent.commission import read_once
-
-    return asyncio.run(read_once(args.config, args.meter))
-
-
-def cmd_scan(args: argparse.Namespace) -> int:
-    from .scan import run_scan
-
-    return run_scan(args)
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from meterlink.agent.status import show_status
-
-    return show_status(args.config, as_json=args.json)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from meterlink.agent.report import period_of
-    from meterlink.agent.report_view import run_report
-
-    given = [(kind, text) for kind in ("day", "month", "quarter") if (text := getattr(args, kind)) is not None]
-    try:
-        if len(given) > 1:
-            raise ValueError(f"give one of --day, --month, --quarter, not {' and '.join('--' + k for k, _ in given)}")
-        period = period_of(*given[0]) if given else None
-    except ValueError as exc:
-        print(f"meterlink report: {exc}", file=sys.stderr)
-        return 2
-    return run_report(args.config, period, args.meter, as_json=args.json, per_day=args.days)
-
-
-def cmd_manual_reading(args: argparse.Namespace) -> int:
-    from meterlink.agent import config as cfgmod
-    from meterlink.agent.manual import command
-
-    return command(
-        cfgmod.load(args.config),
-        meter=args.meter,
-        value=args.value,
-        photo=args.evidence,
-        at=args.at,
-        by=args.by,
-        replacement=args.replacement,
-        quantity=args.quantity,
-        wait=args.wait,
-    )
-
-
-def cmd_profiles(args: argparse.Namespace) -> int:
-    from meterlink.agent.commission import show_profiles
-
-    return show_profiles(args.name)
 
 
 if __name__ == "__main__":
