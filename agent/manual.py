@@ -12,6 +12,9 @@ agent stores it within a second or so: only the agent may hand out ``seq`` numbe
 Everything is checked before anything is written: an unknown meter, a value that is not a number, a
 totalizer reading below the last one without ``replacement``, a photo that is missing, unreadable or
 not an image.
+
+This module holds the reading, its checks, how it is written and the running agent's inbox; the
+``meterlink manual-reading`` command that uses them is agent/manual_command.py.
 """
 
 from __future__ import annotations
@@ -356,93 +359,3 @@ class Inbox:
                 _write_durably(entry_file.with_suffix(".done"), json.dumps(answer).encode("utf-8"))
                 entry_file.unlink(missing_ok=True)
             await asyncio.sleep(self.POLL_S)
-
-
-# -- the command ---------------------------------------------------------------------------------------
-
-
-def command(
-    config: Config,
-    *,
-    meter: str,
-    value: str,
-    photo: Path,
-    at: str | None,
-    by: str | None,
-    replacement: bool,
-    quantity: str,
-    wait: float,
-) -> int:
-    """``meterlink manual-reading``: check, then store directly or through the running agent."""
-    from .runlock import RunLock
-
-    entry, data = prepare(
-        config,
-        meter=meter,
-        value=value,
-        photo=photo,
-        at=at,
-        by=by,
-        replacement=replacement,
-        quantity=quantity,
-        now_ms=clock.now_ms(),
-    )
-    path = config.store.path
-    lock = RunLock(path)
-    try:
-        alone = lock.acquire()
-    except OSError as exc:
-        raise ManualError(f"store {path}: cannot take its lock: {exc.strerror or exc}") from None
-    if alone:
-        try:
-            store = Store(
-                path,
-                config.gateway.id,
-                capacity_bytes=config.store_capacity_bytes(),
-                overflow=config.store.overflow,
-                uploaded=config.uplink.mqtt is not None,
-            )
-            try:
-                keep_photo(path, entry.evidence, data)
-                seq = store_entry(store, entry)
-            finally:
-                store.close()
-        finally:
-            lock.release()
-        print(
-            f"stored: {entry.meter} {entry.quantity} = {entry.value:g} {entry.unit} as seq {seq}, evidence "
-            f"sha256 {entry.evidence.sha256} (the agent sends it when it next runs)"
-        )
-        return 0
-    _check_against_store(path, entry)
-    keep_photo(path, entry.evidence, data)
-    handed = submit(path, entry)
-    answer = wait_for_agent(handed, wait)
-    if answer is None:
-        print(
-            f"handed to the running agent (pid {lock.holder()}) in {handed}; it stores it when it reads its "
-            "inbox (meterlink status shows it)"
-        )
-        return 0
-    if "error" in answer:
-        raise ManualError(str(answer["error"]))
-    print(
-        f"stored by the running agent: {entry.meter} {entry.quantity} = {entry.value:g} {entry.unit} as seq "
-        f"{answer['seq']}, evidence sha256 {entry.evidence.sha256}"
-    )
-    return 0
-
-
-def _check_against_store(path: Path, entry: ManualEntry) -> None:
-    """The totalizer check, before handing the entry over, read-only (the agent checks again)."""
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return
-    try:
-        last = last_total(db, entry.meter, entry.quantity, entry.ts)
-    except sqlite3.Error:
-        return
-    finally:
-        db.close()
-    check_not_below(entry, last)

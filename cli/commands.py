@@ -208,7 +208,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_manual_reading(args: argparse.Namespace) -> int:
     from meterlink.agent import config as cfgmod
-    from meterlink.agent.manual import command
+    from meterlink.agent.manual_command import command
 
     return command(
         cfgmod.load(args.config),

@@ -65,8 +65,8 @@ sync_check = "assume_synced"
 """
 
 # Code the agent never runs: the simulators, the demo that launches them, the scenario replays, the
-# other commands (verify, read/status/profiles, report, scan), a protocol no meter of this site
-# speaks (SL651), and what only the tests and benchmarks use.
+# other commands (verify, read/status/profiles, report, scan, manual-reading), a protocol no meter of
+# this site speaks (SL651), and what only the tests and benchmarks use.
 NEVER = (
     "meterlink.sim",
     "meterlink.replay",
@@ -74,6 +74,7 @@ NEVER = (
     "meterlink.cli.verify",
     "meterlink.cli.scan",
     "meterlink.agent.commission",
+    "meterlink.agent.manual_command",
     "meterlink.agent.report",
     "meterlink.agent.report_view",
     "meterlink.agent.status",
