@@ -54,18 +54,6 @@ CREATE TABLE events (
 CREATE INDEX events_pending ON events (seq) WHERE sent IS NULL;
 """
 
-# The SZY206 site terminal's own delivery state: one self-report per report slot, kept until the
-# central station confirmed it (the MQTT uplink's state is the readings' ``sent`` column).
-_SZY206_SCHEMA = """
-CREATE TABLE IF NOT EXISTS szy206_reports (
-    slot INTEGER PRIMARY KEY,     -- report slot, ms since epoch UTC
-    data BLOB NOT NULL,           -- the C0H data area: flow/volume pairs, alarm and status words
-    created INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    confirmed INTEGER             -- ms when the station confirmed it; NULL until then
-)
-"""
-
 
 def _statements(script: str) -> list[str]:
     """A script's statements, one by one (comments may hold semicolons, so no naive split)."""
