@@ -10,7 +10,8 @@ hourly one, keep-alives; try ``meterlink sim sl651-center --listen 5051``). It s
 command line, above ``agent`` and ``sim``, because it launches both.
 
 ``--dir`` keeps one config (``meterlink.toml``), the keys and the store, so a second run continues
-the same gateway and its seq; endpoints that change between runs (ports, the pty) are rewritten.
+the same gateway and its seq; endpoints that change between runs (ports, the pty) are rewritten
+(cli/demo_site.py writes the folder).
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import secrets
 import shutil
 import signal
 import sys
 import tempfile
-import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from meterlink.agent import config as cfgmod
@@ -33,128 +33,12 @@ from meterlink.agent import keys, logsetup
 from meterlink.agent.errors import MeterlinkError
 from meterlink.wire.jws import Verifier
 
-DEMO_POLL_S = 2
-DEMO_UPLOAD_S = 2
+from .demo_site import DemoSite, ensure_keys, gateway_id, host_port, write_config
 
-CONFIG_TEMPLATE = """\
-# Written by `meterlink demo`; endpoints are rewritten on every run, the gateway id is kept.
-[gateway]
-id = "{gateway}"
-poll_interval = {poll}
-
-[buses.tcp-meter]
-type = "tcp"
-host = "127.0.0.1"
-port = {tcp_port}
-timeout = 0.5
-retries = 1
-
-[buses.rs485]
-type = "serial"
-device = "{pty}"
-baudrate = 9600
-timeout = 0.5
-retries = 1
-
-[[meters]]
-id = "intake-ultrasonic"
-bus = "tcp-meter"
-unit_id = 1
-profile = "tuf2000"
-
-[buses.szy206-line]
-type = "serial"
-protocol = "szy206"
-device = "{szy206_pty}"
-baudrate = 9600
-timeout = 0.5
-retries = 1
-
-[[meters]]
-id = "outlet-emf"
-bus = "rs485"
-unit_id = 1
-profile = "emf_generic"
-
-[[meters]]
-id = "well-szy206"
-bus = "szy206-line"
-address = "530381:13"
-
-[store]
-path = "meterlink.db"
-retention_days = 35
-
-[signing]
-key = "gateway.key"
-
-[uplink.mqtt]
-broker = "{broker}"
-topic_prefix = "meterlink"
-upload_interval = {upload}
-batch_size = 500
-publish_timeout = 5
-{station}{center}"""
-
-STATION_TEMPLATE = """
-[uplink.szy206]
-host = "{host}"
-port = {port}
-division = "430100"
-station = 7
-report_interval = 5
-keepalive = 20
-confirm_timeout = 3
-"""
-
-CENTER_TEMPLATE = """
-[uplink.sl651]
-host = "{host}"
-port = {port}
-center = 1
-station = "0043010007"
-password = "1234"
-report_interval = 10
-keepalive = 30
-ack_timeout = 3
-
-[uplink.sl651.meters.intake-ultrasonic]
-flow = {{ id = "27" }}
-volume = {{ id = "FF09", definition = "32" }}
-
-[uplink.sl651.meters.outlet-emf]
-flow = {{ id = "28" }}
-volume = {{ id = "FF0A", definition = "32" }}
-"""
-
-
-def _host_port(text: str | None, option: str) -> tuple[str, int] | None:
-    """``HOST:PORT`` of ``option``, or None when not given."""
-    if text is None:
-        return None
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise MeterlinkError(f"{option} must look like HOST:PORT")
-    return host, int(port)
-
-
-def _gateway_id(config_path: Path) -> str:
-    """Keep the id of an earlier demo in the same folder; else make a new one."""
-    if config_path.exists():
-        try:
-            gateway = tomllib.loads(config_path.read_text())["gateway"]["id"]
-            if isinstance(gateway, str) and gateway:
-                return gateway
-        except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError):
-            pass
-    return f"demo-{secrets.token_hex(3)}"
-
-
-def _ensure_keys(folder: Path) -> Path:
-    key = folder / "gateway.key"
-    if not key.exists():
-        keys.generate_keypair(folder)
-    return folder / "gateway.pub"
+if TYPE_CHECKING:
+    from meterlink.agent.service import Agent
+    from meterlink.sim.broker import LocalBroker
+    from meterlink.sim.platform import Platform
 
 
 def _duration(text: str | None) -> float | None:
@@ -176,8 +60,8 @@ def run_demo(args: argparse.Namespace) -> int:
         url = urlsplit(args.broker)
         if url.scheme != "mqtt" or not url.hostname:
             raise MeterlinkError("--broker must look like mqtt://HOST:PORT (the demo uses plain MQTT)")
-    _host_port(args.szy206_station, "--szy206-station")
-    _host_port(args.sl651_center, "--sl651-center")
+    host_port(args.szy206_station, "--szy206-station")
+    host_port(args.sl651_center, "--sl651-center")
     logsetup.setup("warning")
     if args.dir is None:
         with tempfile.TemporaryDirectory(prefix="meterlink-demo-") as tmp:
@@ -211,30 +95,15 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
     # Imported here, when the demo runs: `meterlink run` never loads the simulators.
     from meterlink.agent.service import Agent
     from meterlink.protocols.szy206.fields import Address
-    from meterlink.sim.broker import BrokerError, LocalBroker
     from meterlink.sim.meter_model import SimMeter
     from meterlink.sim.modbus_server import ModbusSimServer
-    from meterlink.sim.platform import Platform
     from meterlink.sim.szy206_meter import SimSzy206Meter
     from meterlink.sim.szy206_meter_server import Szy206SimServer
 
     config_path = folder / "meterlink.toml"
-    gateway = _gateway_id(config_path)
-    pub_path = _ensure_keys(folder)
-
-    broker = None
-    if args.broker is None:
-        # The broker's own files live apart: --dir holds exactly one config, the keys and the store.
-        broker_dir = Path(tempfile.mkdtemp(prefix="meterlink-mqtt-"))
-        broker = LocalBroker(broker_dir)
-        try:
-            broker.start()
-        except BrokerError as exc:
-            raise MeterlinkError(str(exc)) from None
-        broker_url = broker.url
-    else:
-        broker_url = args.broker
-
+    gateway = gateway_id(config_path)
+    pub_path = ensure_keys(folder)
+    broker, broker_url = _start_broker(args.broker)
     tcp_sim = ModbusSimServer({1: SimMeter("tuf2000", 1, seed=1)})
     rtu_sim = ModbusSimServer({1: SimMeter("emf_generic", 1, seed=2)})
     szy_sim = Szy206SimServer([SimSzy206Meter(Address(division="530381", station=13), seed=3)])
@@ -244,100 +113,19 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
         tcp_port = await tcp_sim.start_tcp()
         pty = rtu_sim.start_pty()
         szy206_pty = szy_sim.start_pty()
-        station = ""
-        if args.szy206_station is not None:
-            host, _, port = args.szy206_station.rpartition(":")
-            station = STATION_TEMPLATE.format(host=host, port=int(port))
-        sl651 = _host_port(args.sl651_center, "--sl651-center")
-        center = "" if sl651 is None else CENTER_TEMPLATE.format(host=sl651[0], port=sl651[1])
-        config_path.write_text(
-            CONFIG_TEMPLATE.format(
-                gateway=gateway,
-                poll=DEMO_POLL_S,
-                upload=DEMO_UPLOAD_S,
-                tcp_port=tcp_port,
-                pty=pty,
-                broker=broker_url,
-                szy206_pty=szy206_pty,
-                station=station,
-                center=center,
-            )
-        )
-        if station:
-            # Report positions follow the meters' order; set here so the config file stays readable.
-            text = config_path.read_text()
-            for position, meter_id in enumerate(("intake-ultrasonic", "outlet-emf", "well-szy206"), 1):
-                text = text.replace(f'id = "{meter_id}"\n', f'id = "{meter_id}"\nszy206_position = {position}\n')
-            config_path.write_text(text)
+        site = DemoSite(gateway, tcp_port, pty, szy206_pty, broker_url, args.szy206_station, args.sl651_center)
+        write_config(config_path, site)
         config = cfgmod.load(config_path)
-        say(f"meterlink demo: gateway {gateway}, folder {folder}")
-        say(f"  meter intake-ultrasonic (TUF-2000 profile) on Modbus TCP 127.0.0.1:{tcp_port}")
-        say(f"  meter outlet-emf (electromagnetic converter) on Modbus RTU over {pty}")
-        say(f"  meter well-szy206 (SZY206 terminal 530381:13) over {szy206_pty}")
-        if station:
-            say(f"  reporting as SZY206 site terminal 430100:7 to the station at {args.szy206_station} every 5 s")
-        if center:
-            say(f"  reporting as SL651 station 0043010007 to the centre at {args.sl651_center} every 10 s")
-        say(f"  broker {broker_url}{' (private mosquitto)' if broker else ''}; polling and uploading every 2 s")
-
-        verifier = Verifier([keys.load_public_key(pub_path)])
-        host, port = urlsplit(broker_url).hostname or "127.0.0.1", urlsplit(broker_url).port or 1883
-
-        def on_batch(kind: str, payload: dict, new: int) -> None:  # type: ignore[type-arg]
-            if kind == "readings":
-                rows = payload["readings"]
-                meters = sorted({r["meter"] for r in rows})
-                say(
-                    f"upload batch {payload['batch']}: {len(rows)} readings, seq {rows[0]['seq']}-{rows[-1]['seq']}, "
-                    f"from {', '.join(meters)}: signature verified"
-                )
-            elif kind == "events":
-                say(
-                    f"events batch {payload['batch']}: {', '.join(e['kind'] for e in payload['events'])}: "
-                    "signature verified"
-                )
-            elif kind == "daily":
-                days = ", ".join(f"{d['meter']} {d['day']} {d['volume']} m3" for d in payload["daily"])
-                say(f"day summaries batch {payload['batch']}: {days}: signature verified")
-            elif kind == "archive":
-                say(f"meter archive batch {payload['batch']}: {len(payload['archive'])} meters: signature verified")
-
-        def on_reject(topic: str, why: str) -> None:
-            say(f"REJECTED message on {topic}: {why}")
-
-        platform = Platform(host, port, verifier, gateway=gateway, on_batch=on_batch, on_reject=on_reject)
+        _announce(site, folder, private_broker=broker is not None)
+        platform = _platform(site, pub_path)
         try:
             await asyncio.get_running_loop().run_in_executor(None, platform.start)
         except (OSError, TimeoutError) as exc:
             raise MeterlinkError(f"cannot subscribe at {broker_url}: {exc}") from None
-
         agent = Agent(config, backoff_max=2.0)
         agent.build()
-        assert agent.parts is not None
-        if agent.parts.terminal is not None:
-            zone = agent.parts.terminal.cfg.utc_offset_hours
-            agent.parts.terminal.on_confirmed = lambda slot, backfill: say(
-                f"szy206 report of {site_time(slot, zone)} confirmed by the station"
-                + (" (backfilled)" if backfill else "")
-            )
-        if agent.parts.sl651 is not None:
-            zone = agent.parts.sl651.cfg.utc_offset_hours
-            agent.parts.sl651.on_acknowledged = lambda report, backfill: say(
-                f"sl651 report {report.function:02X}H of {site_time(report.slot, zone)} acknowledged by the centre"
-                + (" (backfilled)" if backfill else "")
-            )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, agent.stop)
-        if args.duration is not None:
-            loop.call_later(args.duration, agent.stop)
-        await agent.run(final_flush=True)
-        assert agent.parts is not None
-        sent_upto = agent.parts.store.next_seq - 1
-        # Give the platform a moment for the last messages in flight to it.
-        await loop.run_in_executor(
-            None, platform.wait_for, lambda r: bool(r.readings) and max(s for _, s in r.readings) >= sent_upto, 3.0
-        )
+        _say_confirmations(agent)
+        await _run(agent, platform, args.duration)
     finally:
         if platform is not None:
             platform.stop()
@@ -347,7 +135,102 @@ async def _demo(folder: Path, args: argparse.Namespace) -> int:
         if broker is not None:
             broker.stop()
             shutil.rmtree(broker.workdir, ignore_errors=True)
+    return _summary(platform, agent)
 
+
+def _start_broker(url: str | None) -> tuple[LocalBroker | None, str]:
+    """A private mosquitto when no ``--broker`` is given (the broker, its URL); else (None, the URL)."""
+    from meterlink.sim.broker import BrokerError, LocalBroker
+
+    if url is not None:
+        return None, url
+    # The broker's own files live apart: --dir holds exactly one config, the keys and the store.
+    broker = LocalBroker(Path(tempfile.mkdtemp(prefix="meterlink-mqtt-")))
+    try:
+        broker.start()
+    except BrokerError as exc:
+        raise MeterlinkError(str(exc)) from None
+    return broker, broker.url
+
+
+def _announce(site: DemoSite, folder: Path, *, private_broker: bool) -> None:
+    say(f"meterlink demo: gateway {site.gateway}, folder {folder}")
+    say(f"  meter intake-ultrasonic (TUF-2000 profile) on Modbus TCP 127.0.0.1:{site.tcp_port}")
+    say(f"  meter outlet-emf (electromagnetic converter) on Modbus RTU over {site.pty}")
+    say(f"  meter well-szy206 (SZY206 terminal 530381:13) over {site.szy206_pty}")
+    if site.szy206_station is not None:
+        say(f"  reporting as SZY206 site terminal 430100:7 to the station at {site.szy206_station} every 5 s")
+    if site.sl651_center is not None:
+        say(f"  reporting as SL651 station 0043010007 to the centre at {site.sl651_center} every 10 s")
+    private = " (private mosquitto)" if private_broker else ""
+    say(f"  broker {site.broker_url}{private}; polling and uploading every 2 s")
+
+
+def _platform(site: DemoSite, pub_path: Path) -> Platform:
+    """The simulated platform: verifies every message with the gateway's key, says a line per batch."""
+    from meterlink.sim.platform import Platform
+
+    verifier = Verifier([keys.load_public_key(pub_path)])
+    url = urlsplit(site.broker_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 1883
+    return Platform(host, port, verifier, gateway=site.gateway, on_batch=_on_batch, on_reject=_on_reject)
+
+
+def _on_batch(kind: str, payload: dict, new: int) -> None:  # type: ignore[type-arg]
+    if kind == "readings":
+        rows = payload["readings"]
+        meters = sorted({r["meter"] for r in rows})
+        say(
+            f"upload batch {payload['batch']}: {len(rows)} readings, seq {rows[0]['seq']}-{rows[-1]['seq']}, "
+            f"from {', '.join(meters)}: signature verified"
+        )
+    elif kind == "events":
+        say(f"events batch {payload['batch']}: {', '.join(e['kind'] for e in payload['events'])}: signature verified")
+    elif kind == "daily":
+        days = ", ".join(f"{d['meter']} {d['day']} {d['volume']} m3" for d in payload["daily"])
+        say(f"day summaries batch {payload['batch']}: {days}: signature verified")
+    elif kind == "archive":
+        say(f"meter archive batch {payload['batch']}: {len(payload['archive'])} meters: signature verified")
+
+
+def _on_reject(topic: str, why: str) -> None:
+    say(f"REJECTED message on {topic}: {why}")
+
+
+def _say_confirmations(agent: Agent) -> None:
+    """A line for each report the SZY206 station confirms or the SL651 centre acknowledges."""
+    assert agent.parts is not None
+    if agent.parts.terminal is not None:
+        zone = agent.parts.terminal.cfg.utc_offset_hours
+        agent.parts.terminal.on_confirmed = lambda slot, backfill: say(
+            f"szy206 report of {site_time(slot, zone)} confirmed by the station" + (" (backfilled)" if backfill else "")
+        )
+    if agent.parts.sl651 is not None:
+        zone = agent.parts.sl651.cfg.utc_offset_hours
+        agent.parts.sl651.on_acknowledged = lambda report, backfill: say(
+            f"sl651 report {report.function:02X}H of {site_time(report.slot, zone)} acknowledged by the centre"
+            + (" (backfilled)" if backfill else "")
+        )
+
+
+async def _run(agent: Agent, platform: Platform, duration: float | None) -> None:
+    """Run the agent until Ctrl-C, SIGTERM or ``duration``, then let the platform take what is in flight."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, agent.stop)
+    if duration is not None:
+        loop.call_later(duration, agent.stop)
+    await agent.run(final_flush=True)
+    assert agent.parts is not None
+    sent_upto = agent.parts.store.next_seq - 1
+    # Give the platform a moment for the last messages in flight to it.
+    await loop.run_in_executor(
+        None, platform.wait_for, lambda r: bool(r.readings) and max(s for _, s in r.readings) >= sent_upto, 3.0
+    )
+
+
+def _summary(platform: Platform, agent: Agent | None) -> int:
+    """The closing lines: what the platform received and verified, what the station and centre took."""
     got = platform.received
     readings = len(got.readings)
     say(f"{readings} readings from {len(got.meters())} meters, {readings} verified, {got.rejected} rejected")

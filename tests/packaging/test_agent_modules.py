@@ -71,6 +71,7 @@ NEVER = (
     "meterlink.sim",
     "meterlink.replay",
     "meterlink.cli.demo",
+    "meterlink.cli.demo_site",
     "meterlink.cli.verify",
     "meterlink.cli.scan",
     "meterlink.agent.commission",
