@@ -19,7 +19,6 @@ Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 # TOML has no path type: a path is a string, so these fields alone convert (everything else is strict),
 # relative to the config file's folder.
 FilePath = Annotated[Path, Field(strict=False), BeforeValidator(lambda v, info: _resolve(v, info))]
-Seconds = Annotated[float, Field(gt=0)]
 # A TOML date (2026-11-03), or the same written as a string.
 Day = Annotated[date, Field(strict=False)]
 

@@ -1,7 +1,7 @@
 """``[uplink.sl651]``: the agent as an SL651-2014 telemetry station reporting to a centre over TCP.
 
-Kept beside the uplink rather than in agent/config.py, which imports it: the section is large (a
-per-meter element map) and speaks the protocol's own vocabulary (identifiers, data definitions,
+Kept beside the uplink, as the other uplinks' sections are: the section is large (a per-meter
+element map) and speaks the protocol's own vocabulary (identifiers, data definitions,
 station types). Unknown keys are errors, as everywhere in the site file.
 
 Every config is read with this model, so it imports nothing of the SL651 codec at module level: an
@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from ..config_types import Strict
 
 # The station type byte is an ASCII letter (SL651-2014 table 4, protocols/sl651/codes.py STATION_TYPES):
 # P rain, H river, K reservoir, Z sluice, D pumping station, T tide, M soil moisture, G groundwater,
@@ -25,12 +27,7 @@ VOLUME_UNITS = {"m3": 1.0}
 READING_UNITS = {"flow_rate": "m3/h", "volume_total": "m3"}
 
 
-class _Strict(BaseModel):
-    # Same rules as agent/config.py's models (that module imports this one, so not its base).
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False, strict=True)
-
-
-class ElementMap(_Strict):
+class ElementMap(Strict):
     """One quantity of a meter as an SL651 element: identifier, data definition, unit."""
 
     id: Annotated[str, Field(pattern=r"^([0-9A-Fa-f]{2}|[Ff]{2}[0-9A-Fa-f]{2})$")]  # "27", "FF09"
@@ -66,7 +63,7 @@ class ElementMap(_Strict):
         return self
 
 
-class MeterElements(_Strict):
+class MeterElements(Strict):
     """What one meter reports: its instantaneous flow and its accumulated volume, each optional."""
 
     flow: ElementMap | None = None
@@ -93,7 +90,7 @@ class MeterElements(_Strict):
         return self
 
 
-class Sl651UplinkConfig(_Strict):
+class Sl651UplinkConfig(Strict):
     """The agent as an SL651 telemetry station (遥测站) reporting to a centre over TCP."""
 
     host: str = Field(min_length=1)
@@ -105,7 +102,7 @@ class Sl651UplinkConfig(_Strict):
     utc_offset_hours: Annotated[float, Field(ge=-12, le=14)] = 8.0  # the frames' times are local
     report_interval: Annotated[int, Field(ge=0, le=86400)] = 300  # scheduled reports (32H); 0: none
     hourly: bool = True  # hourly reports (34H) at every full hour
-    added: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] = []  # event kinds sent as 33H
+    added: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] = Field(default_factory=list)  # as 33H
     keepalive: Annotated[int, Field(ge=0, le=3600)] = 60  # 2FH every N s; 0: none
     ack_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
     retries: Annotated[int, Field(ge=0, le=5)] = 2  # resends of a report before it is kept for later
