@@ -4,6 +4,7 @@ bytes raise only the codec's own errors, and the reassembler finds every frame a
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -151,7 +152,7 @@ GOOD = Frame(1, b"\x00\x12\x34\x56\x78", 0x1234, 0x32, Direction.UP, b"\x00\x01"
     ],
 )
 @pytest.mark.parametrize("encoding", [Encoding.HEX, Encoding.ASCII])
-def test_encode_refuses_fields_out_of_range(change: dict[str, object], encoding: Encoding) -> None:
+def test_encode_refuses_fields_out_of_range(change: dict[str, Any], encoding: Encoding) -> None:
     """Every field out of range is an EncodeError, before any byte is formatted."""
     encode(GOOD._replace(encoding=encoding))
     with pytest.raises(EncodeError):
