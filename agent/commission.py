@@ -10,10 +10,10 @@ from meterlink.drivers.modbus import profiles
 from meterlink.drivers.params import describe
 
 from . import config as cfgmod
+from .buses import build_bus, bus_params
 from .clock import now_ms
 from .config_meters import PolledMeterConfig, Szy206MeterConfig
 from .errors import MeterlinkError
-from .service import build_bus, bus_params
 
 
 def at(mc: PolledMeterConfig) -> str:

@@ -174,7 +174,7 @@ class Report:
 
 def wrap_limits(config: Config) -> dict[str, float | None]:
     """Each enabled meter's totalizer range, found as the agent finds it (agent/service.py)."""
-    from .service import build_bus, quality_check  # the drivers, only when a day is computed
+    from .buses import build_bus, quality_check  # the drivers, only when a day is computed
 
     limits: dict[str, float | None] = {}
     for name, bus in config.buses.items():

@@ -20,12 +20,6 @@ from meterlink.wire import jws
 
 from . import keys, reload, rules_config
 from .assembly import build_mqtt, build_pollers, build_rulebook, build_sl651, build_terminal, link_terminal_to_pollers
-from .assembly import mqtt_settings as mqtt_settings
-
-# The bus builders live in buses.py; commissioning and reports take them from here too.
-from .buses import build_bus as build_bus
-from .buses import bus_params as bus_params
-from .buses import quality_check as quality_check
 from .capture import GroupCommit
 from .clock import ClockCheck, kernel_clock_offset_s, now_ms, offset_ms
 from .config import Config

@@ -11,7 +11,7 @@ from support.configs import BASE, write_site
 from support.tls import Pki, make_pki
 
 from meterlink.agent import config as cfgmod
-from meterlink.agent.service import mqtt_settings
+from meterlink.agent.assembly import mqtt_settings
 from meterlink.agent.uplinks.mqtt import MqttLink
 from meterlink.cli.main import main
 from meterlink.sim.broker import LocalBroker, TlsFiles, make_password_file
