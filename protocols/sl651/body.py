@@ -45,7 +45,7 @@ from .identifiers import (
     STATION_ID,
     STEP_ID,
 )
-from .values import decode_time, encode_time
+from .values import decode_send_time, decode_time, encode_time
 
 STATION = 0xF1F1
 OBSERVED = 0xF0F0
@@ -111,7 +111,7 @@ def parse_body(frame: Frame) -> Body:
     data = frame.body
     if len(data) < 8:
         raise BodyError(f"body of {len(data)} bytes has no serial number and send time")
-    send_time = decode_time(data[2:8])
+    send_time = decode_send_time(data, 2)
     up = frame.direction is _UP
     fn = frame.function
     if up or fn not in _DOWN_SPECIAL:

@@ -24,6 +24,7 @@ looked at: body.py reads it.
 from __future__ import annotations
 
 import enum
+import struct
 from collections.abc import Callable
 from typing import NamedTuple, cast
 
@@ -85,22 +86,38 @@ def encode(frame: Frame) -> bytes:
         EncodeError: a field out of range, a body too long, a start or end character that is
             none of the standard's.
     """
-    _check(frame)
     center, station, password, function, direction, body, end, start, packet, encoding = frame
+    # The common frame (STX, fields in range) passes one expression; anything else, _check.
+    if not (
+        start == STX
+        and packet is None
+        and 0 <= center <= 0xFF
+        and 0 <= password <= 0xFFFF
+        and 0 <= function <= 0xFF
+        and len(station) == 5
+        and end in END_CHARS
+        and len(body) <= MAX_LENGTH
+    ):
+        _check(frame)
     if encoding is Encoding.ASCII:
         return _encode_ascii(frame)
     if packet is None:
         word, packed = direction << 12 | len(body), b""
     else:
         word, packed = direction << 12 | (len(body) + 3), (packet[0] << 12 | packet[1]).to_bytes(3, "big")
-    # One formatting of the whole frame: the addresses, then password, function, dir+len, start.
-    fields = (password >> 8, password & 0xFF, function, word >> 8, word & 0xFF, start, packed, body, end)
     if direction is Direction.DOWN:
-        data = b"\x7e\x7e%s%c%c%c%c%c%c%c%s%s%c" % (station, center, *fields)
+        head = _HEAD_DOWN(HEX_START, station, center, password, function, word, start)
     else:
-        data = b"\x7e\x7e%c%s%c%c%c%c%c%c%s%s%c" % (center, station, *fields)
-    crc = crc16(data)
-    return b"%s%c%c" % (data, crc >> 8, crc & 0xFF)
+        head = _HEAD_UP(HEX_START, center, station, password, function, word, start)
+    data = b"".join((head, packed, body, _BYTE[end]))
+    return data + _WORD(crc16(data))
+
+
+# 7E7E, the two addresses (up: centre first), password, function, dir+len, start character.
+_HEAD_UP = struct.Struct(">2sB5sHBHB").pack
+_HEAD_DOWN = struct.Struct(">2s5sBHBHB").pack
+_WORD = struct.Struct(">H").pack  # the CRC, high byte first
+_BYTE = tuple(bytes((value,)) for value in range(256))
 
 
 def _encode_ascii(frame: Frame) -> bytes:

@@ -107,6 +107,25 @@ def decode_time(data: bytes) -> datetime:
         raise BodyError(f"time {text} is no date") from None
 
 
+def decode_send_time(data: bytes, at: int) -> datetime:
+    """``decode_time(data[at : at + 6])`` without the slice (every body has a send time), for
+    ``data`` of at least ``at + 6`` bytes."""
+    bcd = BCD
+    if bcd[data[at]] >= 0:
+        try:
+            return datetime(
+                2000 + bcd[data[at]],
+                bcd[data[at + 1]],
+                bcd[data[at + 2]],
+                bcd[data[at + 3]],
+                bcd[data[at + 4]],
+                bcd[data[at + 5]],
+            )
+        except ValueError:
+            pass  # decode_time says what is wrong
+    return decode_time(data[at : at + 6])
+
+
 def encode_time(when: datetime, *, seconds: bool = True) -> bytes:
     """``when`` as YYMMDDHHMMSS (or YYMMDDHHMM) BCD."""
     if not 2000 <= when.year <= 2099:
