@@ -222,12 +222,19 @@ def main() -> None:
         default=15.0,
         help="seconds between scrapes (default 15, Prometheus' example config; its built-in default is 60)",
     )
+    parser.add_argument(
+        "--agent-python",
+        default=sys.executable,
+        help="the interpreter that runs the agent (default: this one); another checkout's venv measures "
+        "that code under the same load, for a before/after figure",
+    )
     args = parser.parse_args()
     where = f"on {args.endpoints} endpoints" if args.endpoints else "a bus each"
     header(
         f"meterlink run: {args.meters} Modbus TCP meters x 4 values ({where}) polled every {args.interval} s, "
         f"uploads every {args.upload_interval} s, {args.minutes:g} min measured after a {args.warmup:g} s warm-up"
         + (f", /metrics scraped every {args.scrape:g} s" if args.metrics else "")
+        + ("" if args.agent_python == sys.executable else f", agent run by {args.agent_python}")
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -243,7 +250,7 @@ def main() -> None:
         platform = Platform(broker.host, broker.port, verifier, gateway="bench-agent")
         platform.start()
         log = open(folder / "agent.log", "wb")  # noqa: SIM115
-        agent = subprocess.Popen([sys.executable, "-m", "meterlink", "run", "-c", str(site)], stdout=log, stderr=log)
+        agent = subprocess.Popen([args.agent_python, "-m", "meterlink", "run", "-c", str(site)], stdout=log, stderr=log)
         proc = psutil.Process(agent.pid)
         spy = None
         scrapes, scrape_bytes = 0, 0
