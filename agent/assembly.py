@@ -26,11 +26,11 @@ from .receipts import ReceiptBook
 from .rulebook import Rulebook
 from .scheduler import BusPoller, ScheduledMeter
 from .uplinks.mqtt import MqttLink, MqttSettings, make_tls_context
-from .uplinks.szy206 import SiteTerminal
 from .uploader import Uploader
 
 if TYPE_CHECKING:
     from .uplinks.sl651 import Sl651Station
+    from .uplinks.szy206 import SiteTerminal
 
 EventSink = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -104,6 +104,8 @@ def build_terminal(
     """The SZY206 site terminal toward a central station, when configured."""
     if cfg.uplink.szy206 is None:
         return None
+    from .uplinks.szy206 import SiteTerminal  # the SZY206 stack is loaded only where it is used
+
     positions = {mc.szy206_position: mc.id for mc in cfg.enabled_meters if mc.szy206_position}
     return SiteTerminal(cfg.uplink.szy206, positions, outbox, latest, event, backoff_max=backoff_max)
 

@@ -9,21 +9,19 @@ handed ``ModbusMeter``s. A new protocol adds one factory here.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
-from meterlink.drivers.base import Driver
+from meterlink.drivers.base import Driver, ReportCallback
 from meterlink.drivers.modbus.bus import ModbusBus
 from meterlink.drivers.modbus.driver import ModbusDriver, ModbusMeter
 from meterlink.drivers.params import SerialParams, TcpParams
-from meterlink.drivers.szy206 import ReportCallback, Szy206Driver, Szy206Link, Szy206Meter
-from meterlink.drivers.szy206 import quantities as szy206_quantities
-from meterlink.protocols.szy206.fields import Address
 
 from .clock import now_ms
 from .config_meters import BusConfig, MeterConfig, ModbusMeterConfig, PolledMeterConfig, Szy206MeterConfig
 from .quality import QualityCheck
 
-SZY206_VOLUME_MAX = 9_999_999_999  # a 5-byte BCD cumulative volume
+if TYPE_CHECKING:
+    from meterlink.drivers.szy206 import Szy206Meter
 
 M = TypeVar("M")
 K = TypeVar("K", ModbusMeterConfig, Szy206MeterConfig)
@@ -49,11 +47,6 @@ def make_bus(name: str, cfg: BusConfig) -> ModbusBus:
     return ModbusBus(name, bus_params(cfg), timeout=cfg.timeout, retries=cfg.retries)
 
 
-def szy206_address(text: str) -> Address:
-    division, station = text.split(":")
-    return Address(division=division, station=int(station))
-
-
 def meter_from_config(mc: ModbusMeterConfig) -> ModbusMeter:
     return ModbusMeter(mc.id, mc.unit_id, mc.value_specs(), max_gap=mc.register_map().max_gap)
 
@@ -72,27 +65,12 @@ def _modbus_bus(
     return BuiltBus(ModbusDriver(make_bus(name, cfg), now_ms), [(mc, meter_from_config(mc)) for mc in meters])
 
 
-_TP_LEN = {None: None, "szy206": 5, "sl427": 7, "none": 0}
-
-
 def _szy206_bus(
     name: str, cfg: BusConfig, configured: Sequence[MeterConfig], on_report: ReportCallback | None
 ) -> BuiltBus[Szy206Meter]:
-    """SZY206 meters also report on their own: their self-reports go to ``on_report``."""
-    szy206 = _of_kind(Szy206MeterConfig, name, configured)
-    meters = [
-        Szy206Meter(mc.id, szy206_address(mc.address), mc.pairs, _TP_LEN[mc.time_label], mc.flow_unit) for mc in szy206
-    ]
-    link = Szy206Link(
-        name,
-        bus_params(cfg),
-        timeout=cfg.timeout,
-        retries=min(cfg.retries, 3),
-        meters=meters,
-        on_report=on_report,
-        clock=now_ms,
-    )
-    return BuiltBus(Szy206Driver(link), list(zip(szy206, meters, strict=True)))
+    from .buses_szy206 import szy206_bus  # the SZY206 stack is loaded only for a site that has such a bus
+
+    return szy206_bus(name, cfg, _of_kind(Szy206MeterConfig, name, configured), on_report)
 
 
 DRIVERS: dict[str, BusFactory] = {"modbus": _modbus_bus, "szy206": _szy206_bus}
@@ -106,9 +84,8 @@ def build_bus(
 
 
 def quality_check(mc: PolledMeterConfig, meter: ModbusMeter | Szy206Meter) -> QualityCheck:
-    if isinstance(meter, Szy206Meter):
-        volumes: dict[str, float | None] = {
-            szy206_quantities(p)[1]: SZY206_VOLUME_MAX for p in range(1, meter.pairs + 1)
-        }
-        return QualityCheck(mc.id, max_flow_m3h=mc.max_flow, maxima=volumes)
-    return QualityCheck(mc.id, meter.specs, mc.max_flow)  # specs: the config's value_specs()
+    if isinstance(meter, ModbusMeter):
+        return QualityCheck(mc.id, meter.specs, mc.max_flow)  # specs: the config's value_specs()
+    from .buses_szy206 import szy206_quality
+
+    return szy206_quality(mc, meter)

@@ -14,13 +14,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from meterlink.drivers.base import Reading
 from meterlink.wire.payload import StoredEvent, StoredReading
 
-from .salvage import Salvage
 from .store import Store, StoreStats
+
+if TYPE_CHECKING:
+    from .salvage import Salvage
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from meterlink.drivers.base import Driver, Flag, Reading
-from meterlink.drivers.szy206 import Szy206Driver
+from meterlink.drivers.base import Driver, Flag, Listener, Reading
 from meterlink.wire import jws
 
 from . import keys, reload, rules_config
@@ -37,11 +36,11 @@ from .tasks import cancel_and_wait, failures
 from .upkeep import housekeeping, report_opening, watchdog
 from .uplinks.base import Uplink
 from .uplinks.mqtt import MqttLink
-from .uplinks.szy206 import SiteTerminal
 from .uploader import Uploader
 
 if TYPE_CHECKING:
     from .uplinks.sl651 import Sl651Station
+    from .uplinks.szy206 import SiteTerminal
 
 log = logging.getLogger("meterlink.agent")
 
@@ -300,9 +299,9 @@ class Agent:
         polls = [asyncio.create_task(p.run(), name=f"meterlink.poll.{p.name}") for p in parts.pollers]
         # SZY206 lines are listened to from the start: their meters report on their own.
         return polls + [
-            asyncio.create_task(d.link.keep_open(), name=f"meterlink.listen.{d.link.name}")
+            asyncio.create_task(d.listen(), name=f"meterlink.listen.{d.name}")
             for d in parts.buses
-            if isinstance(d, Szy206Driver)
+            if isinstance(d, Listener)
         ]
 
     def _start_uplinks(self, parts: Parts) -> tuple[list[asyncio.Task[Any]], asyncio.Task[Any]]:

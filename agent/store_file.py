@@ -19,13 +19,15 @@ import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
 from .osuser import effective_user
-from .salvage import Salvage, SalvagedEvent, SalvagedReading, salvage
 from .seqmark import SeqMark
 from .store_reports import SZY206_SCHEMA
+
+if TYPE_CHECKING:
+    from .salvage import Salvage, SalvagedEvent, SalvagedReading
 
 SCHEMA_VERSION = 1
 
@@ -282,6 +284,9 @@ class StoreFile:
             for statement in statements:
                 db.execute(statement)
             found = None
+            if source is not None:
+                # Only a store that replaces a corrupt one reads the old one's pages.
+                from .salvage import Salvage, salvage
             if source is not None and not error:
                 found = salvage(source, max(1, marks["seq"]), max(1, marks["event"]), self._salvaged_sink())
                 self._insert_salvaged_events(found.events)

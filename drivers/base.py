@@ -6,8 +6,9 @@ uplinks: ``await driver.read(meter)`` returns readings or raises one of the erro
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 # A reading's flags are the wire format's vocabulary (their names travel in the payload); they are
 # defined there and named here too, beside the Reading that carries them.
@@ -79,3 +80,18 @@ class Driver(Protocol[M]):
     async def read(self, meter: M, slot_ms: int, flags: int = 0) -> list[Reading]: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Listener(Protocol):
+    """A driver whose meters also speak unasked (SZY206 self-reports): its line is listened to for
+    the whole run, not only while a poll waits for an answer."""
+
+    name: str
+
+    async def listen(self) -> None: ...
+
+
+# A meter's unasked report handed on: (meter id, readings), returning once the readings are
+# durable, raising if they cannot be made so (the driver then sends the meter no confirm).
+ReportCallback = Callable[[str, list[Reading]], Awaitable[object]]

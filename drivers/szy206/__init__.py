@@ -9,12 +9,14 @@ which copy of a report to confirm - are the codec's ``protocols/szy206/conversat
 labels its ``times``.
 """
 
+from meterlink.drivers.base import ReportCallback
+
 from .counters import LinkCounters
 from .driver import Szy206Driver
 from .link import SITE_UTC_OFFSET_H, Answer, Szy206Link
 from .meter import MAX_PAIRS, Szy206Meter, quantities
 from .pump import Pump
-from .reports import ReportCallback, SelfReports
+from .reports import SelfReports
 
 __all__ = [
     "MAX_PAIRS",

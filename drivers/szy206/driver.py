@@ -19,6 +19,11 @@ class Szy206Driver:
 
     def __init__(self, link: Szy206Link) -> None:
         self.link = link
+        self.name = link.name
+
+    async def listen(self) -> None:
+        """Keep the line open for the whole run: the meters report on their own."""
+        await self.link.keep_open()
 
     async def read(self, meter: Szy206Meter, slot_ms: int, flags: int = 0) -> list[Reading]:
         """Query ``meter`` once (with the link's retries) and return its flow/volume readings.

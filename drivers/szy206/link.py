@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from meterlink.drivers.base import BadFrame, MeterTimeout, TransportError
+from meterlink.drivers.base import BadFrame, MeterTimeout, ReportCallback, TransportError
 from meterlink.drivers.params import SerialParams, TcpParams, describe
 from meterlink.protocols.szy206 import (
     Address,
@@ -51,7 +51,7 @@ from meterlink.protocols.szy206.times import SKEW_MS
 from .counters import LinkCounters
 from .meter import Szy206Meter, address_text
 from .pump import Pump
-from .reports import REPORT_AFNS, ReportCallback, SelfReports
+from .reports import REPORT_AFNS, SelfReports
 from .transport import SerialTransport, TcpTransport, open_transport
 
 log = logging.getLogger("meterlink.szy206")

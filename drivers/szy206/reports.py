@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-from meterlink.drivers.base import DecodeError, Reading
+from meterlink.drivers.base import DecodeError, Reading, ReportCallback
 from meterlink.protocols.szy206 import (
     AFN,
     AlarmBit,
@@ -50,8 +50,6 @@ from .meter import Szy206Meter, report_readings
 log = logging.getLogger("meterlink.szy206")
 
 REPORT_AFNS = frozenset({AFN.REPORT, AFN.ALARM_REPORT, AFN.MANUAL_REPORT})
-# (meter id, readings): returns once the readings are durable, raises if they cannot be made so.
-ReportCallback = Callable[[str, list[Reading]], Awaitable[object]]
 Send = Callable[[Frame, Szy206Meter, str], bool]  # (frame, meter, what) -> written
 
 

@@ -65,8 +65,9 @@ sync_check = "assume_synced"
 """
 
 # Code the agent never runs: the simulators, the demo that launches them, the scenario replays, the
-# other commands (verify, read/status/profiles, report, scan, manual-reading), a protocol no meter of
-# this site speaks (SL651), and what only the tests and benchmarks use.
+# other commands (verify, read/status/profiles, report, scan, manual-reading), the protocols no meter
+# or uplink of this site speaks (SL651, SZY206), the corrupt-store salvage, and what only the tests
+# and benchmarks use.
 NEVER = (
     "meterlink.sim",
     "meterlink.replay",
@@ -82,6 +83,11 @@ NEVER = (
     "meterlink.agent.report_days",
     "meterlink.agent.store_readonly",
     "meterlink.protocols.sl651",
+    "meterlink.protocols.szy206",  # a Modbus-only site: no SZY206 bus, no SZY206 uplink
+    "meterlink.drivers.szy206",
+    "meterlink.agent.buses_szy206",
+    "meterlink.agent.uplinks.szy206",
+    "meterlink.agent.salvage",  # read only when a corrupt store is replaced
     "meterlink.agent.metrics",  # the site has no [metrics]: no endpoint, no prometheus-client
     "prometheus_client",
     "joserfc",
