@@ -7,12 +7,15 @@ import json
 import os
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from hypothesis import given
+from hypothesis import strategies as st
 from support.procs import wait_until
 
-from meterlink.agent.health import DAY_MS, HOUR_MS, MINUTE_MS, HealthBook
+from meterlink.agent.health import DAY_MS, HOUR_MS, MINUTE_MS, HealthBook, PollCounts
 from meterlink.agent.state_file import agent_running, read_state, state_path, write_state
 from meterlink.drivers.base import Reading
 
@@ -75,6 +78,47 @@ def test_polls_are_counted_over_the_last_hour_and_the_last_day() -> None:
     later = meter(b, T0 + DAY_MS + 2 * HOUR_MS - 1)  # a day later only the third hour is left
     assert later["polls_last_day"] == {"ok": 45, "failed": 15}
     assert later["polls_last_hour"] == {"ok": 0, "failed": 0}
+
+
+# Polls as (ms after T0, answered), in time order, and the moments asked about, also in order.
+polls = st.lists(st.tuples(st.integers(0, 3 * DAY_MS), st.booleans()), max_size=60).map(sorted)
+
+
+@given(polls, st.lists(st.integers(0, 4 * DAY_MS), min_size=1, max_size=6).map(sorted))
+def test_poll_counts_are_those_of_the_minutes_in_the_window(seen: list[tuple[int, bool]], asks: list[int]) -> None:
+    """Counted per minute: a poll counts while its minute's start is inside the window."""
+    counts = PollCounts()
+    done = 0
+    for ask in asks:
+        for at, ok in seen[done:]:
+            if at > ask:
+                break
+            counts.add(T0 + at, ok)
+            done += 1
+        now = T0 + ask
+        assert counts.within(now, HOUR_MS) == counted(seen[:done], now - HOUR_MS)
+        assert counts.last_day(now) == counted(seen[:done], now - DAY_MS)
+
+
+def counted(seen: list[tuple[int, bool]], after: int) -> tuple[int, int]:
+    """(answered, failed) of the polls whose minute starts after ``after``."""
+    inside = [ok for at, ok in seen if (T0 + at) - (T0 + at) % MINUTE_MS > after]
+    return sum(inside), len(inside) - sum(inside)
+
+
+def test_a_meters_day_of_poll_counts_is_small() -> None:
+    """A poll a second for a day: the counts hold a few bytes a minute, whatever the day before held
+    (at 128 meters an object per minute was 17 MB)."""
+    counts = PollCounts()
+    tracemalloc.start()
+    try:
+        for at in range(0, 2 * DAY_MS, 20_000):  # three polls a minute are as many minutes as sixty
+            counts.add(T0 + at, at % 100_000 != 0)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert sum(counts.last_day(T0 + 2 * DAY_MS)) == 3 * 1439  # the minute a day back has left
+    assert held < 24 * 1024, f"{held} bytes for a day of minutes"
 
 
 def test_the_last_reading_holds_the_newest_values_and_its_age() -> None:
