@@ -134,7 +134,7 @@ class GroupCommit:
         batch = [r for p in parcels for r in p.readings]
         self._in_commit = len(batch)
         try:
-            first, last = await self.outbox.call(self.outbox.store.append, batch)
+            first, last = await self.outbox.append(batch)
         except Exception as exc:
             self._in_commit = 0
             self.failures += 1

@@ -337,7 +337,7 @@ class Inbox:
                             f"--meter: the running agent has no meter {entry.meter!r} (restart it "
                             "after changing the config)"
                         )
-                    seq = await outbox.call(store_entry, outbox.store, entry)
+                    seq = await outbox.with_store(store_entry, entry)
                 except ManualError as exc:
                     answer = {"error": str(exc)}
                     log.warning("event=manual_reading_refused file=%s reason=%r", entry_file.name, str(exc))

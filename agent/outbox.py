@@ -50,11 +50,6 @@ class Outbox:
         self.events_added = store.events_added  # moves whenever an event is written
         self._seen = (self.next_seq, self.events_added)
 
-    @property
-    def store(self) -> Store:
-        """The store itself, only to hand to :meth:`call` (it runs there, on the worker thread)."""
-        return self._store
-
     # -- running on the worker thread -------------------------------------------------------------
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

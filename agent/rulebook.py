@@ -99,7 +99,7 @@ class Rulebook:
 
     async def start(self) -> None:
         """Open the rules' tables and take up the conditions and last readings where they were."""
-        self.daybook = daybook = await self.outbox.call(Daybook, self.outbox.store)
+        self.daybook = daybook = await self.outbox.with_store(Daybook)
         opened = await self.outbox.call(daybook.open_conditions)
         self.conditions = Conditions(opened)
         spans = await self.outbox.call(daybook.reading_spans)

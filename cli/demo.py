@@ -222,7 +222,7 @@ async def _run(agent: Agent, platform: Platform, duration: float | None) -> None
         loop.call_later(duration, agent.stop)
     await agent.run(final_flush=True)
     assert agent.parts is not None
-    sent_upto = agent.parts.store.next_seq - 1
+    sent_upto = agent.parts.outbox.next_seq - 1
     # Give the platform a moment for the last messages in flight to it.
     await loop.run_in_executor(
         None, platform.wait_for, lambda r: bool(r.readings) and max(s for _, s in r.readings) >= sent_upto, 3.0

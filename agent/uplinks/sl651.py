@@ -99,7 +99,7 @@ class Sl651Station:
 
     async def run(self) -> None:
         """Make reports and keep the centre link up, until cancelled."""
-        self._book = book = await self.outbox.call(Sl651Book, self.outbox.store)
+        self._book = book = await self.outbox.with_store(Sl651Book)
         self._answers = Answers(self.cfg, self.outbox, book, self.data, self.clock)
         loops = [self._link_loop()]
         if self.interval_ms:
