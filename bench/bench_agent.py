@@ -20,6 +20,11 @@ and prints the functions that held the CPU most (self time) and the project's fu
 total time. It samples only the thread holding the GIL: time inside system calls (a socket send, an
 fsync) is left out, since py-spy cannot tell a thread waiting in one from a thread working in one.
 
+``--vs PYTHON`` runs a second agent, by another checkout's interpreter, in the same window on a
+load of its own (simulators, broker, platform), prints its figures too and the ratios of the two.
+On a shared machine the cost of a poll moves by a third from one run to the next; two agents
+measured over the same seconds give a before/after ratio that holds where two runs in turn do not.
+
 ``--metrics [--scrape S]`` serves ``/metrics`` and scrapes it every S seconds (default 15) in the
 window. Its cost is the endpoint's: run the same bench with and without at the same time (two
 cores: the two agents barely load one) and compare. A scrape costs about 20 µs of CPU per series
@@ -38,7 +43,9 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import psutil
 from _common import figure, header
@@ -113,6 +120,123 @@ def start_meters(meters: int, endpoints: int) -> tuple[list[SimProcess], str]:
         text += BUS.format(i=e + 1, port=sims[-1].tcp_port)
         text += "".join(METER.format(i=i, bus=e + 1, unit=u) for u, i in enumerate(ids, start=1))
     return sims, text
+
+
+@dataclass
+class Result:
+    polls: float
+    expected: float
+    stored: int
+    sent: int
+    verified: int
+    errors: int
+    rejected: int
+    rss_peak: int
+    rss_end: int
+    user_s: float
+    system_s: float
+
+    @property
+    def cpu_per_poll_ms(self) -> float:
+        return (self.user_s + self.system_s) * 1000 / max(self.polls, 1)
+
+
+@dataclass
+class AgentRun:
+    """One agent with a load of its own: a mosquitto, the simulated meters, a verifying platform."""
+
+    folder: Path
+    broker: LocalBroker
+    sims: list[SimProcess]
+    platform: Platform
+    agent: subprocess.Popen[bytes]
+    log: IO[bytes]
+    metrics_port: int | None
+    rss_peak: int = 0
+    rss_end: int = 0
+    window: tuple[int, int] = (0, 0)  # ms since the epoch
+    cpu: tuple[Any, Any] = (None, None)  # psutil's cpu_times at the window's start and end
+
+    @classmethod
+    def start(cls, folder: Path, args: argparse.Namespace, python: str) -> AgentRun:
+        folder.mkdir(parents=True)
+        broker = LocalBroker(folder / "broker")
+        broker.start()
+        sims, buses = start_meters(args.meters, args.endpoints)
+        text = SITE.format(interval=args.interval, upload=args.upload_interval, buses=buses, broker=broker.url)
+        metrics_port = free_port() if args.metrics else None
+        if metrics_port is not None:
+            text += f'\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+        site = write_site(folder / "site", text)
+        verifier = Verifier([load_public_key(folder / "site" / "keys" / "gateway.pub")])
+        platform = Platform(broker.host, broker.port, verifier, gateway="bench-agent")
+        platform.start()
+        log = open(folder / "agent.log", "wb")  # noqa: SIM115
+        agent = subprocess.Popen([python, "-m", "meterlink", "run", "-c", str(site)], stdout=log, stderr=log)
+        return cls(folder, broker, sims, platform, agent, log, metrics_port)
+
+    def begin(self) -> None:
+        self.cpu = (psutil.Process(self.agent.pid).cpu_times(), None)
+        self.window = (time.time_ns() // 1_000_000, 0)
+
+    def sample(self) -> None:
+        self.rss_peak = max(self.rss_peak, psutil.Process(self.agent.pid).memory_info().rss)
+
+    def finish(self) -> None:
+        proc = psutil.Process(self.agent.pid)
+        self.cpu = (self.cpu[0], proc.cpu_times())
+        self.window = (self.window[0], time.time_ns() // 1_000_000)
+        self.rss_end = proc.memory_info().rss
+
+    def stop(self) -> None:
+        self.agent.terminate()
+        self.agent.wait(30)
+        time.sleep(1)
+        self.platform.stop()
+        for sim in self.sims:
+            sim.stop()
+        self.broker.stop()
+        self.log.close()
+
+    def results(self, args: argparse.Namespace) -> Result:
+        db = sqlite3.connect(f"file:{self.folder}/site/state/meterlink.db?mode=ro", uri=True)
+        taken = db.execute("SELECT count(*) FROM readings WHERE slot >= ? AND slot < ?", self.window).fetchone()[0]
+        stored, sent = db.execute("SELECT count(*), count(sent) FROM readings").fetchone()
+        db.close()
+        cpu0, cpu1 = self.cpu
+        return Result(
+            polls=taken / 4,
+            expected=args.meters * args.minutes * 60 / args.interval,
+            stored=stored,
+            sent=sent,
+            verified=len(self.platform.received.readings),
+            errors=(self.folder / "agent.log").read_text(errors="replace").count("event=poll_failed"),
+            rejected=self.platform.received.rejected,
+            rss_peak=self.rss_peak,
+            rss_end=self.rss_end,
+            user_s=cpu1.user - cpu0.user,
+            system_s=cpu1.system - cpu0.system,
+        )
+
+
+def print_result(r: Result, args: argparse.Namespace) -> None:
+    figure("meter polls in the window (readings / 4)", r.polls, "polls")
+    figure("readings stored / confirmed by the broker / verified", r.stored, "readings")
+    figure("  ... confirmed by the broker", r.sent, "readings")
+    figure("  ... verified by the platform", r.verified, "readings")
+    figure("polls expected (meters x window / interval)", r.expected, "polls")
+    figure("failed polls logged", r.errors, "polls")
+    figure("messages rejected by the platform", r.rejected, "messages")
+    # The libraries alone take about 46 MB of this (bench_imports.py).
+    figure("RSS, peak in the window", r.rss_peak / 2**20, "MB", RSS_TARGET_MB, higher_is_better=False)
+    figure("RSS at the end", r.rss_end / 2**20, "MB", RSS_TARGET_MB, higher_is_better=False)
+    target = 0.2 if args.interval <= 1 else 0.4  # 128 meters every 1 s; 32 every 10 s
+    figure(
+        "CPU per meter poll (store, signing, upload included)", r.cpu_per_poll_ms, "ms", target, higher_is_better=False
+    )
+    figure("  ... of which user time", r.user_s * 1000 / max(r.polls, 1), "ms")
+    figure("  ... of which system time (the kernel's, for the agent)", r.system_s * 1000 / max(r.polls, 1), "ms")
+    figure("reference gateway, CPU per device poll", 1.6, "ms")
 
 
 def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
@@ -228,103 +352,66 @@ def main() -> None:
         help="the interpreter that runs the agent (default: this one); another checkout's venv measures "
         "that code under the same load, for a before/after figure",
     )
+    parser.add_argument(
+        "--vs",
+        help="another interpreter (another checkout's venv): its agent runs in the same window on a load "
+        "of its own (simulators, broker, platform), and the ratios of the two are printed; on a shared "
+        "machine the only before/after figure that both runs saw the same moments of",
+    )
     args = parser.parse_args()
+    if args.vs and args.metrics:
+        parser.error("--vs with --metrics: the endpoint's cost side by side is bench/bench_metrics.py's measure")
     where = f"on {args.endpoints} endpoints" if args.endpoints else "a bus each"
     header(
         f"meterlink run: {args.meters} Modbus TCP meters x 4 values ({where}) polled every {args.interval} s, "
         f"uploads every {args.upload_interval} s, {args.minutes:g} min measured after a {args.warmup:g} s warm-up"
         + (f", /metrics scraped every {args.scrape:g} s" if args.metrics else "")
         + ("" if args.agent_python == sys.executable else f", agent run by {args.agent_python}")
+        + (f", against an agent run by {args.vs} at the same time" if args.vs else "")
     )
+    runs = [("", args.agent_python)] + ([("--vs", args.vs)] if args.vs else [])
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        broker = LocalBroker(folder / "broker")
-        broker.start()
-        sims, buses = start_meters(args.meters, args.endpoints)
-        text = SITE.format(interval=args.interval, upload=args.upload_interval, buses=buses, broker=broker.url)
-        metrics_port = free_port() if args.metrics else None
-        if metrics_port is not None:
-            text += f'\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
-        site = write_site(folder / "site", text)
-        verifier = Verifier([load_public_key(folder / "site" / "keys" / "gateway.pub")])
-        platform = Platform(broker.host, broker.port, verifier, gateway="bench-agent")
-        platform.start()
-        log = open(folder / "agent.log", "wb")  # noqa: SIM115
-        agent = subprocess.Popen([args.agent_python, "-m", "meterlink", "run", "-c", str(site)], stdout=log, stderr=log)
-        proc = psutil.Process(agent.pid)
+        agents = [AgentRun.start(Path(tmp) / f"agent{i}", args, python) for i, (_, python) in enumerate(runs)]
         spy = None
         scrapes, scrape_bytes = 0, 0
         try:
             time.sleep(args.warmup)
             if args.profile is not None:
-                spy = start_profile(agent.pid, args.minutes * 60, args.profile)
-            cpu0 = proc.cpu_times()
-            window_start = time.time_ns() // 1_000_000
-            rss_peak = 0
+                spy = start_profile(agents[0].agent.pid, args.minutes * 60, args.profile)
+            for a in agents:
+                a.begin()
             end = time.monotonic() + args.minutes * 60
             scraped = 0.0  # time.monotonic() of the last scrape
             while time.monotonic() < end:
-                rss_peak = max(rss_peak, proc.memory_info().rss)
-                if metrics_port is not None and time.monotonic() - scraped >= args.scrape:
+                for a in agents:
+                    a.sample()
+                if args.metrics and time.monotonic() - scraped >= args.scrape:
                     scraped = time.monotonic()
-                    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as answer:
+                    url = f"http://127.0.0.1:{agents[0].metrics_port}/metrics"
+                    with urllib.request.urlopen(url, timeout=5) as answer:
                         scrape_bytes = len(answer.read())
                     scrapes += 1
                 time.sleep(1)
-            cpu1 = proc.cpu_times()
-            window_end = time.time_ns() // 1_000_000
-            rss_end = proc.memory_info().rss
+            for a in agents:
+                a.finish()
         finally:
-            agent.terminate()
-            agent.wait(30)
+            for a in agents:
+                a.stop()
             if spy is not None:
                 spy.wait(30)
-            time.sleep(1)
-            platform.stop()
-            for sim in sims:
-                sim.stop()
-            broker.stop()
-            log.close()
-        cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-        db = sqlite3.connect(f"file:{folder}/site/state/meterlink.db?mode=ro", uri=True)
-        taken = db.execute(
-            "SELECT count(*) FROM readings WHERE slot >= ? AND slot < ?", (window_start, window_end)
-        ).fetchone()[0]
-        stored, sent = db.execute("SELECT count(*), count(sent) FROM readings").fetchone()
-        db.close()
-        polls = taken / 4
-        expected = args.meters * args.minutes * 60 / args.interval
-        errors = (folder / "agent.log").read_text(errors="replace").count("event=poll_failed")
-        rejected = platform.received.rejected
-        verified = len(platform.received.readings)
-    figure("meter polls in the window (readings / 4)", polls, "polls")
-    figure("readings stored / confirmed by the broker / verified", stored, "readings")
-    figure("  ... confirmed by the broker", sent, "readings")
-    figure("  ... verified by the platform", verified, "readings")
-    figure("polls expected (meters x window / interval)", expected, "polls")
-    figure("failed polls logged", errors, "polls")
-    figure("messages rejected by the platform", rejected, "messages")
-    # The libraries alone take about 46 MB of this (bench_imports.py).
-    figure("RSS, peak in the window", rss_peak / 2**20, "MB", RSS_TARGET_MB, higher_is_better=False)
-    figure("RSS at the end", rss_end / 2**20, "MB", RSS_TARGET_MB, higher_is_better=False)
-    target = 0.2 if args.interval <= 1 else 0.4  # 128 meters every 1 s; 32 every 10 s
-    figure(
-        "CPU per meter poll (store, signing, upload included)",
-        cpu_s * 1000 / max(polls, 1),
-        "ms",
-        target,
-        higher_is_better=False,
-    )
-    figure("  ... of which user time", (cpu1.user - cpu0.user) * 1000 / max(polls, 1), "ms")
-    figure(
-        "  ... of which system time (the kernel's, for the agent)",
-        (cpu1.system - cpu0.system) * 1000 / max(polls, 1),
-        "ms",
-    )
-    figure("reference gateway, CPU per device poll", 1.6, "ms")
+        results = [a.results(args) for a in agents]
+    for (flag, python), result in zip(runs, results, strict=True):
+        if flag:
+            print(f"   -- the agent run by {python} (--vs), in the same window on a load of its own")
+        print_result(result, args)
     if args.metrics:
         figure("/metrics scrapes in the window", scrapes, "scrapes")
         figure("  ... size of the last", scrape_bytes / 1024, "KiB")
+    if len(results) == 2:
+        this, other = results
+        print("   -- this agent against the --vs agent, same window (below 1: this one costs less)")
+        figure("CPU per meter poll, ratio", this.cpu_per_poll_ms / max(other.cpu_per_poll_ms, 1e-9), "x")
+        figure("RSS peak, ratio", this.rss_peak / max(other.rss_peak, 1), "x")
     if spy is not None and args.profile is not None and args.profile.exists():
         print_profile(args.profile)
 
