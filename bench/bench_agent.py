@@ -361,6 +361,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.vs and args.metrics:
         parser.error("--vs with --metrics: the endpoint's cost side by side is bench/bench_metrics.py's measure")
+    for flag, python in (("--agent-python", args.agent_python), ("--vs", args.vs)):
+        if python and shutil.which(python) is None:
+            parser.error(f"{flag} {python}: no such interpreter (give a venv's bin/python)")
     where = f"on {args.endpoints} endpoints" if args.endpoints else "a bus each"
     header(
         f"meterlink run: {args.meters} Modbus TCP meters x 4 values ({where}) polled every {args.interval} s, "
