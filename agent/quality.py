@@ -16,7 +16,7 @@ Readings are never dropped here. Only quantities named ``volume_*`` are totalize
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from meterlink.drivers.base import Flag, Reading
@@ -95,7 +95,7 @@ class QualityCheck:
         for r in readings:
             flag, finding = self._judge(r)
             if flag:
-                r = replace(r, flags=r.flags | flag)
+                r = r._replace(flags=r.flags | flag)
             if finding:
                 findings.append(finding)
             out.append(r)

@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -202,7 +202,7 @@ class Agent:
         confirm it to the meter (which then drops its copy). Raises when it cannot be committed."""
         parts = self.built
         if not self._clock_check.synced():
-            readings = [replace(r, flags=r.flags | Flag.CLOCK_UNSYNCED) for r in readings]
+            readings = [r._replace(flags=r.flags | Flag.CLOCK_UNSYNCED) for r in readings]
         parts.latest.observe(readings)
         await parts.capture.commit(readings)
         self.monitor.health.answered(meter_id, now_ms(), readings, poll=False)

@@ -304,12 +304,15 @@ class Store(StoreFile, ReportSlots):
             "WHERE seq >= ? AND seq < ? AND sent IS NULL ORDER BY seq LIMIT ?",
             (max(after + 1, self.pending_from), below if below is not None else 2**62, limit),
         ).fetchall()
-        return [self._row(row) for row in rows]
+        return self._stored(rows)
 
-    def _row(self, row: tuple[int, int, float, int, int, int]) -> StoredReading:
-        seq, series, value, ts, slot, flags = row
-        meter, quantity, unit = self._series_by_id[series]
-        return StoredReading(seq, meter, quantity, value, unit, ts, slot, flags)
+    def _stored(self, rows: list[tuple[int, int, float, int, int, int]]) -> list[StoredReading]:
+        # One loop, no call per row: every reading an upload sends passes through here.
+        by_id, out = self._series_by_id, []
+        for seq, series, value, ts, slot, flags in rows:
+            meter, quantity, unit = by_id[series]
+            out.append(StoredReading(seq, meter, quantity, value, unit, ts, slot, flags))
+        return out
 
     def pending_events(self, limit: int, after: int = 0) -> list[StoredEvent]:
         rows = self.db.execute(
@@ -324,7 +327,7 @@ class Store(StoreFile, ReportSlots):
             "SELECT seq, series, value, ts, slot, flags FROM readings WHERE seq BETWEEN ? AND ? ORDER BY seq",
             (first, last),
         ).fetchall()
-        return [self._row(row) for row in rows]
+        return self._stored(rows)
 
     def stats(self, *, count_rows: bool = True) -> StoreStats:
         """What the store holds; ``count_rows`` False leaves out the count of every row (``rows`` 0),

@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import PayloadError
 from .flags import Flag
@@ -29,9 +29,11 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=F
 _float_repr = float.__repr__  # what json uses for floats: the shortest repr that round-trips
 
 
-@dataclass(frozen=True, slots=True)
-class StoredReading:
-    """A reading as the store keeps it and the payload carries it; ``flags`` are Flag bits."""
+class StoredReading(NamedTuple):
+    """A reading as the store keeps it and the payload carries it; ``flags`` are Flag bits.
+
+    A named tuple for the same reason as the driver's Reading: the uploader makes one per row.
+    """
 
     seq: int
     meter: str

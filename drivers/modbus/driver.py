@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from meterlink.drivers.base import DecodeError, Reading
+from meterlink.protocols.modbus.block import BlockDecoder, block_decoder
 from meterlink.protocols.modbus.plan import ReadRequest, plan_reads
 from meterlink.protocols.modbus.registers import RegisterError
 from meterlink.protocols.modbus.values import ValueSpec
@@ -27,9 +28,12 @@ class ModbusMeter:
     specs: list[ValueSpec]
     max_gap: int = 0
     requests: list[ReadRequest] = field(init=False)
+    # Set when one request reads every value and each is plain: the whole block decodes at once.
+    block: BlockDecoder | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.requests = plan_reads((span for spec in self.specs for span in spec.spans()), max_gap=self.max_gap)
+        self.block = block_decoder(self.specs, self.requests[0]) if len(self.requests) == 1 else None
 
 
 class ModbusDriver:
@@ -46,6 +50,18 @@ class ModbusDriver:
         dead meter costs its bus at most timeout x tries per cycle (on a serial bus, plus the short
         quiet time that follows a failure, see bus.py).
         """
+        if meter.block is not None:
+            registers = await self.bus.read(meter.unit_id, meter.requests[0])
+            ts = self.clock()
+            try:
+                values = meter.block(registers)
+            except RegisterError as exc:
+                raise DecodeError(str(exc)) from exc
+            mid = meter.id
+            return [
+                Reading(mid, spec.quantity, value, spec.unit, ts, slot_ms, flags)
+                for spec, value in zip(meter.specs, values, strict=True)
+            ]
         image: dict[int, int] = {}
         for request in meter.requests:
             registers = await self.bus.read(meter.unit_id, request)

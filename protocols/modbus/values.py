@@ -49,6 +49,29 @@ class Part:
             raise RegisterError(f"registers {words} are not 16-bit words") from None
 
 
+# A value's struct code, big-endian once its bytes are in canonical (ABCD...) order.
+STRUCT_CODE = {
+    DataType.UINT16: "H",
+    DataType.INT16: "h",
+    DataType.UINT32: "I",
+    DataType.INT32: "i",
+    DataType.FLOAT32: "f",
+    DataType.FLOAT64: "d",
+}
+
+
+def byte_order(dtype: DataType, order: WordOrder) -> list[int]:
+    """Where each byte of the canonical (ABCD...) value sits among the value's wire bytes: byte i
+    of the value is wire byte ``byte_order(...)[i]``."""
+    n = dtype.words
+    perm = list(range(2 * n))
+    if n > 1 and order.low_word_first:
+        perm = [b for w in reversed(range(n)) for b in (2 * w, 2 * w + 1)]
+    if order.bytes_swapped:
+        perm = [perm[i ^ 1] for i in range(2 * n)]
+    return perm
+
+
 @lru_cache(maxsize=1024)
 def _compiled(
     address: int, dtype: DataType, order: WordOrder
@@ -56,15 +79,8 @@ def _compiled(
     """Addresses to read, a packer of the wire words, and an unpacker that applies the word order."""
     n = dtype.words
     pack = struct.Struct(f">{n}H").pack
-    # Byte i of the canonical (ABCD...) value sits at wire byte perm[i].
-    perm = list(range(2 * n))
-    if n > 1 and order.low_word_first:
-        perm = [b for w in reversed(range(n)) for b in (2 * w, 2 * w + 1)]
-    if order.bytes_swapped:
-        perm = [perm[i ^ 1] for i in range(2 * n)]
-    fmt = struct.Struct(
-        ">" + {"uint16": "H", "int16": "h", "uint32": "I", "int32": "i", "float32": "f", "float64": "d"}[dtype.value]
-    )
+    perm = byte_order(dtype, order)
+    fmt = struct.Struct(">" + STRUCT_CODE[dtype])
     if perm == list(range(2 * n)):
         return range(address, address + n), pack, lambda raw: fmt.unpack(raw)[0]
     pick = itemgetter(*perm)
@@ -151,18 +167,38 @@ def _word(image: Mapping[int, int], address: int) -> int:
         raise RegisterError(f"register {address} was not read") from None
 
 
-def _plain_decoder(spec: ValueSpec) -> Callable[[Mapping[int, int]], float] | None:
-    """A shortcut for the usual value, one part read as is (no multiplier, decimals or scaling),
-    equal to the general decode for every input; None for any other value.
+def plain_part(spec: ValueSpec) -> Part | None:
+    """The one part of a usual value, read as is (no multiplier, decimals or scaling); None for any
+    other value."""
+    if len(spec.parts) != 1 or spec.decimals_address is not None or (spec.scale, spec.offset) != (1.0, 0.0):
+        return None
+    part = spec.parts[0]
+    return part if part.multiplier == 1.0 else None
+
+
+def plain_value(raw: int | float, dtype: DataType, quantity: str) -> float:
+    """A plain part's raw value as the general decode gives it.
 
     The general decode's last rounding to 15 significant digits changes nothing here: an integer
     of at most 32 bits and a float32 already rounded to 7 digits come out of it unchanged. Adding
     0.0 keeps its one other effect, -0.0 read as 0.0.
     """
-    if len(spec.parts) != 1 or spec.decimals_address is not None or (spec.scale, spec.offset) != (1.0, 0.0):
-        return None
-    part = spec.parts[0]
-    if part.multiplier != 1.0:
+    if dtype is DataType.FLOAT32:
+        value = float(f"{raw:.7g}") + 0.0
+    elif dtype is DataType.FLOAT64:
+        value = float(f"{raw + 0.0:.15g}")
+    else:
+        return float(raw)
+    if not math.isfinite(value):
+        raise RegisterError(f"{quantity} decodes to {value}")
+    return value
+
+
+def _plain_decoder(spec: ValueSpec) -> Callable[[Mapping[int, int]], float] | None:
+    """A shortcut for a plain value (:func:`plain_part`), equal to the general decode for every
+    input; None for any other value."""
+    part = plain_part(spec)
+    if part is None:
         return None
     addresses, pack, unpack = _compiled(part.address, part.dtype, part.order)
     dtype, quantity = part.dtype, spec.quantity
@@ -176,14 +212,6 @@ def _plain_decoder(spec: ValueSpec) -> Callable[[Mapping[int, int]], float] | No
             raw = unpack(pack(*words))
         except struct.error:
             raise RegisterError(f"registers {words} are not 16-bit words") from None
-        if dtype is DataType.FLOAT32:
-            value = float(f"{raw:.7g}") + 0.0
-        elif dtype is DataType.FLOAT64:
-            value = float(f"{raw + 0.0:.15g}")
-        else:
-            return float(raw)
-        if not math.isfinite(value):
-            raise RegisterError(f"{quantity} decodes to {value}")
-        return value
+        return plain_value(raw, dtype, quantity)
 
     return decode

@@ -1,0 +1,64 @@
+"""All of a meter's values decoded from the registers of its one read at once.
+
+Most meters answer every value in one request, and every value is plain (one part, read as is:
+see :func:`~.values.plain_part`). Their values are then one struct unpack of the block, its bytes
+first put in each value's canonical order by one permutation, instead of a register image built
+per poll and a lookup, pack and unpack per value. The result equals each value's own decode for
+every block of 16-bit words (a property test holds them to it).
+
+Pure, like the rest of this package: registers in, floats out.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from operator import itemgetter
+
+from .plan import ReadRequest
+from .registers import DataType, RegisterError
+from .values import STRUCT_CODE, ValueSpec, byte_order, plain_part, plain_value
+
+BlockDecoder = Callable[[Sequence[int]], list[float]]
+
+
+def block_decoder(specs: Sequence[ValueSpec], request: ReadRequest) -> BlockDecoder | None:
+    """A decoder of ``specs`` from the registers ``request`` reads; None unless every value is plain
+    and lies inside that block (such a meter decodes value by value)."""
+    address, count = request.address, request.count
+    perm: list[int] = []
+    codes = ">"
+    kinds: list[tuple[DataType, str]] = []
+    for spec in specs:
+        part = plain_part(spec)
+        if (
+            part is None
+            or spec.function != request.function
+            or part.address < address
+            or part.address + part.dtype.words > address + count
+        ):
+            return None
+        first = 2 * (part.address - address)
+        perm.extend(first + b for b in byte_order(part.dtype, part.order))
+        codes += STRUCT_CODE[part.dtype]
+        kinds.append((part.dtype, spec.quantity))
+    if not kinds:
+        return None
+    pack = struct.Struct(f">{count}H").pack
+    pick = itemgetter(*perm)  # every value is 2 bytes at least: a tuple, never a lone int
+    unpack = struct.Struct(codes).unpack
+
+    def decode(words: Sequence[int]) -> list[float]:
+        try:
+            raws = unpack(bytes(pick(pack(*words))))
+        except struct.error:
+            raise RegisterError(f"registers {list(words)} are not {count} 16-bit words") from None
+        values = []
+        for raw, (dtype, quantity) in zip(raws, kinds, strict=True):
+            try:
+                values.append(plain_value(raw, dtype, quantity))
+            except RegisterError as exc:
+                raise RegisterError(f"{quantity}: {exc}") from None  # as the driver words a value's own failure
+        return values
+
+    return decode
