@@ -1,6 +1,8 @@
-"""A Modbus bus: one serial port or one TCP endpoint, one pymodbus client, one request at a time.
+"""A Modbus bus: one serial port or one TCP endpoint, one request at a time.
 
-pymodbus is pinned to one minor version and used only here. Facts of that version we rely on:
+A serial bus talks through pymodbus; a TCP bus through the project's own client (tcp_client.py,
+which says why). pymodbus is pinned to one minor version and used only in this folder. Facts of
+that version we rely on:
 
 - the unit argument is ``device_id=``; retries are pymodbus's own (we add none, or they multiply);
 - a frame with a bad CRC is dropped silently by its RTU framer, so a request that received bytes but
@@ -8,8 +10,6 @@ pymodbus is pinned to one minor version and used only here. Facts of that versio
 - automatic reconnection is off (``reconnect_delay=0``): the bus reconnects on the next request, so a
   meter that comes back is polled at its next slot, not after pymodbus's growing back-off;
 - a cancelled request surfaces as ``ModbusIOException``, so cancellation is re-raised here;
-- the asyncio transport of a connection is ``client.ctx.transport``: its read size is set here
-  (TCP_RECV_SIZE), since asyncio's default costs a 256 KiB buffer per answer;
 - a reply that arrives while no request is outstanding is dropped. RTU answers carry no transaction
   id, so after a failed request on a serial bus the line is left quiet for a moment (QUIET_AFTER_FAILURE_S)
   before the next one: a slow meter's late answer lands then and is dropped, instead of being taken
@@ -22,15 +22,18 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException
-from pymodbus.framer import FramerType
+from typing import TYPE_CHECKING, NoReturn
 
 from meterlink.drivers.base import BadFrame, ExceptionResponse, MeterTimeout, TransportError
 from meterlink.drivers.params import SerialParams, TcpParams, describe
 from meterlink.drivers.serialport import diagnose
+from meterlink.protocols.modbus import rtu
 from meterlink.protocols.modbus.plan import ReadRequest
+
+from .tcp_client import ConnectionLost, NoAnswer, TcpClient
+
+if TYPE_CHECKING:  # pymodbus is imported only where a serial bus is opened: a TCP site never loads it
+    from pymodbus.client import AsyncModbusSerialClient
 
 log = logging.getLogger("meterlink.modbus")
 
@@ -91,7 +94,8 @@ class ModbusBus:
         self.counters = BusCounters()
         self.lock = asyncio.Lock()
         self._rx_bytes = 0
-        self._client: AsyncModbusSerialClient | AsyncModbusTcpClient | None = None
+        self._client: AsyncModbusSerialClient | None = None  # a serial bus
+        self._tcp: TcpClient | None = None  # a TCP bus
         self._next_connect = 0.0
         self._quiet_until = 0.0  # serial: no request before this (monotonic), after a failed one
 
@@ -99,57 +103,67 @@ class ModbusBus:
     def tries(self) -> int:
         return 1 + self.retries
 
-    def _make_client(self) -> AsyncModbusSerialClient | AsyncModbusTcpClient:
-        common = {
-            "timeout": self.timeout,
-            "retries": self.retries,
-            "reconnect_delay": 0,
-            "trace_packet": self._trace,
-            "name": self.name,
-        }
-        if isinstance(self.params, SerialParams):
-            return AsyncModbusSerialClient(
-                self.params.device,
-                framer=FramerType.RTU,
-                baudrate=self.params.baudrate,
-                parity=self.params.parity,
-                stopbits=self.params.stopbits,
-                bytesize=self.params.bytesize,
-                **common,  # type: ignore[arg-type]
-            )
-        return AsyncModbusTcpClient(self.params.host, port=self.params.port, **common)  # type: ignore[arg-type]
+    def _make_client(self, params: SerialParams) -> AsyncModbusSerialClient:
+        from pymodbus.client import AsyncModbusSerialClient
+        from pymodbus.framer import FramerType
+
+        return AsyncModbusSerialClient(
+            params.device,
+            framer=FramerType.RTU,
+            baudrate=params.baudrate,
+            parity=params.parity,
+            stopbits=params.stopbits,
+            bytesize=params.bytesize,
+            timeout=self.timeout,
+            retries=self.retries,
+            reconnect_delay=0,
+            trace_packet=self._trace,
+            name=self.name,
+        )
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
         if not sending:
             self._rx_bytes += len(data)
         return data
 
-    async def _ensure_connected(self) -> AsyncModbusSerialClient | AsyncModbusTcpClient:
+    def _may_connect(self) -> None:
+        if time.monotonic() < self._next_connect:
+            raise TransportError(f"bus {self.name}: not connected ({self.counters.last_error})")
+
+    def _connect_failed(self, why: str) -> TransportError:
+        # Try again at most once per timeout, so a missing adapter or a dead gateway does not spin.
+        self._next_connect = time.monotonic() + self.timeout
+        self.counters.connect_failures += 1
+        self.counters.last_error = why
+        return TransportError(f"bus {self.name}: {why}")
+
+    async def _serial(self, params: SerialParams) -> AsyncModbusSerialClient:
         if self._client is not None and self._client.connected:
             return self._client
-        now = time.monotonic()
-        if now < self._next_connect:
-            raise TransportError(f"bus {self.name}: not connected ({self.counters.last_error})")
+        self._may_connect()
         if self._client is None:
-            self._client = self._make_client()
-        ok = await self._client.connect()
-        if not ok:
-            # Try again at most once per timeout, so a missing adapter does not spin.
-            self._next_connect = time.monotonic() + self.timeout
-            self.counters.connect_failures += 1
-            self.counters.last_error = self._why_not_open()
-            raise TransportError(f"bus {self.name}: {self.counters.last_error}")
-        _shrink_reads(self._client)
+            self._client = self._make_client(params)
+        if not await self._client.connect():
+            fault = diagnose(params.device)  # pymodbus only says that the port did not open
+            raise self._connect_failed(fault.text if fault else f"cannot open {self.describe()}")
         log.info("event=bus_connected bus=%s endpoint=%s", self.name, self.describe())
         return self._client
 
+    async def _tcp_client(self, params: TcpParams) -> TcpClient:
+        if self._tcp is not None and self._tcp.connected:
+            return self._tcp
+        self._may_connect()
+        try:
+            self._tcp = await TcpClient.open(params.host, params.port, self.timeout, TCP_RECV_SIZE)
+        except (OSError, TimeoutError) as exc:
+            self._tcp = None
+            why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+            raise self._connect_failed(f"cannot connect to {self.describe()}: {why}") from None
+        log.info("event=bus_connected bus=%s endpoint=%s", self.name, self.describe())
+        return self._tcp
+
     def describe(self) -> str:
         return str(describe(self.params))
-
-    def _why_not_open(self) -> str:
-        """pymodbus only says that the port did not open: a serial port is asked why."""
-        fault = diagnose(self.params.device) if isinstance(self.params, SerialParams) else None
-        return fault.text if fault else f"cannot open {self.describe()}"
 
     async def read(self, unit_id: int, request: ReadRequest) -> list[int]:
         """Read one block of registers from one unit. Caller holds no lock; this takes the bus lock.
@@ -161,17 +175,37 @@ class ModbusBus:
             TransportError: the port cannot be opened or the connection is gone.
         """
         async with self.lock:
-            return await self._read_locked(unit_id, request)
+            self.counters.requests += 1
+            if isinstance(self.params, TcpParams):
+                registers = await self._read_tcp(self.params, unit_id, request)
+            else:
+                registers = await self._read_serial(self.params, unit_id, request)
+            return self._checked(unit_id, request, registers)
 
-    async def _read_locked(self, unit_id: int, request: ReadRequest) -> list[int]:
-        client = self._client
-        if client is None or not client.connected:
-            client = await self._ensure_connected()
-        if self._quiet_until:  # only a serial bus ever keeps quiet
+    async def _read_tcp(self, params: TcpParams, unit_id: int, request: ReadRequest) -> list[int]:
+        client = await self._tcp_client(params)
+        try:
+            answer = await client.read(
+                unit_id, request.function, request.address, request.count, self.timeout, self.tries
+            )
+        except ConnectionLost as exc:
+            self.counters.last_error = str(exc)
+            raise TransportError(f"bus {self.name}: connection lost") from exc
+        except NoAnswer as exc:
+            self._rx_bytes = exc.received
+            return self._fail(unit_id, exc)
+        if isinstance(answer, rtu.ExceptionReply):
+            self._exception(unit_id, answer.code)
+        return list(answer.registers)
+
+    async def _read_serial(self, params: SerialParams, unit_id: int, request: ReadRequest) -> list[int]:
+        from pymodbus.exceptions import ConnectionException, ModbusException
+
+        client = await self._serial(params)
+        if self._quiet_until:
             quiet = self._quiet_until - time.monotonic()
             if quiet > 0:
                 await asyncio.sleep(quiet)
-        self.counters.requests += 1
         self._rx_bytes = 0
         call = client.read_holding_registers if request.function == 3 else client.read_input_registers
         try:
@@ -187,12 +221,15 @@ class ModbusBus:
                 raise asyncio.CancelledError() from exc
             return self._fail(unit_id, exc)
         if response.isError():
-            code = int(getattr(response, "exception_code", 0))
-            self.counters.exceptions += 1
-            self._count_unit(unit_id)
-            name = EXCEPTION_NAMES.get(code, "unknown")
-            raise ExceptionResponse(code, f"exception {code:02X} ({name})")
-        registers = list(response.registers)
+            self._exception(unit_id, int(getattr(response, "exception_code", 0)))
+        return list(response.registers)
+
+    def _exception(self, unit_id: int, code: int) -> NoReturn:
+        self.counters.exceptions += 1
+        self._count_unit(unit_id)
+        raise ExceptionResponse(code, f"exception {code:02X} ({EXCEPTION_NAMES.get(code, 'unknown')})")
+
+    def _checked(self, unit_id: int, request: ReadRequest, registers: list[int]) -> list[int]:
         if len(registers) != request.count:
             # A late answer to an earlier request, or a truncated one: never decode it.
             self.counters.bad_frames += 1
@@ -206,7 +243,7 @@ class ModbusBus:
         if isinstance(self.params, SerialParams):
             self._quiet_until = time.monotonic() + min(self.timeout, QUIET_AFTER_FAILURE_S)
 
-    def _fail(self, unit_id: int, exc: Exception) -> list[int]:
+    def _fail(self, unit_id: int, exc: Exception) -> NoReturn:
         self._count_unit(unit_id)
         self._keep_quiet()
         self.counters.last_error = str(exc)
@@ -223,11 +260,6 @@ class ModbusBus:
         if self._client is not None:
             self._client.close()
             self._client = None
-
-
-def _shrink_reads(client: AsyncModbusSerialClient | AsyncModbusTcpClient) -> None:
-    """Read a TCP connection TCP_RECV_SIZE bytes at a time (pymodbus keeps its asyncio transport in
-    ``ctx.transport``; a serial transport reads 1 KiB at a time already and has no ``max_size``)."""
-    transport = getattr(getattr(client, "ctx", None), "transport", None)
-    if isinstance(transport, asyncio.Transport) and isinstance(getattr(transport, "max_size", None), int):
-        transport.max_size = TCP_RECV_SIZE  # type: ignore[attr-defined]
+        if self._tcp is not None:
+            self._tcp.close()
+            self._tcp = None

@@ -68,3 +68,52 @@ def decode_mbap(header: bytes) -> MbapHeader:
     if not 2 <= length <= MAX_LENGTH:
         raise FrameError(f"MBAP length {length} is outside 2..{MAX_LENGTH}")
     return MbapHeader(tid, protocol, length, header[6])
+
+
+@dataclass(frozen=True, slots=True)
+class TcpReply:
+    """One whole answer off the stream: its transaction id, unit and PDU (not yet parsed)."""
+
+    transaction_id: int
+    unit: int
+    pdu: bytes
+
+
+class ReplyFramer:
+    """Cuts a Modbus TCP byte stream into frames, however the bytes were split into reads.
+
+    Feed bytes with :meth:`feed`, take frames with :meth:`next_reply` until it returns None. A
+    header that cannot be Modbus (protocol id, length) raises FrameError: on a stream the frame
+    boundaries are then lost for good, and the owner of the connection closes it.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> None:
+        self._buffer = self._buffer + data if self._buffer else data
+
+    def clear(self) -> None:
+        """Forget a partial frame (a request given up on: what follows belongs to the next one)."""
+        self._buffer = b""
+
+    @property
+    def pending(self) -> int:
+        """Bytes held that are not yet a whole frame."""
+        return len(self._buffer)
+
+    def next_reply(self) -> TcpReply | None:
+        """The next whole frame, or None until more bytes arrive.
+
+        Raises:
+            FrameError: the header at the front of the stream is not a Modbus TCP header.
+        """
+        buffer = self._buffer
+        if len(buffer) < MBAP_SIZE:
+            return None
+        header = decode_mbap(buffer)
+        end = MBAP_SIZE + header.pdu_size
+        if len(buffer) < end:
+            return None
+        self._buffer = buffer[end:]
+        return TcpReply(header.transaction_id, header.unit, buffer[MBAP_SIZE:end])

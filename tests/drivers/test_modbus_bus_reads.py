@@ -23,7 +23,7 @@ REQUEST = ReadRequest(3, 1, 7)  # the xintai water meter's one request per poll
 
 
 def read_size(bus: ModbusBus) -> int:
-    transport = bus._client.ctx.transport if bus._client is not None else None
+    transport = bus._tcp.transport if bus._tcp is not None else None
     assert isinstance(transport, asyncio.Transport)
     return int(transport.max_size)  # type: ignore[attr-defined]
 

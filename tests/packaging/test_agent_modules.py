@@ -89,6 +89,7 @@ NEVER = (
     "meterlink.agent.uplinks.szy206",
     "meterlink.agent.salvage",  # read only when a corrupt store is replaced
     "meterlink.agent.metrics",  # the site has no [metrics]: no endpoint, no prometheus-client
+    "pymodbus",  # only Modbus TCP buses: pymodbus serves serial ones
     "prometheus_client",
     "joserfc",
     "psutil",
