@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from operator import itemgetter
 
 from .plan import ReadRequest
-from .registers import DataType, RegisterError
-from .values import STRUCT_CODE, ValueSpec, byte_order, plain_part, plain_value
+from .registers import RegisterError
+from .values import STRUCT_CODE, ValueSpec, byte_order, plain_converter, plain_part
 
 BlockDecoder = Callable[[Sequence[int]], list[float]]
 
@@ -28,7 +28,7 @@ def block_decoder(specs: Sequence[ValueSpec], request: ReadRequest) -> BlockDeco
     address, count = request.address, request.count
     perm: list[int] = []
     codes = ">"
-    kinds: list[tuple[DataType, str]] = []
+    converters: list[Callable[[int | float], float]] = []
     for spec in specs:
         part = plain_part(spec)
         if (
@@ -41,8 +41,8 @@ def block_decoder(specs: Sequence[ValueSpec], request: ReadRequest) -> BlockDeco
         first = 2 * (part.address - address)
         perm.extend(first + b for b in byte_order(part.dtype, part.order))
         codes += STRUCT_CODE[part.dtype]
-        kinds.append((part.dtype, spec.quantity))
-    if not kinds:
+        converters.append(plain_converter(part.dtype, spec.quantity))
+    if not converters:
         return None
     pack = struct.Struct(f">{count}H").pack
     pick = itemgetter(*perm)  # every value is 2 bytes at least: a tuple, never a lone int
@@ -53,12 +53,6 @@ def block_decoder(specs: Sequence[ValueSpec], request: ReadRequest) -> BlockDeco
             raws = unpack(bytes(pick(pack(*words))))
         except struct.error:
             raise RegisterError(f"registers {list(words)} are not {count} 16-bit words") from None
-        values = []
-        for raw, (dtype, quantity) in zip(raws, kinds, strict=True):
-            try:
-                values.append(plain_value(raw, dtype, quantity))
-            except RegisterError as exc:
-                raise RegisterError(f"{quantity}: {exc}") from None  # as the driver words a value's own failure
-        return values
+        return [convert(raw) for convert, raw in zip(converters, raws, strict=True)]
 
     return decode
