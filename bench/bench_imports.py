@@ -5,8 +5,9 @@
 Most of the running agent's RSS (bench_agent.py) is its import footprint. The steps follow the
 order in which ``meterlink run`` first imports them, each in the same fresh interpreter, so a step
 counts only what the steps before it have not loaded (asyncio brings ssl, and with it the
-system's libssl and libcrypto). Each figure is the least of three interpreters. The SZY206 stack
-is loaded only by a site with an SZY206 bus or uplink, so the totals give both agents. The last
+system's libssl and libcrypto). Each figure is the least of three interpreters. pyserial and
+pymodbus are loaded only by a site with a serial bus, the SZY206 stack only by a site with an
+SZY206 bus or uplink, so the totals give the three agents. The last
 lines weigh what the agent does not load: joserfc, and Ed25519 signing through the libcrypto that
 ssl has already loaded (ctypes) next to the ``cryptography`` package.
 """
@@ -23,6 +24,7 @@ TARGET_MB = 45  # the running agent, 32 meters x 4 values every 10 s (bench_agen
 
 FIRST_MODEL = "!import pydantic\nclass _First(pydantic.BaseModel):\n    a: int = 1\n_First(a=2)"
 LIBRARIES_END = "pydantic (its core, with a first model built)"  # the last step that is a library only
+SERIAL_STEP = "(a site with a serial bus only) pyserial, pymodbus's client"
 SZY206_STEP = "(an SZY206 site only) meterlink: the SZY206 stack"
 
 # (what, modules) in the order `meterlink run` first imports them.
@@ -31,8 +33,6 @@ STEPS = [
     ("argparse, logging, json, zlib", "argparse,logging,json,zlib"),
     ("sqlite3", "sqlite3"),
     ("zoneinfo, tomllib", "zoneinfo,tomllib"),
-    ("pyserial", "serial"),
-    ("pymodbus (client)", "pymodbus.client"),
     ("paho-mqtt", "paho.mqtt.client"),
     ("tenacity", "tenacity"),
     (
@@ -60,7 +60,9 @@ STEPS = [
         ),
     ),
     ("meterlink: service, command line", "meterlink.agent.service,meterlink.cli.main"),
-    # Loaded only where a site has an SZY206 bus or uplink: a Modbus-only agent's imports end above.
+    # Loaded only where a site has a serial bus: a Modbus TCP agent's imports end above.
+    (SERIAL_STEP, "serial,pymodbus.client"),
+    # Loaded only where a site has an SZY206 bus or uplink.
     (
         SZY206_STEP,
         ",".join(f"meterlink.{m}" for m in ("protocols.szy206", "drivers.szy206", "agent.uplinks.szy206")),
@@ -124,12 +126,16 @@ def main() -> None:
     for i, (what, _) in enumerate(STEPS, 1):
         figure(f"+ {what}", (kb[i] - kb[i - 1]) / 1024, "MB")
     libraries = kb[[what for what, _ in STEPS].index(LIBRARIES_END) + 1]
-    figure("the interpreter and the libraries alone", libraries / 1024, "MB", TARGET_MB, higher_is_better=False)
+    figure(
+        "the interpreter and a Modbus TCP agent's libraries", libraries / 1024, "MB", TARGET_MB, higher_is_better=False
+    )
     names = [what for what, _ in STEPS]
-    modbus_only = kb[names.index(SZY206_STEP)]  # every step before the SZY206 stack
-    figure("what a Modbus-only agent imports", modbus_only / 1024, "MB", TARGET_MB, higher_is_better=False)
+    tcp_only = kb[names.index(SERIAL_STEP)]  # every step before the serial libraries
+    figure("what a Modbus TCP agent imports", tcp_only / 1024, "MB", TARGET_MB, higher_is_better=False)
+    serial = kb[names.index(SERIAL_STEP) + 1]
+    figure("what an agent with a serial bus imports", serial / 1024, "MB", TARGET_MB, higher_is_better=False)
     with_szy206 = kb[names.index(SZY206_STEP) + 1]
-    figure("what an agent with SZY206 imports", with_szy206 / 1024, "MB", TARGET_MB, higher_is_better=False)
+    figure("what an agent with SZY206 too imports", with_szy206 / 1024, "MB", TARGET_MB, higher_is_better=False)
     ctypes_kb, cryptography_kb = least_of_three(CTYPES_ED25519)
     figure("(not loaded) Ed25519 via ssl's libcrypto and ctypes", ctypes_kb / 1024, "MB")
     figure("  ... against the cryptography package after it", cryptography_kb / 1024, "MB")
