@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
@@ -157,8 +159,7 @@ class ModbusBus:
             self._tcp = await TcpClient.open(params.host, params.port, self.timeout, TCP_RECV_SIZE)
         except (OSError, TimeoutError) as exc:
             self._tcp = None
-            why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
-            raise self._connect_failed(f"cannot connect to {self.describe()}: {why}") from None
+            raise self._connect_failed(f"cannot connect to {self.describe()}: {_why_not(exc)}") from None
         log.info("event=bus_connected bus=%s endpoint=%s", self.name, self.describe())
         return self._tcp
 
@@ -263,3 +264,12 @@ class ModbusBus:
         if self._tcp is not None:
             self._tcp.close()
             self._tcp = None
+
+
+def _why_not(exc: OSError | TimeoutError) -> str:
+    """Why a connection failed, in the system's words."""
+    if isinstance(exc, TimeoutError):
+        return "no answer"
+    if isinstance(exc, socket.gaierror) or not exc.errno:
+        return exc.strerror or str(exc)  # a name that does not resolve: the resolver's words
+    return os.strerror(exc.errno)  # asyncio words a refusal "Connect call failed (...)": the errno says more
