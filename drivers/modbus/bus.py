@@ -157,7 +157,7 @@ class ModbusBus:
         self._may_connect()
         try:
             self._tcp = await TcpClient.open(params.host, params.port, self.timeout, TCP_RECV_SIZE)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, UnicodeError) as exc:  # UnicodeError: a host name no resolver takes
             self._tcp = None
             raise self._connect_failed(f"cannot connect to {self.describe()}: {_why_not(exc)}") from None
         log.info("event=bus_connected bus=%s endpoint=%s", self.name, self.describe())
@@ -190,6 +190,10 @@ class ModbusBus:
                 unit_id, request.function, request.address, request.count, self.timeout, self.tries
             )
         except ConnectionLost as exc:
+            if not client.answered:
+                # Accepted, then closed before answering anything (a gateway out of connection
+                # slots does this): reconnected at once, it would be opened again on every read.
+                raise self._connect_failed(f"{self.describe()} closed the connection ({exc})") from exc
             self.counters.last_error = str(exc)
             raise TransportError(f"bus {self.name}: connection lost") from exc
         except NoAnswer as exc:
@@ -266,10 +270,12 @@ class ModbusBus:
             self._tcp = None
 
 
-def _why_not(exc: OSError | TimeoutError) -> str:
+def _why_not(exc: OSError | TimeoutError | UnicodeError) -> str:
     """Why a connection failed, in the system's words."""
     if isinstance(exc, TimeoutError):
         return "no answer"
+    if isinstance(exc, UnicodeError):
+        return f"not a valid host name ({exc})"
     if isinstance(exc, socket.gaierror) or not exc.errno:
         return exc.strerror or str(exc)  # a name that does not resolve: the resolver's words
     return os.strerror(exc.errno)  # asyncio words a refusal "Connect call failed (...)": the errno says more

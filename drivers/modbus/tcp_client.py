@@ -59,6 +59,7 @@ class TcpClient(asyncio.Protocol):
         self.silent = 0  # requests in a row that got no answer
         self.received = 0  # bytes received since the current request was sent
         self.dropped = 0  # whole frames dropped: another transaction id or unit, or not parseable
+        self.answered = 0  # requests answered on this connection
         self._waiting: _Waiting | None = None
 
     @classmethod
@@ -147,12 +148,11 @@ class TcpClient(asyncio.Protocol):
             transport = self.transport
             if transport is None or transport.is_closing():
                 raise ConnectionLost("not connected")
-            self.framer.clear()  # a partial frame left by a try given up on is not this answer's start
             answer: asyncio.Future[rtu.ReadResponse | rtu.ExceptionReply] = loop.create_future()
             self._waiting = _Waiting(self.next_tid, unit, function, answer)
             timer = loop.call_later(timeout, _expire, answer)
-            transport.write(frame)
             try:
+                transport.write(frame)
                 reply = await answer
             except TimeoutError:
                 continue
@@ -160,9 +160,12 @@ class TcpClient(asyncio.Protocol):
                 timer.cancel()
                 self._waiting = None
             self.silent = 0
+            self.answered += 1
             return reply
         self.silent += 1
-        if self.silent >= DROP_AFTER_SILENT and self.transport is not None:
+        # A frame left half-received: its rest may still come, or never (a truncated answer). Either
+        # way the stream's frame boundaries are no longer known, and a new connection finds them.
+        if (self.silent >= DROP_AFTER_SILENT or self.framer.pending) and self.transport is not None:
             self.transport.close()
         raise NoAnswer(self.received)
 

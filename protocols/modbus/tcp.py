@@ -93,10 +93,6 @@ class ReplyFramer:
     def feed(self, data: bytes) -> None:
         self._buffer = self._buffer + data if self._buffer else data
 
-    def clear(self) -> None:
-        """Forget a partial frame (a request given up on: what follows belongs to the next one)."""
-        self._buffer = b""
-
     @property
     def pending(self) -> int:
         """Bytes held that are not yet a whole frame."""

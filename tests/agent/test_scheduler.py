@@ -18,7 +18,7 @@ from meterlink.drivers.base import Flag, Reading
 from meterlink.drivers.modbus import profiles
 from meterlink.drivers.modbus.bus import ModbusBus
 from meterlink.drivers.modbus.driver import ModbusDriver, ModbusMeter
-from meterlink.drivers.params import TcpParams
+from meterlink.drivers.params import SerialParams, TcpParams
 from meterlink.sim.meter_model import Fault, SimMeter
 from meterlink.sim.modbus_server import ModbusSimServer
 
@@ -96,14 +96,20 @@ def test_a_dead_bus_and_a_dead_meter_do_not_delay_the_others() -> None:
     assert a.meters[0].state.missed_slots == 0 and c.meters[0].state.missed_slots == 0
 
 
-def test_a_poller_cancelled_mid_request_stops() -> None:
-    """pymodbus turns a cancellation into its own exception; the poller must still stop."""
+@pytest.mark.parametrize("transport", ["tcp", "rtu"])
+def test_a_poller_cancelled_mid_request_stops(transport: str) -> None:
+    """The poller stops when cancelled mid-request, on either bus (a serial bus goes through
+    pymodbus, which turns a cancellation into its own exception)."""
 
     async def main() -> None:
         dead = SimMeter("xintai_water_meter", 1, seed=1)
         dead.set_fault(Fault.NO_ANSWER)
         sim = ModbusSimServer({1: dead})
-        port = await sim.start_tcp()
+        params = (
+            SerialParams(device=sim.start_pty())
+            if transport == "rtu"
+            else TcpParams("127.0.0.1", await sim.start_tcp())
+        )
 
         async def sink(readings: Sequence[Reading]) -> None:
             pass
@@ -111,7 +117,7 @@ def test_a_poller_cancelled_mid_request_stops() -> None:
         async def on_event(kind: str, detail: dict[str, Any]) -> None:
             pass
 
-        bus = ModbusBus("A", TcpParams("127.0.0.1", port), timeout=2.0, retries=0)
+        bus = ModbusBus("A", params, timeout=2.0, retries=0)
         poller = BusPoller(
             "A", ModbusDriver(bus), [ScheduledMeter(meter("m", 1), 1000)], sink, on_event, ClockCheck("assume_synced")
         )

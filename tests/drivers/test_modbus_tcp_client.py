@@ -131,9 +131,10 @@ def test_a_retry_goes_out_under_the_same_transaction_id_and_its_answer_is_taken(
 
 def test_a_connection_closed_mid_request_fails_at_once_and_the_next_read_reconnects() -> None:
     def script(n: int, tid: int, unit: int) -> list[bytes] | str:
-        return "close" if n == 0 else [answer(tid, unit)]
+        return "close" if n == 1 else [answer(tid, unit)]
 
     async def body(bus: ModbusBus, gateway: Gateway) -> None:
+        assert await bus.read(1, REQUEST) == [11, 22]
         started = asyncio.get_running_loop().time()
         with pytest.raises(TransportError, match="connection lost"):
             await bus.read(1, REQUEST)
@@ -144,11 +145,62 @@ def test_a_connection_closed_mid_request_fails_at_once_and_the_next_read_reconne
     run(lambda: with_bus(script, body, retries=2))
 
 
-def test_bytes_that_are_not_modbus_tcp_drop_the_connection_and_the_next_read_reconnects() -> None:
+def test_a_gateway_that_accepts_and_closes_is_not_reconnected_on_every_read() -> None:
+    async def body(bus: ModbusBus, gateway: Gateway) -> None:
+        with pytest.raises(TransportError, match="closed the connection"):
+            await bus.read(1, REQUEST)
+        for _ in range(5):
+            with pytest.raises(TransportError, match="not connected"):
+                await bus.read(1, REQUEST)
+        assert gateway.connections == 1 and bus.counters.connect_failures == 1
+        await asyncio.sleep(TIMEOUT)
+        with pytest.raises(TransportError, match="closed the connection"):
+            await bus.read(1, REQUEST)  # tried again once the timeout has passed
+        assert gateway.connections == 2
+
+    run(lambda: with_bus(lambda n, tid, unit: "close", body))
+
+
+def test_an_answer_cut_short_is_finished_by_its_rest_or_drops_the_connection() -> None:
+    """The rest of an answer that comes after its try timed out still completes it: the retry, sent
+    under the same id, takes it. With no retry left the half frame means the stream's boundaries are
+    lost: the connection is reopened, and the late rest can never be read as the next answer."""
+    late: list[bytes] = []
+
     def script(n: int, tid: int, unit: int) -> list[bytes]:
-        return [b"HTTP/1.1 400 Bad Request\r\n\r\n"] if n == 0 else [answer(tid, unit)]
+        whole = answer(tid, unit)
+        if n in (0, 2):
+            late.append(whole[5:])
+            return [whole[:5]]
+        return [] if n == 1 else [whole]
 
     async def body(bus: ModbusBus, gateway: Gateway) -> None:
+        async def send_rest_later() -> None:
+            while not late:
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(TIMEOUT * 1.2)  # after the first try gave up
+            writer = next(iter(gateway._writers))
+            writer.write(late.pop())
+
+        rest = asyncio.create_task(send_rest_later())
+        assert await bus.read(1, REQUEST) == [11, 22]  # try 1 cut short, its rest arrives during try 2
+        await rest
+        assert gateway.connections == 1
+        bus.retries = 0
+        with pytest.raises(BadFrame):
+            await bus.read(1, REQUEST)  # request 3 (n == 2): cut short for good
+        assert await bus.read(1, REQUEST) == [11, 22]
+        assert gateway.connections == 2
+
+    run(lambda: with_bus(script, body, retries=1))
+
+
+def test_bytes_that_are_not_modbus_tcp_drop_the_connection_and_the_next_read_reconnects() -> None:
+    def script(n: int, tid: int, unit: int) -> list[bytes]:
+        return [b"HTTP/1.1 400 Bad Request\r\n\r\n"] if n == 1 else [answer(tid, unit)]
+
+    async def body(bus: ModbusBus, gateway: Gateway) -> None:
+        assert await bus.read(1, REQUEST) == [11, 22]
         with pytest.raises(TransportError, match="connection lost"):
             await bus.read(1, REQUEST)
         assert "not a Modbus TCP stream" in bus.counters.last_error
@@ -205,5 +257,14 @@ def test_a_gateway_that_refuses_connections_is_a_transport_error_naming_it() -> 
             assert bus.counters.connect_failures == 1
         finally:
             await bus.close()
+
+    run(body)
+
+
+def test_a_host_name_no_resolver_takes_is_a_transport_error() -> None:
+    async def body() -> None:
+        bus = ModbusBus("gw", TcpParams("gw..site", 502), timeout=TIMEOUT, retries=0)
+        with pytest.raises(TransportError, match="not a valid host name"):
+            await bus.read(1, REQUEST)
 
     run(body)

@@ -33,14 +33,14 @@ def test_frames_come_out_whole_and_in_order_whatever_the_reads(
     assert framer.pending == 0
 
 
-def test_a_partial_frame_waits_and_clear_forgets_it() -> None:
+def test_a_partial_frame_waits_for_its_rest() -> None:
     frame = tcp.encode_mbap(7, 1, rtu.read_response_pdu(3, [1, 2]))
     framer = tcp.ReplyFramer()
     framer.feed(frame[:9])
     assert framer.next_reply() is None and framer.pending == 9
-    framer.clear()
-    framer.feed(frame)
+    framer.feed(frame[9:])
     assert framer.next_reply() == tcp.TcpReply(7, 1, frame[7:])
+    assert framer.pending == 0
 
 
 @pytest.mark.parametrize(
