@@ -90,21 +90,23 @@ class QualityCheck:
             self._last[reading.quantity] = (reading.value, reading.ts)
 
     def check(self, readings: Sequence[Reading]) -> tuple[list[Reading], list[Finding]]:
-        out: list[Reading] = []
+        # Runs for every poll: only totalizers are judged, and a finding's details are built only
+        # for a finding.
+        out = list(readings)
         findings: list[Finding] = []
-        for r in readings:
+        maxima = self.maxima
+        for i, r in enumerate(out):
+            if r.quantity not in maxima:
+                continue
             flag, finding = self._judge(r)
             if flag:
-                r = r._replace(flags=r.flags | flag)
+                out[i] = r._replace(flags=r.flags | flag)
             if finding:
                 findings.append(finding)
-            out.append(r)
         return out, findings
 
     def _judge(self, r: Reading) -> tuple[int, Finding | None]:
-        # Runs for every value of every poll: the findings' details are built only for a finding.
-        if r.quantity not in self.maxima:
-            return 0, None
+        """A totalizer's reading against the last one."""
         if r.value < 0:
             return Flag.SUSPECT, Finding(
                 "negative_total", {"meter": self.meter, "quantity": r.quantity, "value": r.value}

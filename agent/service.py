@@ -160,7 +160,8 @@ class Agent:
 
     async def _sink(self, readings: Sequence[Reading]) -> None:
         parts = self.built
-        parts.latest.observe(readings)
+        if parts.terminal is not None or parts.sl651 is not None:  # the latest values' only readers
+            parts.latest.observe(readings)
         parts.capture.submit(readings)
         if parts.rulebook is not None:
             parts.rulebook.observe(readings)
@@ -203,7 +204,8 @@ class Agent:
         parts = self.built
         if not self._clock_check.synced():
             readings = [r._replace(flags=r.flags | Flag.CLOCK_UNSYNCED) for r in readings]
-        parts.latest.observe(readings)
+        if parts.terminal is not None or parts.sl651 is not None:
+            parts.latest.observe(readings)
         await parts.capture.commit(readings)
         self.monitor.health.answered(meter_id, now_ms(), readings, poll=False)
         if parts.rulebook is not None:
