@@ -1,8 +1,8 @@
 """A Modbus TCP client: one connection, one request at a time, over the project's own codecs.
 
-pymodbus serves the serial buses; on TCP this client takes its place, for cost. A poll at scale is
-mostly the cost of its request, and pymodbus's client costs about 1.5 to 1.9 x what the request
-itself needs (bench/bench_modbus_request.py): a PDU object and its string for a debug line that
+pymodbus serves the serial buses; on TCP this client takes its place, for cost. The request is the
+largest single part of a poll's cost at scale, and pymodbus's client costs about 1.3 to 1.8 x what
+the request itself needs (bench/bench_modbus_request.py): a PDU object and its string for a debug line that
 is never printed, a trace of every packet, and ``asyncio.wait_for``, which on Python 3.11 adds a
 turn of the event loop to every answer. Here an answer is matched and resolved in the callback
 that received it, and the timeout is one timer.
