@@ -20,6 +20,7 @@ Pure: no I/O, no clock, no logging. Every error is a :class:`FrameError` (a ``Va
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final, Literal
@@ -172,8 +173,7 @@ def parse_response_pdu(unit: int, pdu: bytes) -> ReadResponse | ExceptionReply:
     size = pdu[1]
     if size == 0 or size % 2 or size != len(pdu) - 2:
         raise FrameError(f"byte count {size} does not match {len(pdu) - 2} data bytes")
-    data = pdu[2:]
-    return ReadResponse(unit, function, tuple(int.from_bytes(data[i : i + 2], "big") for i in range(0, size, 2)))
+    return ReadResponse(unit, function, struct.unpack(f">{size // 2}H", pdu[2:]))
 
 
 # --- RTU ADU level -------------------------------------------------------------------------------
