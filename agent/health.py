@@ -149,12 +149,14 @@ class HealthBook:
         health.last_ok_ms = at_ms
         health.consecutive_failures = 0
         health.failing_since_ms = None
+        last, values = health.last_ts, health.last_values
         for r in readings:
-            if health.last_ts is None or r.ts >= health.last_ts:
-                if health.last_ts != r.ts:
-                    health.last_values = {}
-                health.last_ts = r.ts
-                health.last_values[r.quantity] = r.value
+            ts = r.ts
+            if last is None or ts >= last:
+                if ts != last:  # a newer moment: the values of the last one are no longer the latest
+                    last, values = ts, {}
+                values[r.quantity] = r.value
+        health.last_ts, health.last_values = last, values
 
     def failed(self, meter: str, at_ms: int, error: str) -> None:
         health = self.meters.get(meter)

@@ -228,11 +228,12 @@ class Uploader:
 
     def _split_late(self, rows: list[StoredReading], sent_at: int) -> list[tuple[list[StoredReading], bool]]:
         """Timely readings and late ones (after the upload slot that should have carried them), apart."""
-        late_before = sent_at - self.interval_ms - self.settle_ms
+        interval = self.interval_ms
+        late_before = sent_at - interval - self.settle_ms
         timely: list[StoredReading] = []
         late: list[StoredReading] = []
-        for r in rows:
-            (late if next_slot(r.slot, self.interval_ms) < late_before else timely).append(r)
+        for r in rows:  # every reading of every upload: next_slot(r.slot, interval), inlined
+            (late if (r.slot // interval + 1) * interval < late_before else timely).append(r)
         self.stats.backfilled += len(late)
         return [(group, group is late) for group in (late, timely) if group]
 

@@ -87,14 +87,16 @@ class MeterWatch:
         # Runs for every poll: a condition that neither holds nor is open is skipped before its
         # event's members are built, which is what Conditions.update would do with them anyway.
         events: list[RuleEvent] = []
-        conditions = self.conditions
+        conditions, meter = self.conditions, self.meter
         for r in sorted(readings, key=_BY_TS):
-            if r.meter != self.meter:
+            if r.meter != meter:
                 continue
-            self.last_ts = r.ts if self.last_ts is None else max(self.last_ts, r.ts)
-            if r.quantity == VOLUME:
+            if self.last_ts is None or r.ts > self.last_ts:
+                self.last_ts = r.ts
+            quantity = r.quantity
+            if quantity == VOLUME:
                 events += self._total(r)
-            elif r.quantity == FLOW and self.one_directional:
+            elif quantity == FLOW and self.one_directional:
                 negative = r.value < 0
                 if negative or conditions.is_open("volume_negative", self._flow_subject):
                     events += _listed(
