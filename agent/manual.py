@@ -38,6 +38,7 @@ from . import clock
 from .config import Config
 from .config_meters import MeterConfig, ModbusMeterConfig
 from .errors import MeterlinkError
+from .folder_watch import FolderWatch
 from .store import Store
 
 VOLUME = "volume_total"
@@ -327,8 +328,10 @@ class Inbox:
         import logging
 
         log = logging.getLogger("meterlink.manual")
+        watch = FolderWatch(self.folder)
         while True:
-            for entry_file in sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []:
+            listed = sorted(self.folder.glob("*.json")) if watch.worth_a_look(time.time_ns()) else []
+            for entry_file in listed:
                 answer: dict[str, Any]
                 try:
                     entry = ManualEntry.from_json(entry_file.read_text(encoding="utf-8"))
