@@ -1,7 +1,10 @@
-"""Whether a watched folder may hold something new, for the price of one ``stat``.
+"""When a folder may hold a new entry: the manual-reading inbox, nearly always empty for the agent's
+whole life.
 
-The manual-reading inbox is looked at twice a second for the agent's whole life and is nearly always
-empty; listing it each time cost more than the rest of the idle agent's loop. A folder's mtime moves
+:func:`arrivals` wakes the agent only when an entry arrives, by inotify: on this host a wake-up of
+an idle loop costs about 0.27 ms of CPU, and a poll twice a second was a third of the agent's CPU at
+32 meters every 10 s. Where inotify cannot be had (another kernel, its limits reached) it falls back
+to a poll that costs one ``stat`` per look (:class:`FolderWatch`). A folder's mtime moves
 whenever an entry is added, renamed in or removed, so the folder is listed only when its (inode,
 mtime) differ from the last listing's. Filesystems stamp times from a coarse clock (a few ms on
 ext4, 2 s on FAT), so an mtime that was still recent when the folder was listed proves nothing: an
@@ -12,8 +15,14 @@ until its mtime has aged past ``SETTLE_NS``, and every folder is listed at least
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import time
+from collections.abc import AsyncGenerator
 from pathlib import Path
+
+log = logging.getLogger("meterlink.agent")
 
 SETTLE_NS = 3_000_000_000
 RELIST_NS = 30_000_000_000
@@ -40,3 +49,43 @@ class FolderWatch:
         self._listed, self._listed_ns = key, now_ns
         self._settled = now_ns - st.st_mtime_ns > SETTLE_NS
         return True
+
+
+async def arrivals(folder: Path, suffix: str, poll_s: float) -> AsyncGenerator[None, None]:
+    """Yields at once (for what the folder already holds), then whenever an entry whose name ends
+    in ``suffix`` is renamed into it or written and closed there. The folder is made if missing,
+    and made again if removed. Run it under ``contextlib.aclosing`` so its watch closes with it."""
+    while True:
+        try:
+            from asyncinotify import Inotify, Mask  # the agent runs on Linux; elsewhere: the poll
+
+            folder.mkdir(exist_ok=True)
+            inotify = Inotify()
+        except (ImportError, RuntimeError, OSError) as exc:
+            log.info("event=folder_polled path=%s every_s=%s why=%r", folder, poll_s, str(exc))
+            async for _ in _polled(folder, poll_s):
+                yield
+            return
+        with inotify:
+            try:
+                inotify.add_watch(folder, Mask.MOVED_TO | Mask.CLOSE_WRITE | Mask.DELETE_SELF | Mask.MOVE_SELF)
+            except OSError as exc:
+                log.info("event=folder_polled path=%s every_s=%s why=%r", folder, poll_s, str(exc))
+                async for _ in _polled(folder, poll_s):
+                    yield
+                return
+            yield
+            async for event in inotify:
+                if event.mask & (Mask.IGNORED | Mask.DELETE_SELF | Mask.MOVE_SELF):
+                    break  # the folder was removed or moved away: make it again
+                if event.mask & Mask.Q_OVERFLOW or (event.name is not None and event.name.name.endswith(suffix)):
+                    yield
+        await asyncio.sleep(poll_s)  # a folder removed again and again costs a look per poll, no more
+
+
+async def _polled(folder: Path, poll_s: float) -> AsyncGenerator[None, None]:
+    watch = FolderWatch(folder)
+    while True:
+        if watch.worth_a_look(time.time_ns()):
+            yield
+        await asyncio.sleep(poll_s)

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import sqlite3
 import time
 import uuid
+from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,8 +40,10 @@ from . import clock
 from .config import Config
 from .config_meters import MeterConfig, ModbusMeterConfig
 from .errors import MeterlinkError
-from .folder_watch import FolderWatch
+from .folder_watch import arrivals
 from .store import Store
+
+log = logging.getLogger("meterlink.manual")
 
 VOLUME = "volume_total"
 # Leading bytes of the photo formats a phone or camera writes.
@@ -315,7 +319,7 @@ class Inbox:
     """Takes manual readings handed to the running agent: each is stored like :func:`store_entry` on
     the store's thread, answered in a ``.done`` file beside it, then passed to ``on_stored``."""
 
-    POLL_S = 0.5
+    POLL_S = 0.5  # only where inotify cannot be had (agent/folder_watch.py)
 
     def __init__(self, store_path: Path, meters: set[str], on_stored: Any = None) -> None:
         self.folder = inbox_dir(store_path)
@@ -324,41 +328,37 @@ class Inbox:
         self.taken = 0
 
     async def run(self, outbox: Any) -> None:
-        import asyncio
-        import logging
+        async with aclosing(arrivals(self.folder, ".json", self.POLL_S)) as looks:
+            async for _ in looks:
+                for entry_file in sorted(self.folder.glob("*.json")):
+                    await self._take(entry_file, outbox)
 
-        log = logging.getLogger("meterlink.manual")
-        watch = FolderWatch(self.folder)
-        while True:
-            listed = sorted(self.folder.glob("*.json")) if watch.worth_a_look(time.time_ns()) else []
-            for entry_file in listed:
-                answer: dict[str, Any]
-                try:
-                    entry = ManualEntry.from_json(entry_file.read_text(encoding="utf-8"))
-                    if entry.meter not in self.meters:
-                        raise ManualError(
-                            f"--meter: the running agent has no meter {entry.meter!r} (restart it "
-                            "after changing the config)"
-                        )
-                    seq = await outbox.with_store(store_entry, entry)
-                except ManualError as exc:
-                    answer = {"error": str(exc)}
-                    log.warning("event=manual_reading_refused file=%s reason=%r", entry_file.name, str(exc))
-                except (ValueError, TypeError, KeyError, OSError) as exc:
-                    answer = {"error": f"{entry_file.name} is not a manual reading: {exc}"}
-                    log.warning("event=manual_reading_refused file=%s reason=%r", entry_file.name, str(exc))
-                else:
-                    answer = {"seq": seq}
-                    self.taken += 1
-                    log.info(
-                        "event=manual_reading meter=%s value=%s seq=%d sha256=%s",
-                        entry.meter,
-                        entry.value,
-                        seq,
-                        entry.evidence.sha256,
-                    )
-                    if self.on_stored is not None:
-                        self.on_stored(entry.reading())
-                _write_durably(entry_file.with_suffix(".done"), json.dumps(answer).encode("utf-8"))
-                entry_file.unlink(missing_ok=True)
-            await asyncio.sleep(self.POLL_S)
+    async def _take(self, entry_file: Path, outbox: Any) -> None:
+        answer: dict[str, Any]
+        try:
+            entry = ManualEntry.from_json(entry_file.read_text(encoding="utf-8"))
+            if entry.meter not in self.meters:
+                raise ManualError(
+                    f"--meter: the running agent has no meter {entry.meter!r} (restart it after changing the config)"
+                )
+            seq = await outbox.with_store(store_entry, entry)
+        except ManualError as exc:
+            answer = {"error": str(exc)}
+            log.warning("event=manual_reading_refused file=%s reason=%r", entry_file.name, str(exc))
+        except (ValueError, TypeError, KeyError, OSError) as exc:
+            answer = {"error": f"{entry_file.name} is not a manual reading: {exc}"}
+            log.warning("event=manual_reading_refused file=%s reason=%r", entry_file.name, str(exc))
+        else:
+            answer = {"seq": seq}
+            self.taken += 1
+            log.info(
+                "event=manual_reading meter=%s value=%s seq=%d sha256=%s",
+                entry.meter,
+                entry.value,
+                seq,
+                entry.evidence.sha256,
+            )
+            if self.on_stored is not None:
+                self.on_stored(entry.reading())
+        _write_durably(entry_file.with_suffix(".done"), json.dumps(answer).encode("utf-8"))
+        entry_file.unlink(missing_ok=True)

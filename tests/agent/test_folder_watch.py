@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
+import sys
+import time
+from collections.abc import Callable
+from contextlib import aclosing
 from pathlib import Path
 
-from meterlink.agent.folder_watch import RELIST_NS, SETTLE_NS, FolderWatch
+import pytest
+
+from meterlink.agent.folder_watch import RELIST_NS, SETTLE_NS, FolderWatch, arrivals
 
 SECOND_NS = 1_000_000_000
 
@@ -62,3 +71,89 @@ def test_a_missing_folder_is_not_listed_until_it_appears(tmp_path: Path) -> None
     folder.mkdir()
     _stamp(folder, now - 60 * SECOND_NS)
     assert watch.worth_a_look(now + SECOND_NS)
+
+
+# -- arrivals: inotify, and the poll where inotify cannot be had --------------------------------------
+
+SETTLE_S = 0.3  # time for the kernel's event to reach the loop
+
+
+def _hand_over(folder: Path, name: str) -> None:
+    """As ``meterlink manual-reading`` does: written aside, then renamed in."""
+    tmp = folder / f".{name}.tmp"
+    tmp.write_text("{}")
+    os.replace(tmp, folder / name)
+
+
+async def _count_looks(folder: Path, steps: list[Callable[[], object]], poll_s: float = 0.05) -> list[int]:
+    """Runs ``arrivals`` and, between pauses, each step; returns the looks counted after each."""
+    looks = 0
+
+    async def watch() -> None:
+        nonlocal looks
+        async with aclosing(arrivals(folder, ".json", poll_s)) as events:
+            async for _ in events:
+                looks += 1
+
+    task = asyncio.create_task(watch())
+    counts = []
+    try:
+        await asyncio.sleep(SETTLE_S)
+        counts.append(looks)
+        for step in steps:
+            step()
+            await asyncio.sleep(SETTLE_S)
+            counts.append(looks)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return counts
+
+
+def test_arrivals_makes_the_folder_looks_at_once_then_only_when_an_entry_arrives(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    inbox = tmp_path / "inbox"
+    caplog.set_level(logging.INFO, "meterlink.agent")
+    counts = asyncio.run(
+        _count_looks(
+            inbox,
+            [
+                lambda: None,  # nothing arrives: no look
+                lambda: _hand_over(inbox, "1.json"),
+                lambda: (inbox / "1.done").write_text("{}"),  # the agent's own answer: no look
+                lambda: (inbox / "2.json").write_text("{}"),  # written in place, looked at once closed
+            ],
+        )
+    )
+    assert inbox.is_dir()
+    assert counts == [1, 1, 2, 2, 3]
+    assert "folder_polled" not in caplog.text
+
+
+def test_arrivals_makes_a_removed_folder_again_and_watches_it(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    counts = asyncio.run(
+        _count_looks(inbox, [lambda: inbox.rmdir(), lambda: None, lambda: _hand_over(inbox, "1.json")])
+    )
+    assert inbox.is_dir()
+    assert counts[0] == 1
+    assert counts[2] == 2  # made again: one look at what it holds
+    assert counts[3] == 3  # and entries in it are seen
+
+
+def test_arrivals_polls_where_inotify_cannot_be_had(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A kernel without inotify cannot be run here: the library's import fails as it would there.
+    monkeypatch.setitem(sys.modules, "asyncinotify", None)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    _stamp(inbox, time.time_ns() - 60 * SECOND_NS)
+    caplog.set_level(logging.INFO, "meterlink.agent")
+    counts = asyncio.run(_count_looks(inbox, [lambda: None, lambda: _hand_over(inbox, "1.json")]))
+    assert "event=folder_polled" in caplog.text
+    assert counts[0] == 1
+    assert counts[1] == 1  # settled and unchanged: not listed again
+    assert counts[2] >= 2  # the entry is seen by the poll
