@@ -21,6 +21,10 @@ import os
 import time
 from collections.abc import AsyncGenerator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from asyncinotify import Inotify
 
 log = logging.getLogger("meterlink.agent")
 
@@ -57,23 +61,15 @@ async def arrivals(folder: Path, suffix: str, poll_s: float) -> AsyncGenerator[N
     and made again if removed. Run it under ``contextlib.aclosing`` so its watch closes with it."""
     while True:
         try:
-            from asyncinotify import Inotify, Mask  # the agent runs on Linux; elsewhere: the poll
-
-            folder.mkdir(exist_ok=True)
-            inotify = Inotify()
-        except (ImportError, RuntimeError, OSError) as exc:
+            inotify = _watch(folder)
+        except (ImportError, RuntimeError, OSError) as exc:  # no inotify here, or its limits reached
             log.info("event=folder_polled path=%s every_s=%s why=%r", folder, poll_s, str(exc))
             async for _ in _polled(folder, poll_s):
                 yield
             return
+        from asyncinotify import Mask
+
         with inotify:
-            try:
-                inotify.add_watch(folder, Mask.MOVED_TO | Mask.CLOSE_WRITE | Mask.DELETE_SELF | Mask.MOVE_SELF)
-            except OSError as exc:
-                log.info("event=folder_polled path=%s every_s=%s why=%r", folder, poll_s, str(exc))
-                async for _ in _polled(folder, poll_s):
-                    yield
-                return
             yield
             async for event in inotify:
                 if event.mask & (Mask.IGNORED | Mask.DELETE_SELF | Mask.MOVE_SELF):
@@ -81,6 +77,19 @@ async def arrivals(folder: Path, suffix: str, poll_s: float) -> AsyncGenerator[N
                 if event.mask & Mask.Q_OVERFLOW or (event.name is not None and event.name.name.endswith(suffix)):
                     yield
         await asyncio.sleep(poll_s)  # a folder removed again and again costs a look per poll, no more
+
+
+def _watch(folder: Path) -> Inotify:
+    from asyncinotify import Inotify, Mask  # the agent runs on Linux; elsewhere: the poll
+
+    folder.mkdir(exist_ok=True)
+    inotify = Inotify()
+    try:
+        inotify.add_watch(folder, Mask.MOVED_TO | Mask.CLOSE_WRITE | Mask.DELETE_SELF | Mask.MOVE_SELF)
+    except OSError:
+        inotify.close()
+        raise
+    return inotify
 
 
 async def _polled(folder: Path, poll_s: float) -> AsyncGenerator[None, None]:
