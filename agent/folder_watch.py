@@ -9,8 +9,8 @@ whenever an entry is added, renamed in or removed, so the folder is listed only 
 mtime) differ from the last listing's. Filesystems stamp times from a coarse clock (a few ms on
 ext4, 2 s on FAT), so an mtime that was still recent when the folder was listed proves nothing: an
 entry added a moment later may carry the same stamp. Such a folder is listed again at every look
-until its mtime has aged past ``SETTLE_NS``, and every folder is listed at least every
-``RELIST_NS`` whatever its stamp says (a clock stepped back, a filesystem that keeps no mtime).
+until its mtime has aged past ``SETTLE_NS``. Either way every folder is listed at least every
+``RELIST_NS`` whatever inotify or the stamp says (a clock stepped back, an entry linked in).
 """
 
 from __future__ import annotations
@@ -55,10 +55,14 @@ class FolderWatch:
         return True
 
 
-async def arrivals(folder: Path, suffix: str, poll_s: float) -> AsyncGenerator[None, None]:
+async def arrivals(
+    folder: Path, suffix: str, poll_s: float, relist_s: float = RELIST_NS / 1e9
+) -> AsyncGenerator[None, None]:
     """Yields at once (for what the folder already holds), then whenever an entry whose name ends
-    in ``suffix`` is renamed into it or written and closed there. The folder is made if missing,
-    and made again if removed. Run it under ``contextlib.aclosing`` so its watch closes with it."""
+    in ``suffix`` is renamed into it or written and closed there, and after ``relist_s`` without
+    one (an entry that came another way: linked in, or an event lost). The folder is made if
+    missing, and made again if removed. Run it under ``contextlib.aclosing`` so its watch closes
+    with it."""
     while True:
         try:
             inotify = _watch(folder)
@@ -71,7 +75,12 @@ async def arrivals(folder: Path, suffix: str, poll_s: float) -> AsyncGenerator[N
 
         with inotify:
             yield
-            async for event in inotify:
+            while True:
+                try:
+                    event = await asyncio.wait_for(inotify.get(), relist_s)
+                except TimeoutError:
+                    yield
+                    continue
                 if event.mask & (Mask.IGNORED | Mask.DELETE_SELF | Mask.MOVE_SELF):
                     break  # the folder was removed or moved away: make it again
                 if event.mask & Mask.Q_OVERFLOW or (event.name is not None and event.name.name.endswith(suffix)):

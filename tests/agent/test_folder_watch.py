@@ -85,13 +85,15 @@ def _hand_over(folder: Path, name: str) -> None:
     os.replace(tmp, folder / name)
 
 
-async def _count_looks(folder: Path, steps: list[Callable[[], object]], poll_s: float = 0.05) -> list[int]:
+async def _count_looks(
+    folder: Path, steps: list[Callable[[], object]], poll_s: float = 0.05, relist_s: float = 30.0
+) -> list[int]:
     """Runs ``arrivals`` and, between pauses, each step; returns the looks counted after each."""
     looks = 0
 
     async def watch() -> None:
         nonlocal looks
-        async with aclosing(arrivals(folder, ".json", poll_s)) as events:
+        async with aclosing(arrivals(folder, ".json", poll_s, relist_s)) as events:
             async for _ in events:
                 looks += 1
 
@@ -141,6 +143,18 @@ def test_arrivals_makes_a_removed_folder_again_and_watches_it(tmp_path: Path) ->
     assert counts[0] == 1
     assert counts[2] == 2  # made again: one look at what it holds
     assert counts[3] == 3  # and entries in it are seen
+
+
+def test_arrivals_lists_again_now_and_then_what_no_event_announced(tmp_path: Path) -> None:
+    # A hard link makes an entry without a rename or a write: inotify says nothing of it.
+    inbox = tmp_path / "inbox"
+    aside = tmp_path / "aside.json"
+    aside.write_text("{}")
+    counts = asyncio.run(
+        _count_looks(inbox, [lambda: os.link(aside, inbox / "1.json"), lambda: None], relist_s=2 * SETTLE_S)
+    )
+    assert counts[0] == 1
+    assert counts[-1] >= 2
 
 
 def test_arrivals_polls_where_inotify_cannot_be_had(
