@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from operator import itemgetter
 
 from .plan import ReadRequest
-from .registers import RegisterError
-from .values import STRUCT_CODE, ValueSpec, byte_order, plain_converter, plain_part
+from .registers import STRUCT_CODE, RegisterError
+from .values import ValueSpec, byte_order, plain_converter, plain_part
 
 BlockDecoder = Callable[[Sequence[int]], list[float]]
 

@@ -72,14 +72,16 @@ _WORDS = {
     DataType.FLOAT32: 2,
     DataType.FLOAT64: 4,
 }
-_STRUCT = {
-    DataType.UINT16: struct.Struct(">H"),
-    DataType.INT16: struct.Struct(">h"),
-    DataType.UINT32: struct.Struct(">I"),
-    DataType.INT32: struct.Struct(">i"),
-    DataType.FLOAT32: struct.Struct(">f"),
-    DataType.FLOAT64: struct.Struct(">d"),
+# A value's struct code, big-endian once its bytes are in canonical (ABCD...) order.
+STRUCT_CODE = {
+    DataType.UINT16: "H",
+    DataType.INT16: "h",
+    DataType.UINT32: "I",
+    DataType.INT32: "i",
+    DataType.FLOAT32: "f",
+    DataType.FLOAT64: "d",
 }
+_STRUCT = {dtype: struct.Struct(">" + code) for dtype, code in STRUCT_CODE.items()}
 _SWAP16 = struct.Struct(">H")
 
 

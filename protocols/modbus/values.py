@@ -23,7 +23,7 @@ from functools import lru_cache
 from operator import itemgetter
 
 from .plan import Span
-from .registers import DataType, RegisterError, WordOrder, encode
+from .registers import STRUCT_CODE, DataType, RegisterError, WordOrder, encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,17 +47,6 @@ class Part:
             return unpack(pack(*words))
         except struct.error:
             raise RegisterError(f"registers {words} are not 16-bit words") from None
-
-
-# A value's struct code, big-endian once its bytes are in canonical (ABCD...) order.
-STRUCT_CODE = {
-    DataType.UINT16: "H",
-    DataType.INT16: "h",
-    DataType.UINT32: "I",
-    DataType.INT32: "i",
-    DataType.FLOAT32: "f",
-    DataType.FLOAT64: "d",
-}
 
 
 def byte_order(dtype: DataType, order: WordOrder) -> list[int]:
